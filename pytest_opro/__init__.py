@@ -1,0 +1,48 @@
+"""pytest-opro: optimise LLM prompts with OPRO and gate them in CI like code.
+
+Public API::
+
+    from pytest_opro import PromptTask, load_examples, metrics, optimize
+
+Importing this package is cheap: litellm is imported only when the first model call is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "PromptTask": ("task", "PromptTask"),
+    "Example": ("examples", "Example"),
+    "load_examples": ("examples", "load_examples"),
+    "split_examples": ("examples", "split_examples"),
+    "metrics": (None, "metrics"),
+    "optimize": ("optimize", "optimize"),
+    "optimize_async": ("optimize", "optimize_async"),
+    "score_instruction": ("optimize", "score_instruction"),
+    "Result": ("result", "Result"),
+    "OptimizerSettings": ("opro.loop", "OptimizerSettings"),
+    "ModelConfig": ("llm", "ModelConfig"),
+    "Budget": ("llm", "Budget"),
+    "load_instruction": ("artifact", "load_instruction"),
+    "OproError": ("errors", "OproError"),
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use so `import pytest_opro` stays fast."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pytest_opro' has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attr = _EXPORTS[name]
+    if module is None:
+        value = import_module(f"{__name__}.{attr}")
+    else:
+        value = getattr(import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value
+    return value

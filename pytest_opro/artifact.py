@@ -1,0 +1,179 @@
+"""The committed artifact: ``__opro__/<task>.yaml``, written atomically, read with ``safe_load``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .atomic import write_text_atomic
+from .errors import ArtifactError
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "task", "instruction", "position", "scores", "test_outcomes", "fingerprint")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that writes multi-line strings as blocks, for readable diffs."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v) for v in value]
+    return value
+
+
+def _score_block(score: dict[str, Any]) -> dict[str, Any]:
+    return {"score": score["value"], "n": score["n"], "ci95": [score["ci_low"], score["ci_high"]]}
+
+
+def _usage_totals(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    keys = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "failures")
+    return {k: sum(u.get(k, 0) or 0 for u in usage.values()) for k in keys}
+
+
+def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[dict[str, Any]]) -> dict[str, Any]:
+    """The artifact mapping for a Result's ``to_dict()``; `top` is its top candidates as dicts."""
+    totals = _usage_totals(result["usage"])
+    test_outcomes = result["scores"]["test"].get("outcomes") or {}
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "task": result["task"],
+        "instruction": result["instruction"],
+        "position": result["position"],
+        "scores": {split: _score_block(s) for split, s in result["scores"].items()},
+        "train_validation_gap": result["train_validation_gap"],
+        "test_outcomes": dict(sorted(test_outcomes.items())),
+        "baseline": {
+            "instruction": result["baseline_instruction"],
+            "scores": {split: _score_block(s) for split, s in result["baseline_scores"].items()},
+        },
+        "scorer": result["scorer"],
+        "optimizer": result["optimizer"],
+        "fingerprint": result["fingerprint"],
+        "optimizer_settings": result["settings"],
+        "run": {
+            "steps_run": result["steps_run"],
+            "best_step": result["best_step"],
+            "stop_reason": result["stop_reason"],
+            **totals,
+            "wall_seconds": result["wall_seconds"],
+            "rejections": result["rejections"],
+        },
+        "top_candidates": [
+            {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"]} for c in top
+        ],
+        "plugin_version": plugin_version,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    return _round(data)
+
+
+def dump(data: dict[str, Any]) -> str:
+    """YAML text of an artifact mapping (stable key order, unicode kept, no line wrapping)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
+
+
+def write_artifact(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write `data` to `path` atomically (temp file + rename) and return the path."""
+    path = Path(path)
+    write_text_atomic(path, dump(data))
+    return path
+
+
+@dataclass
+class Artifact:
+    """A loaded artifact; `data` is the validated mapping."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def instruction(self) -> str:
+        return self.data["instruction"]
+
+    @property
+    def test_outcomes(self) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.data["test_outcomes"].items()}
+
+    @property
+    def test_score(self) -> float:
+        return float(self.data["scores"]["test"]["score"])
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.data["fingerprint"].items()}
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Read and validate an artifact; every problem is an ArtifactError naming the file and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no artifact; create it with: pytest --opro-optimize") from None
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not UTF-8 (byte {exc.start}); regenerate it with pytest --opro-optimize") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ArtifactError(
+            f"{path}{where}: corrupt artifact ({problem}); restore it from git or regenerate it with pytest --opro-optimize"
+        ) from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: artifact is not a mapping; regenerate it with pytest --opro-optimize")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path}: schema_version {version} was written by a newer pytest-opro (this one reads {SCHEMA_VERSION}); "
+            "upgrade with: pip install -U pytest-opro"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ArtifactError(
+            f"{path}: artifact lacks {', '.join(missing)}; regenerate it with pytest --opro-optimize"
+        )
+    if not isinstance(version, int) or version < 1:
+        raise ArtifactError(f"{path}: schema_version must be a positive integer, got {version!r}")
+    _check_types(path, data)
+    return Artifact(path=path, data=data)
+
+
+def _check_types(path: Path, data: dict[str, Any]) -> None:
+    if not isinstance(data["instruction"], str):
+        raise ArtifactError(f"{path}: 'instruction' must be a string; quote it in the YAML")
+    outcomes = data["test_outcomes"]
+    if not isinstance(outcomes, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in outcomes.values()
+    ):
+        raise ArtifactError(f"{path}: 'test_outcomes' must map example ids to scores in [0, 1]")
+    if not isinstance(data["fingerprint"], dict):
+        raise ArtifactError(f"{path}: 'fingerprint' must be a mapping")
+    try:
+        float(data["scores"]["test"]["score"])
+    except (TypeError, KeyError, ValueError):
+        raise ArtifactError(f"{path}: 'scores.test.score' is missing or not a number") from None
+
+
+def load_instruction(path: str | Path) -> str:
+    """The committed instruction in an artifact, for application code (no pytest needed)."""
+    return load_artifact(path).instruction

@@ -1,0 +1,543 @@
+"""Example sets: loading JSONL, YAML and CSV files, and stable hash-based train/validation/test splits.
+
+An example file holds one record per example::
+
+    {"id": "q1", "input": "How many legs has a cat?", "target": "4", "aliases": ["four"]}
+
+- ``input`` is the text the template shows as ``{{ input }}``. A record without ``input`` uses named
+  fields instead: every key other than ``id``, ``target``, ``choices``, ``aliases`` and ``metadata``
+  becomes a template variable (``{{ question }}``, ``{{ context }}``, ...).
+- ``target`` is the expected answer. Numbers and booleans are turned into strings; a list is read
+  as the target followed by more accepted answers (BIG-bench style).
+- ``choices`` (multiple choice options) and ``aliases`` (other accepted answers) are optional lists;
+  in CSV they are ``|``-separated cells. ``metadata`` is an optional mapping (a JSON object in CSV).
+- ``id`` is optional: without one, the id is a hash of the input, so it survives edits to the target
+  and reordering of the file. Every id must be unique.
+
+Keys other than the above next to an ``input`` are kept in ``metadata``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError, ExampleError
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "Example",
+    "Splits",
+    "SPLIT_NAMES",
+    "examples_fingerprint",
+    "examples_from_records",
+    "load_examples",
+    "split_examples",
+]
+
+JSONL_SUFFIXES = (".jsonl", ".json-lines", ".jsonlines", ".ndjson")
+YAML_SUFFIXES = (".yaml", ".yml")
+CSV_SUFFIXES = (".csv",)
+JSON_SUFFIXES = (".json",)
+
+_RESERVED = ("choices", "aliases", "metadata")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input with its expected output.
+
+    ``input`` is a string, or a mapping of named fields for templates that use several variables.
+    ``source`` is ``"path:line"`` (or ``"<memory>:item N"``) and only serves error messages.
+    """
+
+    id: str
+    input: str | Mapping[str, Any]
+    target: str
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.target, self.choices, self.aliases))
+
+    def variables(self) -> dict[str, Any]:
+        """Template variables: ``input``, ``choices``, ``metadata`` and, for mapping inputs, each field."""
+        out: dict[str, Any] = {"input": self.input, "choices": list(self.choices)}
+        if isinstance(self.input, Mapping):
+            out.update(self.input)
+        out["metadata"] = dict(self.metadata)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that define the example (for hashing and fingerprints; no metadata, no source)."""
+        return {
+            "id": self.id,
+            "input": dict(self.input) if isinstance(self.input, Mapping) else self.input,
+            "target": self.target,
+            "choices": list(self.choices),
+            "aliases": list(self.aliases),
+        }
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_examples(
+    path: str | os.PathLike[str],
+    *,
+    input_field: str = "input",
+    target_field: str = "target",
+    id_field: str = "id",
+) -> list[Example]:
+    """Load examples from a ``.jsonl``, ``.yaml``/``.yml``, ``.csv`` (or ``.json`` array) file.
+
+    Relative paths are resolved against the current directory. Every problem with the file raises
+    :class:`~pytest_opro.errors.ExampleError` with one line naming ``file:line`` and the fix.
+    """
+    p = Path(os.fspath(path))
+    name = os.fspath(path)
+    suffix = p.suffix.lower()
+    known = JSONL_SUFFIXES + YAML_SUFFIXES + CSV_SUFFIXES + JSON_SUFFIXES
+    if suffix not in known:
+        raise ExampleError(
+            f"{name}: unknown example file extension {suffix or '(none)'!r}; "
+            "use .jsonl (one JSON object a line), .yaml/.yml or .csv"
+        )
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ExampleError(
+            f"{name}: example file not found (looked in {p.resolve()}); "
+            "relative paths are resolved against the current directory"
+        ) from None
+    except IsADirectoryError:
+        raise ExampleError(f"{name}: is a directory; give the path of an example file") from None
+    except OSError as exc:
+        raise ExampleError(f"{name}: cannot read example file ({exc.strerror or exc})") from None
+    text = _decode(data, name)
+
+    if suffix in JSONL_SUFFIXES:
+        records = _parse_jsonl(text, name)
+    elif suffix in YAML_SUFFIXES:
+        records = _parse_yaml(text, name)
+    elif suffix in CSV_SUFFIXES:
+        records = _parse_csv(text, name)
+    else:
+        records = _parse_json(text, name)
+    if not records:
+        raise ExampleError(f"{name}: the file holds no examples; add at least one record with an input and a target")
+    return _build(records, name, input_field=input_field, target_field=target_field, id_field=id_field,
+                  csv_cells=suffix in CSV_SUFFIXES)
+
+
+def examples_from_records(
+    records: Iterable[Mapping[str, Any] | Example],
+    *,
+    source: str = "<memory>",
+    input_field: str = "input",
+    target_field: str = "target",
+    id_field: str = "id",
+) -> list[Example]:
+    """Build examples from in-memory mappings (same rules as files); :class:`Example` items pass through."""
+    located = [(f"{source}:item {i}", rec) for i, rec in enumerate(records, start=1)]
+    if not located:
+        raise ExampleError(f"{source}: no examples given; pass at least one record with an input and a target")
+    return _build(located, source, input_field=input_field, target_field=target_field, id_field=id_field)
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        line_start = data.rfind(b"\n", 0, start) + 1
+        raise ExampleError(
+            f"{name}:{line}: byte 0x{data[start]:02x} at byte offset {start} (column {start - line_start + 1}) "
+            "is not UTF-8; re-save the file as UTF-8"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _parse_jsonl(text: str, name: str) -> list[tuple[str, Any]]:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ExampleError(
+                f"{name}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno}); "
+                "each line must hold one complete JSON object"
+            ) from None
+        records.append((f"{name}:{lineno}", obj))
+    return records
+
+
+def _parse_json(text: str, name: str) -> list[tuple[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several objects, one a line: read it as JSON lines
+            return _parse_jsonl(text, name)
+        raise ExampleError(
+            f"{name}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}); fix the syntax"
+        ) from None
+    items = _top_level_list(data, name)
+    return [(f"{name}:item {i}", rec) for i, rec in enumerate(items, start=1)]
+
+
+def _top_level_list(data: Any, name: str) -> list[Any]:
+    if data is None:
+        return []
+    if isinstance(data, Mapping) and "examples" in data:
+        data = data["examples"]
+        if data is None:
+            return []
+    if not isinstance(data, list):
+        raise ExampleError(
+            f"{name}:1: expected a list of examples or a mapping with an 'examples' list, "
+            f"found {type(data).__name__}; put the examples in a top-level list"
+        )
+    return data
+
+
+def _parse_yaml(text: str, name: str) -> list[tuple[str, Any]]:
+    try:
+        data = yaml.safe_load(text)
+        # A second, construction-free pass gives each list item's line for messages.
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ExampleError(f"{name}{line}: YAML syntax error ({problem}); fix the file") from None
+    items = _top_level_list(data, name)
+    item_nodes: list[Any] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) == "examples" and isinstance(value, yaml.SequenceNode):
+                item_nodes = value.value
+    elif isinstance(node, yaml.SequenceNode):
+        item_nodes = node.value
+    records = []
+    for i, rec in enumerate(items):
+        where = f"{name}:{item_nodes[i].start_mark.line + 1}" if i < len(item_nodes) else f"{name}:item {i + 1}"
+        records.append((where, rec))
+    return records
+
+
+def _parse_csv(text: str, name: str) -> list[tuple[str, Any]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        header = [h.strip() for h in header]
+        records = []
+        last_line = reader.line_num
+        for row in reader:
+            lineno = last_line + 1
+            last_line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                raise ExampleError(
+                    f"{name}:{lineno}: row has {len(row)} cells but the header has {len(header)}; "
+                    "quote cells that contain commas"
+                )
+            rec = {h: (row[i] if i < len(row) else None) for i, h in enumerate(header) if h}
+            records.append((f"{name}:{lineno}", rec))
+    except csv.Error as exc:
+        raise ExampleError(f"{name}:{reader.line_num}: malformed CSV ({exc}); fix the quoting") from None
+    return records
+
+
+def _build(
+    records: Sequence[tuple[str, Any]],
+    name: str,
+    *,
+    input_field: str,
+    target_field: str,
+    id_field: str,
+    csv_cells: bool = False,
+) -> list[Example]:
+    examples: list[Example] = []
+    seen: dict[str, tuple[str, bool]] = {}
+    for where, rec in records:
+        if isinstance(rec, Example):
+            ex = rec
+            generated = False
+        else:
+            ex, generated = _record_to_example(
+                rec, where, input_field=input_field, target_field=target_field, id_field=id_field, csv_cells=csv_cells
+            )
+        if ex.id in seen:
+            first, first_generated = seen[ex.id]
+            if generated and first_generated:
+                raise ExampleError(
+                    f"{where}: same input as {first} (ids without an '{id_field}' field are a hash of the input); "
+                    f"remove the duplicate or give both an '{id_field}'"
+                )
+            raise ExampleError(
+                f"{where}: duplicate id {ex.id!r} (first at {first}); give each example a unique '{id_field}'"
+            )
+        seen[ex.id] = (where, generated)
+        examples.append(ex)
+    if not examples:
+        raise ExampleError(f"{name}: no examples; add at least one record with an input and a target")
+    return examples
+
+
+def _record_to_example(
+    rec: Any, where: str, *, input_field: str, target_field: str, id_field: str, csv_cells: bool
+) -> tuple[Example, bool]:
+    if not isinstance(rec, Mapping):
+        raise ExampleError(
+            f"{where}: expected a mapping with '{input_field}' and '{target_field}', found {type(rec).__name__}; "
+            "write each example as an object"
+        )
+    fix_target = (
+        f"fill the '{target_field}' column" if csv_cells else f"add a '{target_field}' field (the expected output)"
+    )
+    raw_target = rec.get(target_field)
+    if raw_target is None or (isinstance(raw_target, str) and not raw_target.strip()) or raw_target == []:
+        raise ExampleError(f"{where}: example has no '{target_field}'; {fix_target}")
+    extra_aliases: list[str] = []
+    if isinstance(raw_target, (list, tuple)):
+        extra_aliases = [_scalar(t, where, target_field) for t in raw_target[1:]]
+        raw_target = raw_target[0]
+    target = _scalar(raw_target, where, target_field)
+    if not target.strip():
+        raise ExampleError(f"{where}: example has an empty '{target_field}'; {fix_target}")
+
+    choices = _string_list(rec.get("choices"), where, "choices")
+    aliases = _string_list(rec.get("aliases"), where, "aliases")
+    for a in extra_aliases:
+        if a not in aliases:
+            aliases.append(a)
+
+    metadata_raw = rec.get("metadata")
+    metadata: dict[str, Any]
+    if metadata_raw is None or metadata_raw == "":
+        metadata = {}
+    elif isinstance(metadata_raw, Mapping):
+        metadata = dict(metadata_raw)
+    elif isinstance(metadata_raw, str) and csv_cells:
+        try:
+            parsed = json.loads(metadata_raw)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ExampleError(f"{where}: 'metadata' must be a JSON object such as {{\"topic\": \"x\"}}")
+        metadata = parsed
+    else:
+        raise ExampleError(f"{where}: 'metadata' must be a mapping, found {type(metadata_raw).__name__}")
+
+    reserved = {id_field, target_field, input_field, *_RESERVED}
+    others = {k: v for k, v in rec.items() if k not in reserved}
+    inp: str | dict[str, Any]
+    if input_field in rec:
+        raw_input = rec[input_field]
+        if raw_input is None:
+            raise ExampleError(f"{where}: '{input_field}' is empty; give the example an input")
+        if isinstance(raw_input, Mapping):
+            inp = {str(k): v for k, v in raw_input.items()}
+        elif isinstance(raw_input, (str, int, float, bool)):
+            inp = _scalar(raw_input, where, input_field)
+        else:
+            raise ExampleError(
+                f"{where}: '{input_field}' must be a string or a mapping of named fields, "
+                f"found {type(raw_input).__name__}"
+            )
+        for k, v in others.items():  # fields next to an input are kept, as metadata
+            metadata.setdefault(str(k), v)
+    else:
+        if not others:
+            raise ExampleError(
+                f"{where}: example has no '{input_field}' and no named input fields; "
+                f"add an '{input_field}' field (or fields the template uses)"
+            )
+        inp = {str(k): ("" if v is None else v) for k, v in others.items()}
+
+    raw_id = rec.get(id_field)
+    generated = raw_id is None or (isinstance(raw_id, str) and not raw_id.strip())
+    if generated:
+        ex_id = _content_id(inp)
+    elif isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool):
+        ex_id = str(raw_id).strip()
+    else:
+        raise ExampleError(f"{where}: '{id_field}' must be a string or a number, found {type(raw_id).__name__}")
+
+    example = Example(
+        id=ex_id,
+        input=inp,
+        target=target,
+        choices=tuple(choices),
+        aliases=tuple(aliases),
+        metadata=metadata,
+        source=where,
+    )
+    return example, generated
+
+
+def _scalar(value: Any, where: str, field_name: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # 12.0 -> "12.0"; the numeric metric compares values, not spellings
+    raise ExampleError(
+        f"{where}: '{field_name}' must be a string, number or boolean, found {type(value).__name__}"
+    )
+
+
+def _string_list(value: Any, where: str, field_name: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("|") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [_scalar(v, where, field_name) for v in value]
+    raise ExampleError(
+        f"{where}: '{field_name}' must be a list (or a '|'-separated string), found {type(value).__name__}"
+    )
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _content_id(inp: str | Mapping[str, Any]) -> str:
+    payload = _canonical(dict(inp) if isinstance(inp, Mapping) else inp)
+    return "h" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:15]
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+#: Default (train, validation, test) fractions.
+#:
+#: - test is the biggest (half) because the CI regression gate runs a paired test on it, and a paired
+#:   test on few examples has no power to tell a real drop from noise;
+#: - train is scored for *every* candidate instruction at every step (8 a step by default), so it
+#:   dominates cost and is kept small;
+#: - validation only scores the few best candidates of each step (for early stopping), so it can be
+#:   smaller still.
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.3, 0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Examples per split, each in the order of the original example list."""
+
+    train: tuple[Example, ...]
+    validation: tuple[Example, ...]
+    test: tuple[Example, ...]
+
+    def get(self, name: str) -> tuple[Example, ...]:
+        """The split called ``name``: ``"train"``, ``"validation"`` or ``"test"``."""
+        if name not in SPLIT_NAMES:
+            raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLIT_NAMES)}")
+        return getattr(self, name)
+
+
+def split_position(example_id: str, seed: int = 0) -> float:
+    """The example's uniform position in [0, 1): a function of ``(seed, id)`` alone."""
+    digest = hashlib.sha256(f"{seed}:{example_id}".encode("utf-8")).digest()
+    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+
+
+def split_examples(
+    examples: Sequence[Example],
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] | None = None,
+    counts: Sequence[int] | None = None,
+) -> Splits:
+    """Assign each example to train, validation or test by a stable hash of ``(seed, id)``.
+
+    With ``fractions`` (default :data:`DEFAULT_FRACTIONS`), an example's split depends only on its
+    own id and the seed: adding or removing examples never moves the others, so a committed score
+    stays comparable as the set grows. Split sizes are then only approximately proportional.
+
+    With ``counts=(n_train, n_validation, n_test)`` (takes precedence over ``fractions``), examples
+    are ordered by the same hash and taken in turn: sizes are exact, but adding an example can shift
+    others from one split to the next.
+
+    A split with a non-zero share that ends up empty raises ExampleError; a zero share gives an
+    intentionally empty split (e.g. no validation split).
+    """
+    examples = tuple(examples)
+    if not examples:
+        raise ExampleError("no examples to split; load at least one example")
+    pos = {ex.id: split_position(ex.id, seed) for ex in examples}
+    buckets: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
+
+    if counts is not None:
+        counts = tuple(counts)
+        if len(counts) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+            raise ConfigError(f"split counts {counts!r} must be three non-negative integers (train, validation, test)")
+        if sum(counts) > len(examples):
+            raise ExampleError(
+                f"split counts train={counts[0]}, validation={counts[1]}, test={counts[2]} need {sum(counts)} "
+                f"examples but there are {len(examples)}; add examples or lower the counts"
+            )
+        ranked = sorted(examples, key=lambda ex: (pos[ex.id], ex.id))
+        chosen: dict[int, int] = {}
+        start = 0
+        for k, n in enumerate(counts):
+            for ex in ranked[start:start + n]:
+                chosen[id(ex)] = k
+            start += n
+        for ex in examples:
+            if id(ex) in chosen:
+                buckets[chosen[id(ex)]].append(ex)
+        shares: tuple[float, ...] = tuple(float(c) for c in counts)
+        described = f"counts train={counts[0]}, validation={counts[1]}, test={counts[2]}"
+    else:
+        fr = tuple(DEFAULT_FRACTIONS if fractions is None else fractions)
+        if len(fr) != 3 or any(
+            isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0 for f in fr
+        ):
+            raise ConfigError(f"split fractions {fr!r} must be three non-negative numbers (train, validation, test)")
+        if abs(sum(fr) - 1.0) > 1e-6:
+            raise ConfigError(f"split fractions {fr!r} must add up to 1 (they add up to {sum(fr):g})")
+        cut1, cut2 = fr[0], fr[0] + fr[1]
+        for ex in examples:
+            u = pos[ex.id]
+            buckets[0 if u < cut1 else 1 if u < cut2 else 2].append(ex)
+        shares = tuple(float(f) for f in fr)
+        described = f"fractions train={fr[0]:g}, validation={fr[1]:g}, test={fr[2]:g}"
+
+    for k, name in enumerate(SPLIT_NAMES):
+        if shares[k] > 0 and not buckets[k]:
+            raise ExampleError(
+                f"split {name!r} is empty ({described} over {len(examples)} examples); "
+                f"add examples or raise the {name} share (set it to 0 to go without a {name} split)"
+            )
+    return Splits(train=tuple(buckets[0]), validation=tuple(buckets[1]), test=tuple(buckets[2]))
+
+
+def examples_fingerprint(examples: Iterable[Example]) -> str:
+    """SHA-256 hex of the examples' :meth:`Example.to_dict` in id order (file order does not matter)."""
+    dicts = sorted((ex.to_dict() for ex in examples), key=lambda d: (d["id"], _canonical(d)))
+    return hashlib.sha256(_canonical(dicts).encode("utf-8")).hexdigest()

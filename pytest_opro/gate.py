@@ -1,0 +1,109 @@
+"""The regression gate: is the committed instruction still as good as when it was recorded?
+
+The decision pairs the recorded per-example test outcomes with fresh ones on the same examples.
+It fails only when the drop is larger than the tolerance AND significant under an exact one-sided
+McNemar (sign) test, or when the score falls under the task's absolute floor. Improvements and
+insignificant wobbles pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .stats import sign_test_one_sided
+
+FINGERPRINT_LABELS = {
+    "template": "template (or position / system prompt)",
+    "examples_train": "train examples",
+    "examples_validation": "validation examples",
+    "examples_test": "test examples",
+    "metric": "metric",
+    "scorer_model": "scorer model",
+    "scorer_params": "scorer parameters",
+}
+
+
+@dataclass
+class GateDecision:
+    """Outcome of one gate check, with everything its message shows."""
+
+    passed: bool
+    verdict: str  # "pass", "improved", "regression", "below floor"
+    recorded: float
+    now: float
+    delta: float
+    p_value: float
+    n: int
+    worse_ids: list[str] = field(default_factory=list)
+    better_ids: list[str] = field(default_factory=list)
+    tolerance: float = 0.02
+    alpha: float = 0.05
+    floor: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def message(self, task: str) -> str:
+        """Multi-line explanation, written for a reviewer reading a failed CI run."""
+        head = {
+            "regression": f"opro gate FAILED for task {task!r}: accuracy dropped",
+            "below floor": f"opro gate FAILED for task {task!r}: score under the floor {self.floor:.1%}",
+            "improved": f"opro gate passed for task {task!r}: accuracy improved",
+            "pass": f"opro gate passed for task {task!r}",
+        }[self.verdict]
+        lines = [
+            head,
+            f"  recorded {self.recorded:.1%} -> now {self.now:.1%}  (delta {self.delta * 100:+.1f} points, n={self.n})",
+            f"  paired sign test: {len(self.worse_ids)} right->wrong, {len(self.better_ids)} wrong->right, "
+            f"one-sided p={self.p_value:.3g} (fails when p < {self.alpha:g} and drop > {self.tolerance * 100:g} points)",
+        ]
+        if self.worse_ids:
+            shown = ", ".join(self.worse_ids[:10]) + (" ..." if len(self.worse_ids) > 10 else "")
+            lines.append(f"  first ids that flipped right->wrong: {shown}")
+        if not self.passed:
+            lines.append(
+                "  if the change is intended, re-run: pytest --opro-optimize (and commit __opro__/); "
+                "else revert the prompt, model or data change"
+            )
+        return "\n".join(lines)
+
+
+def decide(
+    recorded: dict[str, float],
+    now: dict[str, float],
+    *,
+    tolerance: float = 0.02,
+    alpha: float = 0.05,
+    floor: float | None = None,
+) -> GateDecision:
+    """Compare recorded and fresh per-example outcomes on the ids both have."""
+    ids = sorted(set(recorded) & set(now))
+    n = len(ids)
+    rec = sum(recorded[i] for i in ids) / n if n else 0.0
+    cur = sum(now[i] for i in ids) / n if n else 0.0
+    worse = [i for i in ids if now[i] < recorded[i]]
+    better = [i for i in ids if now[i] > recorded[i]]
+    p_value = sign_test_one_sided(len(worse), len(better))
+    delta = cur - rec
+    if floor is not None and cur < floor:
+        verdict, passed = "below floor", False
+    elif -delta > tolerance and p_value < alpha:
+        verdict, passed = "regression", False
+    elif delta > 0:
+        verdict, passed = "improved", True
+    else:
+        verdict, passed = "pass", True
+    return GateDecision(passed, verdict, rec, cur, delta, p_value, n, worse, better, tolerance, alpha, floor)
+
+
+def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """What changed between the artifact's fingerprint and the task's, in words."""
+    changed = []
+    for key in sorted(set(recorded) | set(current)):
+        if recorded.get(key) != current.get(key):
+            label = FINGERPRINT_LABELS.get(key, key)
+            if key in ("scorer_model", "metric"):
+                label = f"{label} ({recorded.get(key)} -> {current.get(key)})"
+            changed.append(label)
+    return changed

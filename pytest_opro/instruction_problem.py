@@ -1,0 +1,106 @@
+"""Prompt instructions as an OPRO problem: the meta-prompt shows exemplars, the scorer runs the task."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .errors import ProviderError
+from .examples import Example
+from .extraction import extract_instruction
+from .llm import LLMClient, ModelConfig, supports_prefill
+from .opro.loop import OptimizerSettings, Parsed, Score
+from .opro.meta_prompt import bucketize
+from .task import PromptTask
+
+PLACEHOLDER = "<INS>"
+
+
+def flatten(messages: list[dict[str, str]]) -> str:
+    """A chat as the paper's "Q: ... A: ..." text, for showing an exemplar to the optimizer."""
+    parts = []
+    for message in messages:
+        if message["role"] == "system":
+            parts.append(f"System: {message['content']}")
+        elif message["role"] == "user":
+            parts.append(f"Q: {message['content']}")
+        else:
+            parts.append(f"A: {message['content']}")
+    if messages[-1]["role"] != "assistant":
+        parts.append("A:")
+    return "\n".join(parts)
+
+
+class InstructionProblem:
+    """Finds an instruction for a :class:`PromptTask`; scores are the metric's mean on a split."""
+
+    higher_is_better = True
+    has_validation = True
+
+    def __init__(self, task: PromptTask, client: LLMClient, scorer: ModelConfig, optimizer: ModelConfig,
+                 exemplars: int = 3) -> None:
+        self.task = task
+        self.exemplars = exemplars
+        self.client = client
+        self.scorer = scorer
+        self.optimizer = optimizer
+        self.meta_prompt = task.meta_prompt or "instruction"
+        self.prefill = supports_prefill(scorer.model)
+
+    def initial_solutions(self) -> list[str]:
+        return [self.task.initial_instruction]
+
+    def meta_prompt_variables(self, step: int, rng: random.Random) -> dict[str, Any]:
+        train = list(self.task.splits.train)
+        count = min(self.exemplars, len(train))
+        chosen = rng.sample(train, count) if count else []
+        return {
+            "description": self.task.description,
+            "exemplars": [
+                {"prompt": flatten(self.task.messages(PLACEHOLDER, ex, prefill=True)), "target": ex.target}
+                for ex in chosen
+            ],
+            "position": self.task.position,
+        }
+
+    def format_score(self, value: float, settings: OptimizerSettings) -> int:
+        return bucketize(value, settings.score_buckets)
+
+    def parse(self, text: str) -> Parsed:
+        return Parsed(extract_instruction(text))
+
+    async def score(self, solutions: list[str], split: str) -> list[Score]:
+        examples = self.task.splits.get(split)
+        return await score_instructions(self.task, self.client, self.scorer, solutions, examples, self.prefill)
+
+
+async def score_instructions(
+    task: PromptTask,
+    client: LLMClient,
+    scorer: ModelConfig,
+    instructions: list[str],
+    examples: tuple[Example, ...] | list[Example],
+    prefill: bool | None = None,
+) -> list[Score]:
+    """Score every instruction on every example in one concurrent batch."""
+    if prefill is None:
+        prefill = supports_prefill(scorer.model)
+    requests = [
+        (task.messages(instruction, ex, prefill=prefill), 0)
+        for instruction in instructions
+        for ex in examples
+    ]
+    replies = await client.complete_many(scorer, requests)
+    scores: list[Score] = []
+    n = len(examples)
+    for i in range(len(instructions)):
+        outcomes: dict[str, float] = {}
+        failures = 0
+        for ex, reply in zip(examples, replies[i * n:(i + 1) * n]):
+            if isinstance(reply, ProviderError):
+                failures += 1
+                continue
+            outcomes[ex.id] = float(task.score_output(reply.text, ex))
+        value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
+        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures))
+    return scores

@@ -1,0 +1,16 @@
+"""The OPRO optimizer, independent of pytest: a generic loop over any :class:`Problem`."""
+
+from .loop import LoopResult, OptimizerSettings, Parsed, Problem, Score, StepReport, run_loop
+from .trajectory import Candidate, Trajectory
+
+__all__ = [
+    "Candidate",
+    "LoopResult",
+    "OptimizerSettings",
+    "Parsed",
+    "Problem",
+    "Score",
+    "StepReport",
+    "Trajectory",
+    "run_loop",
+]

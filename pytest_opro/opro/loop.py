@@ -1,0 +1,416 @@
+"""The OPRO loop over any :class:`Problem`: propose with a meta-prompt, score, keep the best.
+
+The loop knows nothing about prompts. A Problem describes itself to the meta-prompt, parses
+solutions out of optimizer text and scores batches of solutions; instructions, regression
+coefficients and tours all fit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..errors import BudgetExhausted, ConfigError, ProviderError
+from ..llm import Completion, Ledger, LLMClient, ModelConfig
+from .checkpoint import Checkpoint
+from .meta_prompt import build_meta_prompt
+from .stopping import EarlyStopping
+from .trajectory import Candidate, Trajectory, normalise
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a problem found in one optimizer reply: a solution, or why there is none."""
+
+    solution: str | None
+    rejection: str | None = None
+
+
+@dataclass
+class Score:
+    """A solution's score on one split; `outcomes` maps example id to its score where that applies."""
+
+    value: float
+    n: int = 0
+    outcomes: dict[str, float] | None = None
+    failures: int = 0
+
+
+class Problem(Protocol):
+    """What the loop needs from a thing to optimise."""
+
+    higher_is_better: bool
+    has_validation: bool
+    meta_prompt: str
+    optimizer: ModelConfig
+
+    def meta_prompt_variables(self, step: int, rng: random.Random) -> dict[str, Any]:
+        """Problem description, exemplars and anything else its template shows."""
+
+    def format_score(self, value: float, settings: "OptimizerSettings") -> Any:
+        """How a score appears in the meta-prompt."""
+
+    def parse(self, text: str) -> Parsed:
+        """Extract one solution from optimizer output."""
+
+    def initial_solutions(self) -> list[str]:
+        """Solutions scored before the first step (the baseline)."""
+
+    async def score(self, solutions: list[str], split: str) -> list[Score]:
+        """Score each solution on `split` ("train", "validation" or "test")."""
+
+
+@dataclass
+class OptimizerSettings:
+    """Loop settings; the defaults follow the OPRO paper where it has one."""
+
+    max_steps: int = 10
+    candidates: int = 8
+    top_k: int = 20
+    exemplars: int = 3
+    score_buckets: int = 100
+    show_scores: bool = True
+    max_chars: int = 500
+    patience: int = 3
+    min_delta: float = 0.0
+    validate_top: int = 2
+    seed: int = 0
+    max_failure_rate: float = 0.1
+    reask: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_steps": self.max_steps >= 0,
+            "candidates": self.candidates >= 1,
+            "top_k": self.top_k >= 1,
+            "exemplars": self.exemplars >= 0,
+            "score_buckets": self.score_buckets >= 0,
+            "max_chars": self.max_chars >= 1,
+            "patience": self.patience >= 0,
+            "min_delta": self.min_delta >= 0,
+            "validate_top": self.validate_top >= 1,
+            "max_failure_rate": 0 <= self.max_failure_rate <= 1,
+            "reask": self.reask >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"optimizer setting {name}={getattr(self, name)!r} is out of range")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StepReport:
+    """What one step did, for progress lines and plots."""
+
+    step: int
+    max_steps: int
+    proposed: int
+    accepted: int
+    step_best_train: float | None
+    step_best_validation: float | None
+    best_train: float | None
+    best_validation: float | None
+    calls: int
+    cache_hits: int
+    cost_usd: float
+    elapsed: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoopResult:
+    """Everything the loop learnt: the winner, the trajectory, why it stopped."""
+
+    best: Candidate
+    baseline: list[Candidate]
+    trajectory: Trajectory
+    steps_run: int
+    stop_reason: str
+    reports: list[StepReport] = field(default_factory=list)
+    best_step: int = 0
+
+    @property
+    def rejections(self) -> dict[str, int]:
+        return dict(self.trajectory.rejections())
+
+
+StepCallback = Callable[[StepReport], None]
+CandidateCallback = Callable[[Candidate], None]
+
+
+class _Run:
+    """State of one loop run; split out so each step reads as a few named phases."""
+
+    def __init__(self, problem: Problem, client: LLMClient, settings: OptimizerSettings,
+                 on_step: StepCallback | None, on_candidate: CandidateCallback | None,
+                 checkpoint: Checkpoint | None) -> None:
+        self.problem = problem
+        self.client = client
+        self.settings = settings
+        self.on_step = on_step
+        self.on_candidate = on_candidate
+        self.checkpoint = checkpoint
+        self.trajectory = Trajectory(higher_is_better=problem.higher_is_better)
+        self.stopper = EarlyStopping(settings.patience, settings.min_delta, problem.higher_is_better)
+        self.reports: list[StepReport] = []
+        self.step = 0
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0
+
+    # -- phases -----------------------------------------------------------------------------
+    async def score_candidates(self, candidates: list[Candidate], split: str) -> None:
+        if not candidates:
+            return
+        scores = await self.problem.score([c.text for c in candidates], split)
+        for cand, score in zip(candidates, scores):
+            if split == "train":
+                cand.train, cand.train_failures = score.value, score.failures
+            else:
+                cand.validation, cand.validation_failures = score.value, score.failures
+        self._check_failures(scores, split)
+
+    def _check_failures(self, scores: list[Score], split: str) -> None:
+        failed = sum(s.failures for s in scores)
+        total = sum(s.n + s.failures for s in scores)
+        if total and failed / total > self.settings.max_failure_rate:
+            raise ProviderError(
+                f"{failed} of {total} scorer calls on {split} failed after retries "
+                f"(more than max_failure_rate={self.settings.max_failure_rate:.0%}); "
+                "the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
+            )
+
+    async def propose(self) -> list[Candidate]:
+        settings = self.settings
+        rng = random.Random(f"{settings.seed}:{self.step}")
+        top = self.trajectory.top(settings.top_k)
+        variables = dict(self.problem.meta_prompt_variables(self.step, rng))
+        variables.update(
+            trajectory=[{"text": c.text, "score": self.problem.format_score(c.train, settings)} for c in top],
+            show_scores=settings.show_scores,
+            step=self.step,
+        )
+        meta = build_meta_prompt(self.problem.meta_prompt, variables)
+        messages = [{"role": "user", "content": meta}]
+        seen = self.trajectory.seen()
+        accepted: list[Candidate] = []
+        wanted = settings.candidates
+        for attempt in range(settings.reask + 1):
+            base = self.step * 10_000 + attempt * settings.candidates
+            requests = [(messages, base + i) for i in range(wanted)]
+            replies = await self.client.complete_many(self.problem.optimizer, requests)
+            for i, reply in enumerate(replies):
+                cand = self._judge(reply, base + i, seen)
+                self.trajectory.add(cand)
+                if cand.rejection is None:
+                    accepted.append(cand)
+                    seen.add(normalise(cand.text))
+            wanted = settings.candidates - len(accepted)
+            if wanted <= 0:
+                break
+        return accepted
+
+    def _judge(self, reply: Completion | ProviderError, call: int, seen: set[str]) -> Candidate:
+        if isinstance(reply, ProviderError):
+            return Candidate(self.step, "", rejection="optimizer call failed", call=call)
+        parsed = self.problem.parse(reply.text)
+        text = (parsed.solution or "").strip()
+        if parsed.rejection:
+            return Candidate(self.step, text[: self.settings.max_chars], rejection=parsed.rejection, call=call)
+        if not normalise(text):
+            return Candidate(self.step, "", rejection="empty", call=call)
+        if len(text) > self.settings.max_chars:
+            return Candidate(self.step, text[: self.settings.max_chars] + "…", rejection="too long", call=call)
+        if normalise(text) in seen:
+            return Candidate(self.step, text, rejection="duplicate", call=call)
+        return Candidate(self.step, text, call=call)
+
+    def best_so_far(self, field_name: str) -> float | None:
+        values = [getattr(c, field_name) for c in self.trajectory.scored() if getattr(c, field_name) is not None]
+        if not values:
+            return None
+        return max(values) if self.problem.higher_is_better else min(values)
+
+    def _pick(self, candidates: list[Candidate], field_name: str, k: int) -> list[Candidate]:
+        sign = 1 if self.problem.higher_is_better else -1
+        ranked = sorted(
+            (c for c in candidates if getattr(c, field_name) is not None),
+            key=lambda c: (sign * getattr(c, field_name), -c.call),
+            reverse=True,
+        )
+        return ranked[:k]
+
+    def winner(self, baseline: list[Candidate]) -> Candidate:
+        field_name = "validation" if self.problem.has_validation else "train"
+        scored = [c for c in self.trajectory.scored() if getattr(c, field_name) is not None]
+        sign = 1 if self.problem.higher_is_better else -1
+
+        def key(c: Candidate) -> tuple:
+            return (sign * getattr(c, field_name), sign * (c.train or 0.0), -c.step, -c.call)
+
+        return max(scored, key=key) if scored else baseline[0]
+
+    def report(self, accepted: list[Candidate]) -> StepReport:
+        total = self.client.ledger.total()
+        best_train = self._pick(accepted, "train", 1)
+        best_val = self._pick(accepted, "validation", 1)
+        rep = StepReport(
+            step=self.step,
+            max_steps=self.settings.max_steps,
+            proposed=sum(1 for c in self.trajectory.candidates if c.step == self.step),
+            accepted=len(accepted),
+            step_best_train=best_train[0].train if best_train else None,
+            step_best_validation=best_val[0].validation if best_val else None,
+            best_train=self.best_so_far("train"),
+            best_validation=self.best_so_far("validation"),
+            calls=total.calls,
+            cache_hits=total.cache_hits,
+            cost_usd=total.cost_usd,
+            elapsed=self.elapsed_before + time.monotonic() - self.started,
+        )
+        self.reports.append(rep)
+        return rep
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.save({
+            "step": self.step,
+            "trajectory": self.trajectory.to_list(),
+            "stopper": self.stopper.state(),
+            "reports": [r.to_dict() for r in self.reports],
+            "ledger": self.client.ledger.to_dict(),
+            "elapsed": self.elapsed_before + time.monotonic() - self.started,
+        })
+
+    def restore(self) -> bool:
+        state = self.checkpoint.load() if self.checkpoint is not None else None
+        if not state:
+            return False
+        self.step = int(state["step"])
+        self.trajectory.candidates = [Candidate.from_dict(c) for c in state["trajectory"]]
+        self.stopper.restore(state["stopper"])
+        self.reports = [StepReport(**r) for r in state["reports"]]
+        self.client.ledger.merge(Ledger.from_dict(state["ledger"]))
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def baseline(self) -> None:
+        initial = [Candidate(0, text, call=i) for i, text in enumerate(self.problem.initial_solutions())]
+        self.trajectory.extend(initial)
+        await self.score_candidates(initial, "train")
+        if self.problem.has_validation:
+            await self.score_candidates(initial, "validation")
+        first = self._pick(initial, "validation" if self.problem.has_validation else "train", 1)
+        if first:
+            value = first[0].validation if self.problem.has_validation else first[0].train
+            self.stopper.update(value)
+        for cand in initial:
+            self._emit_candidate(cand)
+        self.save()
+
+    def _emit_candidate(self, cand: Candidate) -> None:
+        if self.on_candidate is not None:
+            self.on_candidate(cand)
+
+    async def one_step(self) -> bool:
+        """Run step `self.step`; return True when early stopping says enough."""
+        accepted = await self.propose()
+        await self.score_candidates(accepted, "train")
+        field_name = "train"
+        if self.problem.has_validation:
+            chosen = self._pick(accepted, "train", self.settings.validate_top)
+            await self.score_candidates(chosen, "validation")
+            field_name = "validation"
+        for cand in (c for c in self.trajectory.candidates if c.step == self.step):
+            self._emit_candidate(cand)
+        step_best = self._pick(accepted, field_name, 1)
+        stop = self.stopper.update(getattr(step_best[0], field_name) if step_best else None)
+        rep = self.report(accepted)
+        self.save()
+        if self.on_step is not None:
+            self.on_step(rep)
+        return stop
+
+    def reached_optimum(self) -> bool:
+        check = getattr(self.problem, "is_optimal", None)
+        best = self.best_so_far("train")
+        return bool(check and best is not None and check(best))
+
+    async def run(self) -> LoopResult:
+        resumed = self.restore()
+        if not resumed:
+            await self.baseline()
+        baseline = [c for c in self.trajectory.candidates if c.step == 0]
+        stop_reason = f"max_steps={self.settings.max_steps} reached"
+        try:
+            while self.step < self.settings.max_steps:
+                if self.reached_optimum():
+                    stop_reason = "optimum reached"
+                    break
+                if self.stopper.patience and self.stopper.stale_steps >= self.stopper.patience:
+                    stop_reason = f"early stop: no validation gain for {self.stopper.patience} steps"
+                    break
+                self.step += 1
+                if await self.one_step():
+                    stop_reason = f"early stop: no validation gain for {self.stopper.patience} steps"
+                    break
+            else:
+                if self.reached_optimum():
+                    stop_reason = "optimum reached"
+        except BudgetExhausted as exc:
+            # Drop the unfinished step: its paid calls are in the response cache.
+            self.trajectory.candidates = [c for c in self.trajectory.candidates if c.step < self.step]
+            self.step -= 1
+            stop_reason = f"budget: {exc}"
+        best = self.winner(baseline)
+        return LoopResult(
+            best=best,
+            baseline=baseline,
+            trajectory=self.trajectory,
+            steps_run=self.step,
+            stop_reason=stop_reason,
+            reports=self.reports,
+            best_step=best.step,
+        )
+
+
+async def run_loop(
+    problem: Problem,
+    client: LLMClient,
+    settings: OptimizerSettings | None = None,
+    *,
+    on_step: StepCallback | None = None,
+    on_candidate: CandidateCallback | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> LoopResult:
+    """Optimise `problem`; stops at max_steps, on early stopping, at the optimum or at a budget."""
+    run = _Run(problem, client, settings or OptimizerSettings(), on_step, on_candidate, checkpoint)
+    return await run.run()
+
+
+def run_loop_sync(problem: Problem, client: LLMClient, settings: OptimizerSettings | None = None,
+                  **kwargs: Any) -> LoopResult:
+    """:func:`run_loop` for callers without an event loop."""
+    from ..llm import run_sync
+
+    return run_sync(run_loop(problem, client, settings, **kwargs))
+
+
+__all__ = [
+    "LoopResult",
+    "OptimizerSettings",
+    "Parsed",
+    "Problem",
+    "Score",
+    "StepReport",
+    "run_loop",
+    "run_loop_sync",
+]

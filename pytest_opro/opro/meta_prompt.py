@@ -1,0 +1,47 @@
+"""Building the optimizer's meta-prompt from Jinja2 templates in ``pytest_opro/templates``.
+
+A template is chosen by name (``"instruction"`` → ``templates/instruction.j2``), by a path to a
+``.j2`` file, or given as source. Trajectory texts and exemplars are variables: model output is
+never parsed as template source.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import TemplateError
+from ..templating import render
+
+TEMPLATE_PACKAGE = "pytest_opro.templates"
+
+
+def template_source(spec: str) -> tuple[str, str]:
+    """Return (source, origin) for a template name, a path to a file, or literal source."""
+    if "{{" in spec or "{%" in spec:
+        return spec, "meta-prompt template (inline)"
+    if spec.endswith(".j2") or "/" in spec or "\\" in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise TemplateError(f"meta-prompt template file not found: {spec}")
+        return path.read_text(encoding="utf-8"), str(path)
+    resource = resources.files(TEMPLATE_PACKAGE).joinpath(f"{spec}.j2")
+    if not resource.is_file():
+        names = sorted(p.name[:-3] for p in resources.files(TEMPLATE_PACKAGE).iterdir() if p.name.endswith(".j2"))
+        raise TemplateError(f"unknown meta-prompt template {spec!r}; shipped ones: {', '.join(names)}")
+    return resource.read_text(encoding="utf-8"), f"templates/{spec}.j2"
+
+
+def bucketize(value: float, buckets: int) -> int:
+    """A score in [0, 1] shown as an integer 0-100, rounded to `buckets` levels (the paper: 100)."""
+    value = min(1.0, max(0.0, value))
+    if buckets <= 0:
+        return round(value * 100)
+    return round(round(value * buckets) * 100 / buckets)
+
+
+def build_meta_prompt(spec: str, variables: dict[str, Any]) -> str:
+    """Render the meta-prompt template `spec` with `variables`."""
+    source, origin = template_source(spec)
+    return render(source, variables, origin).strip() + "\n"

@@ -1,0 +1,88 @@
+"""The scored history of an optimisation: every candidate, the top-k view, and duplicate detection."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+_SPACE = re.compile(r"\s+")
+_INVISIBLE = {"Cf"}  # zero-width and other format characters
+
+
+def normalise(text: str) -> str:
+    """The form two candidates share when they are "the same": NFKC, no invisible chars, case, spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _INVISIBLE)
+    return _SPACE.sub(" ", text).strip().casefold()
+
+
+@dataclass
+class Candidate:
+    """One proposed solution and what became of it."""
+
+    step: int
+    text: str
+    train: float | None = None
+    validation: float | None = None
+    rejection: str | None = None
+    call: int = 0
+    train_failures: int = 0
+    validation_failures: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Candidate":
+        return cls(**data)
+
+
+@dataclass
+class Trajectory:
+    """All candidates in the order they were proposed, with helpers for the meta-prompt."""
+
+    higher_is_better: bool = True
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def add(self, candidate: Candidate) -> None:
+        self.candidates.append(candidate)
+
+    def extend(self, candidates: Iterable[Candidate]) -> None:
+        self.candidates.extend(candidates)
+
+    def scored(self) -> list[Candidate]:
+        """Candidates that were accepted and scored on train."""
+        return [c for c in self.candidates if c.rejection is None and c.train is not None]
+
+    def seen(self) -> set[str]:
+        """Normalised texts of every accepted candidate, for de-duplication."""
+        return {normalise(c.text) for c in self.candidates if c.rejection is None}
+
+    def _train_key(self, c: Candidate) -> tuple[float, int]:
+        value = c.train if c.train is not None else float("-inf")
+        value = value if self.higher_is_better else -value
+        return (value, -c.step)
+
+    def top(self, k: int) -> list[Candidate]:
+        """The best `k` distinct scored candidates by train score, worst first and best last."""
+        best: dict[str, Candidate] = {}
+        for c in self.scored():
+            key = normalise(c.text)
+            if key not in best or self._train_key(c) > self._train_key(best[key]):
+                best[key] = c
+        ranked = sorted(best.values(), key=self._train_key)
+        return ranked[-k:] if k > 0 else []
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score `a` beats `b` in this problem's direction."""
+        return a > b if self.higher_is_better else a < b
+
+    def rejections(self) -> Counter[str]:
+        """How many candidates were rejected, by reason."""
+        return Counter(c.rejection for c in self.candidates if c.rejection)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.candidates]

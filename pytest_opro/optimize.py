@@ -1,0 +1,183 @@
+"""`optimize()`: run OPRO on a PromptTask without pytest, and score instructions on a split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .cache import ResponseCache
+from .errors import ConfigError
+from .instruction_problem import InstructionProblem, score_instructions
+from .llm import Budget, LLMClient, ModelConfig, estimate_cost, run_sync
+from .opro.checkpoint import Checkpoint
+from .opro.trajectory import Candidate
+from .opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, run_loop
+from .result import Estimate, Result, SplitScore
+from .task import ModelSpec, PromptTask
+
+#: Rough prompt size used for the cost estimate when a task has no examples to measure (tokens).
+_CHARS_PER_TOKEN = 4
+
+
+def build_settings(*layers: Mapping[str, Any] | None, origin: str = "settings") -> OptimizerSettings:
+    """OptimizerSettings from `layers`, later ones winning; None values do not override."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in dict(layer or {}).items() if v is not None})
+    known = set(OptimizerSettings.__dataclass_fields__)
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown optimizer setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return OptimizerSettings(**merged)
+
+
+def settings_for(task: PromptTask, overrides: Mapping[str, Any] | None = None) -> OptimizerSettings:
+    """OptimizerSettings from the task's own `settings`, then `overrides` on top."""
+    return build_settings(task.settings, overrides, origin=f"task {task.name!r}")
+
+
+def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig, optimizer: ModelConfig) -> Estimate:
+    """The most calls a run can make (and their cost where litellm knows the prices)."""
+    splits = task.splits
+    n_train, n_val, n_test = len(splits.train), len(splits.validation), len(splits.test)
+    per_step_opt = settings.candidates * (settings.reask + 1)
+    optimizer_calls = settings.max_steps * per_step_opt
+    scorer_calls = (
+        n_train + n_val
+        + settings.max_steps * (settings.candidates * n_train + settings.validate_top * n_val)
+        + 2 * n_test
+    )
+    sample = task.messages(task.initial_instruction, splits.train[0])
+    prompt_tokens = sum(len(m["content"]) for m in sample) // _CHARS_PER_TOKEN + 8
+    scorer_out = int(scorer.params.get("max_tokens", 64))
+    meta_tokens = 200 + settings.top_k * 40 + settings.exemplars * prompt_tokens
+    opt_out = int(optimizer.params.get("max_tokens", 200))
+    scorer_cost = estimate_cost(scorer.model, prompt_tokens * scorer_calls, scorer_out * scorer_calls)
+    optimizer_cost = estimate_cost(optimizer.model, meta_tokens * optimizer_calls, opt_out * optimizer_calls)
+    cost = None if scorer_cost is None or optimizer_cost is None else scorer_cost + optimizer_cost
+    return Estimate(optimizer_calls + scorer_calls, optimizer_calls, scorer_calls, cost)
+
+
+def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:
+    """Identity of a run for its checkpoint: same key, same run."""
+    data = {
+        "fingerprint": task.fingerprint(scorer),
+        "initial": task.initial_instruction,
+        "meta_prompt": task.meta_prompt,
+        "description": task.description,
+        "optimizer": optimizer.public_dict(),
+        "settings": settings.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_cache(cache: ResponseCache | str | Path | None, mode: str = "rw") -> ResponseCache | None:
+    """A ResponseCache from a directory, an existing cache, or None / mode "off" for no cache."""
+    if isinstance(cache, ResponseCache):
+        return cache
+    if cache is None or mode == "off":
+        return None
+    if mode not in ("rw", "ro"):
+        raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
+    return ResponseCache(cache, mode=mode)
+
+
+async def optimize_async(
+    task: PromptTask,
+    *,
+    scorer: ModelSpec = None,
+    optimizer: ModelSpec = None,
+    settings: OptimizerSettings | None = None,
+    budget: Budget | None = None,
+    client: LLMClient | None = None,
+    cache: ResponseCache | str | Path | None = ".opro_cache",
+    cache_mode: str = "rw",
+    concurrency: int = 16,
+    checkpoint: str | Path | None = None,
+    on_step: StepCallback | None = None,
+    on_candidate: CandidateCallback | None = None,
+) -> Result:
+    """Async form of :func:`optimize`."""
+    started = time.monotonic()
+    scorer_cfg = task.scorer_config(scorer)
+    optimizer_cfg = task.optimizer_config(optimizer)
+    settings = settings or settings_for(task)
+    if client is None:
+        client = LLMClient(cache=open_cache(cache, cache_mode), concurrency=concurrency, budget=budget)
+    problem = InstructionProblem(task, client, scorer_cfg, optimizer_cfg, exemplars=settings.exemplars)
+    guess = estimate(task, settings, scorer_cfg, optimizer_cfg)
+    saver = Checkpoint(checkpoint, run_key(task, scorer_cfg, optimizer_cfg, settings)) if checkpoint else None
+    loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate, checkpoint=saver)
+
+    winner, base = loop.best, loop.baseline[0]
+    test = task.splits.test
+    winner_test, base_test = await score_instructions(task, client, scorer_cfg, [winner.text, base.text], test)
+
+    def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
+        train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")
+        return {"train": train, "validation": val, "test": SplitScore.from_score(test_score, keep_outcomes=True)}
+
+    result = Result(
+        task=task.name,
+        instruction=winner.text,
+        position=str(task.position),
+        scores=split_scores(winner, winner_test),
+        baseline_instruction=base.text,
+        baseline_scores=split_scores(base, base_test),
+        trajectory=loop.trajectory.candidates,
+        rejections=loop.rejections,
+        steps_run=loop.steps_run,
+        best_step=loop.best_step,
+        stop_reason=loop.stop_reason,
+        reports=loop.reports,
+        usage=client.ledger.to_dict(),
+        wall_seconds=time.monotonic() - started,
+        estimate=guess,
+        scorer=scorer_cfg.public_dict(),
+        optimizer=optimizer_cfg.public_dict(),
+        settings=settings.to_dict(),
+        fingerprint=task.fingerprint(scorer_cfg),
+    )
+    if saver is not None:
+        saver.clear()
+    return result
+
+
+def _stored_score(task: PromptTask, cand: Candidate, split: str) -> SplitScore:
+    """A SplitScore from the mean the loop kept for `cand` on `split`."""
+    value = getattr(cand, split)
+    if value is None:
+        return SplitScore(value=float("nan"), n=0, ci_low=0.0, ci_high=1.0)
+    failures = getattr(cand, f"{split}_failures")
+    return SplitScore.from_mean(value, len(task.splits.get(split)) - failures, failures)
+
+
+def optimize(task: PromptTask, **kwargs: Any) -> Result:
+    """Run OPRO on `task` and return the :class:`Result` (winner chosen on validation).
+
+    Keyword arguments: ``scorer`` and ``optimizer`` (litellm model strings or ModelConfig),
+    ``settings`` (:class:`OptimizerSettings`), ``budget`` (:class:`Budget`), ``cache`` (directory or
+    None), ``cache_mode`` ("rw", "ro", "off"), ``concurrency``, ``checkpoint`` (file path to resume
+    from), ``on_step`` and ``on_candidate`` callbacks.
+    """
+    return run_sync(optimize_async(task, **kwargs))
+
+
+async def score_instruction_async(
+    task: PromptTask, instruction: str, split: str = "test", *, client: LLMClient, scorer: ModelSpec = None
+) -> SplitScore:
+    """Score one instruction on one split, keeping per-example outcomes."""
+    scorer_cfg = task.scorer_config(scorer)
+    (score,) = await score_instructions(task, client, scorer_cfg, [instruction], task.splits.get(split))
+    return SplitScore.from_score(score, keep_outcomes=True)
+
+
+def score_instruction(task: PromptTask, instruction: str, split: str = "test", **kwargs: Any) -> SplitScore:
+    """Synchronous :func:`score_instruction_async`."""
+    return run_sync(score_instruction_async(task, instruction, split, **kwargs))
+
+
+__all__ = ["build_settings", "optimize", "optimize_async", "score_instruction", "settings_for", "estimate", "open_cache"]

@@ -1,0 +1,166 @@
+"""Command-line options and ini settings: declared once, validated at start-up.
+
+Every ``--opro-x`` option has an ini twin ``opro_x``. Precedence: CLI > task > ini > default
+(the task part is applied in :mod:`pytest_opro.session`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _probability(value: str) -> float:
+    number = float(value)
+    if not 0 < number < 1:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
+def _tolerance(value: str) -> float:
+    """Points of accuracy, e.g. 2 means two percentage points."""
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError("must be between 0 and 100 (percentage points)")
+    return number
+
+
+def _cache_mode(value: str) -> str:
+    if value not in ("rw", "ro", "off"):
+        raise ValueError("must be rw, ro or off")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _report_path(value: str) -> str:
+    if not value.endswith((".md", ".json")):
+        raise ValueError("must end in .md or .json")
+    return value
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting: its name (``--opro-<name>`` and ``opro_<name>``), parser, default and help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = "VALUE"
+
+
+SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec("model", _text, None, "scorer model, a litellm model string (default local/smollm2)", "MODEL"),
+    OptionSpec("optimizer-model", _text, None, "optimizer model (default: local/smollm2)", "MODEL"),
+    OptionSpec("steps", _non_negative_int, None, "maximum optimisation steps (default 10)", "N"),
+    OptionSpec("candidates", _positive_int, None, "candidate instructions per step (default 8)", "N"),
+    OptionSpec("patience", _non_negative_int, None, "stop after N steps without validation gain (default 3, 0 = never)", "N"),
+    OptionSpec("max-calls", _positive_int, None, "stop a task's run after N provider calls", "N"),
+    OptionSpec("max-tokens", _positive_int, None, "stop a task's run after N tokens", "N"),
+    OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
+    OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
+    OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
+    OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
+    OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),
+    OptionSpec("tolerance", _tolerance, 2.0, "gate: accuracy drop in points tolerated (default 2)", "POINTS"),
+    OptionSpec("alpha", _probability, 0.05, "gate: significance level of the paired test (default 0.05)", "P"),
+    OptionSpec("report", _report_path, None, "write a report: PATH.md (markdown) or PATH.json", "PATH"),
+    OptionSpec("plot", _text, None, "write one PNG per optimised task into DIR (needs pytest-opro[plot])", "DIR"),
+    OptionSpec("dir", _text, "__opro__", "artifact directory beside each test module (default __opro__)", "NAME"),
+)
+
+FLAGS = (
+    ("optimize", "run the OPRO loop for selected prompt tasks and write their artifacts"),
+    ("allow-stale", "gate even when the artifact's fingerprint does not match the task (warn only)"),
+    ("allow-no-gain", "with --opro-optimize: pass even when no candidate beat the baseline on validation"),
+)
+
+
+def dest(name: str) -> str:
+    return "opro_" + name.replace("-", "_")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the "opro" option group and the matching ini settings."""
+    group = parser.getgroup("opro", "prompt optimisation and regression gating (pytest-opro)")
+    for name, text in FLAGS:
+        group.addoption(f"--opro-{name}", action="store_true", default=None, dest=dest(name), help=text)
+        parser.addini(dest(name), f"{text} (ini: true/false)", type="bool", default=False)
+    for spec in SPECS:
+        group.addoption(f"--opro-{spec.name}", dest=dest(spec.name), default=None, metavar=spec.metavar, help=spec.help)
+        parser.addini(dest(spec.name), spec.help, default=None)
+
+
+@dataclass
+class Options:
+    """Validated settings of one pytest run (CLI over ini over defaults)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    from_cli: set[str] = field(default_factory=set)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def cli(self, name: str) -> Any:
+        """The value only when given on the command line (it beats the task's own)."""
+        return self.values[name] if name in self.from_cli else None
+
+
+def read_options(config: pytest.Config) -> Options:
+    """Read and validate every option; a bad value is a UsageError naming option and fix."""
+    opts = Options()
+    for name, _ in FLAGS:
+        key = dest(name)
+        cli = config.getoption(key)
+        opts.values[key[5:]] = bool(cli) if cli is not None else bool(config.getini(key))
+    for spec in SPECS:
+        key = dest(spec.name)
+        cli = config.getoption(key)
+        ini = config.getini(key)
+        raw, source = (cli, f"--opro-{spec.name}") if cli is not None else (ini, f"ini {key}")
+        attr = key[5:]
+        if raw is None or raw == "":
+            opts.values[attr] = spec.default
+            continue
+        try:
+            opts.values[attr] = spec.parse(str(raw))
+        except ValueError as exc:
+            reason = str(exc) if "must" in str(exc) else f"is not a valid {spec.metavar.lower()}"
+            raise pytest.UsageError(f"{source}={raw!r} {reason}") from None
+        if cli is not None:
+            opts.from_cli.add(attr)
+    cache_dir = Path(opts.values["cache_dir"])
+    opts.values["cache_dir"] = cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir
+    return opts

@@ -1,0 +1,104 @@
+"""pytest hooks for pytest-opro. Thin on purpose: behaviour lives in session.py and report.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from .options import add_options, read_options
+from .session import OproSession, TaskRecord
+
+SESSION_KEY = pytest.StashKey[OproSession]()
+DESELECTED_KEY = pytest.StashKey[int]()
+NOTES_KEY = pytest.StashKey[list]()
+WORKER_RECORDS = "opro_records"
+
+# litellm otherwise fetches its price list over the network at import.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    options = read_options(config)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def write_line(line: str) -> None:
+        if reporter is not None and not hasattr(config, "workerinput"):
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    config.stash[SESSION_KEY] = OproSession(options=options, rootpath=config.rootpath, hook=config.hook, write_line=write_line)
+    config.stash[DESELECTED_KEY] = 0
+    config.addinivalue_line("markers", "opro: a test that checks a prompt task (set by the opro fixture)")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        config = items[0].config
+        config.stash[DESELECTED_KEY] = config.stash.get(DESELECTED_KEY, 0) + len(items)
+
+
+@pytest.fixture
+def opro(request: pytest.FixtureRequest) -> Any:
+    """Check prompt tasks: ``opro.check(task)`` optimises under ``--opro-optimize`` and gates otherwise.
+
+    Gating scores the instruction committed in ``__opro__/<task>.yaml`` beside the test module on
+    the task's test split and fails on a significant drop; ``opro.instruction(task)`` returns it.
+    """
+    from .fixture import OproFixture
+
+    request.node.add_marker("opro")
+    return OproFixture(request.config.stash[SESSION_KEY], request)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect the records a worker sent."""
+    records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
+    session = node.config.stash[SESSION_KEY]
+    session.records.extend(TaskRecord.from_dict(r) for r in records)
+    session.artifact_dirs.update(getattr(node, "workeroutput", {}).get("opro_dirs", []))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    opro_session = config.stash.get(SESSION_KEY, None)
+    if opro_session is None:
+        return
+    opro_session.close()
+    if hasattr(config, "workeroutput"):
+        config.workeroutput[WORKER_RECORDS] = [r.to_dict() for r in opro_session.records]
+        config.workeroutput["opro_dirs"] = sorted(opro_session.artifact_dirs)
+        return
+    from .report_files import finish_run
+
+    notes, status = finish_run(opro_session, deselected=config.stash.get(DESELECTED_KEY, 0))
+    config.stash[NOTES_KEY] = notes
+    if status is not None and session.exitstatus == 0:
+        session.exitstatus = status
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    opro_session = config.stash.get(SESSION_KEY, None)
+    if opro_session is None or hasattr(config, "workerinput"):
+        return
+    from .report import summary_lines
+
+    lines = summary_lines(opro_session.records)
+    notes = config.stash.get(NOTES_KEY, [])
+    if lines or notes:
+        terminalreporter.write_sep("=", "opro")
+        for line in lines + notes:
+            terminalreporter.write_line(line)
+

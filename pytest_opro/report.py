@@ -1,0 +1,49 @@
+"""The terminal summary section "opro" (markdown and JSON reports live in report_files.py)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .session import TaskRecord
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def shorten(text: str, width: int = 48) -> str:
+    """One line of at most `width` characters."""
+    flat = " ".join(text.split()) or "(empty)"
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
+    """Rows of the terminal summary, one per task, grouped by mode."""
+    records = list(records)
+    lines: list[str] = []
+    optimized = [r for r in records if r.mode == "optimize"]
+    gated = [r for r in records if r.mode == "gate"]
+    errors = [r for r in records if r.mode == "error"]
+    if optimized:
+        lines.append(
+            f"{'task':<16} {'baseline->winner (test)':<24} {'95% CI':<14} {'calls':>6} {'cost':>8} {'time':>7}  stop / instruction"
+        )
+        for r in optimized:
+            ci = f"[{r.test_ci[0]:.0%}, {r.test_ci[1]:.0%}]" if r.test_ci else "-"
+            lines.append(
+                f"{r.task:<16} {_pct(r.baseline_test) + ' -> ' + _pct(r.test):<24} {ci:<14} {r.calls:>6} "
+                f"{'$' + format(r.cost_usd, '.4f'):>8} {r.seconds:>6.1f}s  {r.status}: {r.stop_reason}"
+            )
+            lines.append(f"{'':<16} instruction: {shorten(r.instruction, 90)}")
+    if gated:
+        lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
+        for r in gated:
+            delta = "-" if r.delta is None else f"{r.delta * 100:+.1f}"
+            p_value = "-" if r.p_value is None else f"{r.p_value:.3f}"
+            verdict = r.verdict or r.status
+            lines.append(
+                f"{r.task:<16} {_pct(r.recorded) + ' -> ' + _pct(r.test):<24} {delta:>7} {p_value:>7} {r.calls:>6}  {verdict}"
+            )
+    for r in errors:
+        lines.append(f"{r.task:<16} error: {shorten(r.message, 100)}")
+    return lines

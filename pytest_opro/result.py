@@ -1,0 +1,139 @@
+"""The Result of optimising a prompt task: winner, baseline, trajectory, usage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .opro.loop import Score, StepReport
+from .opro.trajectory import Candidate
+from .stats import mean_interval, mean_interval_from_mean
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class SplitScore:
+    """A score on one split with its size, a 95% interval and, on test, per-example outcomes."""
+
+    value: float
+    n: int
+    ci_low: float
+    ci_high: float
+    failures: int = 0
+    outcomes: dict[str, float] | None = None
+
+    @classmethod
+    def from_score(cls, score: Score, keep_outcomes: bool = False) -> "SplitScore":
+        values = list((score.outcomes or {}).values())
+        low, high = mean_interval(values) if values else (0.0, 1.0)
+        return cls(
+            value=score.value,
+            n=score.n,
+            ci_low=low,
+            ci_high=high,
+            failures=score.failures,
+            outcomes=dict(score.outcomes or {}) if keep_outcomes else None,
+        )
+
+    @classmethod
+    def from_mean(cls, value: float, n: int, failures: int = 0) -> "SplitScore":
+        """From a mean over `n` outcomes, its interval computed as for binary outcomes."""
+        low, high = mean_interval_from_mean(value, n)
+        return cls(value=value, n=n, ci_low=low, ci_high=high, failures=failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["outcomes"] is None:
+            data.pop("outcomes")
+        return data
+
+
+@dataclass
+class Estimate:
+    """What a run will cost at most, before it starts."""
+
+    calls: int
+    optimizer_calls: int
+    scorer_calls: int
+    cost_usd: float | None
+
+    def describe(self) -> str:
+        cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
+        return (
+            f"at most {self.calls} calls ({self.optimizer_calls} optimizer, "
+            f"{self.scorer_calls} scorer), {cost}"
+        )
+
+
+@dataclass
+class Result:
+    """Everything one optimisation produced; :meth:`to_dict` is what artifacts and reports read."""
+
+    task: str
+    instruction: str
+    position: str
+    scores: dict[str, SplitScore]
+    baseline_instruction: str
+    baseline_scores: dict[str, SplitScore]
+    trajectory: list[Candidate]
+    rejections: dict[str, int]
+    steps_run: int
+    best_step: int
+    stop_reason: str
+    reports: list[StepReport]
+    usage: dict[str, dict[str, Any]]
+    wall_seconds: float
+    estimate: Estimate
+    scorer: dict[str, Any]
+    optimizer: dict[str, Any]
+    settings: dict[str, Any]
+    fingerprint: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def train_validation_gap(self) -> float:
+        """Train minus validation score of the winner: how much the search overfit train."""
+        return self.scores["train"].value - self.scores["validation"].value
+
+    @property
+    def improved(self) -> bool:
+        """True when the winner beat the baseline on validation."""
+        return self.scores["validation"].value > self.baseline_scores["validation"].value
+
+    def top_candidates(self, k: int = 10) -> list[Candidate]:
+        """The best `k` distinct scored candidates, best first (validation, then train)."""
+        scored = [c for c in self.trajectory if c.rejection is None and c.train is not None]
+        scored.sort(key=lambda c: (c.validation if c.validation is not None else -1.0, c.train), reverse=True)
+        seen: set[str] = set()
+        out = []
+        for c in scored:
+            if c.text in seen:
+                continue
+            seen.add(c.text)
+            out.append(c)
+        return out[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "instruction": self.instruction,
+            "position": self.position,
+            "scores": {k: v.to_dict() for k, v in self.scores.items()},
+            "baseline_instruction": self.baseline_instruction,
+            "baseline_scores": {k: v.to_dict() for k, v in self.baseline_scores.items()},
+            "train_validation_gap": self.train_validation_gap,
+            "improved": self.improved,
+            "trajectory": [c.to_dict() for c in self.trajectory],
+            "rejections": dict(self.rejections),
+            "steps_run": self.steps_run,
+            "best_step": self.best_step,
+            "stop_reason": self.stop_reason,
+            "reports": [r.to_dict() for r in self.reports],
+            "usage": self.usage,
+            "wall_seconds": self.wall_seconds,
+            "estimate": asdict(self.estimate),
+            "scorer": self.scorer,
+            "optimizer": self.optimizer,
+            "settings": self.settings,
+            "fingerprint": self.fingerprint,
+        }

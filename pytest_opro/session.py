@@ -1,0 +1,285 @@
+"""What one pytest run does with prompt tasks: optimise and write, or gate against the artifact.
+
+The plugin module only wires hooks to an :class:`OproSession`; everything with behaviour is here.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import OproError
+from .options import Options
+
+OPTIMIZE_COMMAND = "pytest --opro-optimize"
+
+
+@dataclass
+class TaskRecord:
+    """One task's outcome in this run, for the summary, reports and xdist transport (plain data)."""
+
+    task: str
+    mode: str  # "optimize" or "gate"
+    nodeid: str
+    artifact: str
+    status: str  # "written", "no gain", "passed", "failed", "missing", "stale", "error"
+    instruction: str = ""
+    message: str = ""
+    baseline_test: float | None = None
+    test: float | None = None
+    test_ci: tuple[float, float] | None = None
+    recorded: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    verdict: str | None = None
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    stop_reason: str = ""
+    steps_run: int = 0
+    result: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaskRecord":
+        data = dict(data)
+        if data.get("test_ci") is not None:
+            data["test_ci"] = tuple(data["test_ci"])
+        return cls(**data)
+
+
+def _usage_totals(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    keys = ("calls", "cache_hits", "retries", "failures", "cost_usd")
+    return {k: sum(u.get(k, 0) or 0 for u in usage.values()) for k in keys}
+
+
+@dataclass
+class OproSession:
+    """State of prompt tasks in one pytest run (lives in ``config.stash``)."""
+
+    options: Options
+    rootpath: Path
+    hook: Any = None
+    write_line: Callable[[str], None] = print
+    records: list[TaskRecord] = field(default_factory=list)
+    artifact_dirs: set[str] = field(default_factory=set)
+    _cache: Any = None
+
+    # -- shared resources ----------------------------------------------------------------------
+    def cache(self) -> Any:
+        """The response cache shared by every task in this process (None when off)."""
+        if self._cache is None and self.options.cache != "off":
+            from .cache import ResponseCache
+
+            self._cache = ResponseCache(self.options.cache_dir, mode=self.options.cache)
+        return self._cache
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def client(self) -> Any:
+        from .llm import Budget, LLMClient
+
+        budget = Budget(
+            max_calls=self.options.max_calls,
+            max_tokens=self.options.max_tokens,
+            max_cost_usd=self.options.max_cost,
+        )
+        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget)
+
+    # -- settings with precedence CLI > task > ini > default ----------------------------------
+    def model(self, task: Any, role: str) -> Any:
+        cli = self.options.cli("model" if role == "scorer" else "optimizer_model")
+        if cli is not None:
+            return cli
+        own = task.scorer if role == "scorer" else task.optimizer
+        if own is not None:
+            return own
+        return self.options.model if role == "scorer" else self.options.optimizer_model
+
+    def settings(self, task: Any) -> Any:
+        from .optimize import build_settings
+
+        names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed"}
+        ini = {target: getattr(self.options, opt) for opt, target in names.items()}
+        cli = {target: self.options.cli(opt) for opt, target in names.items()}
+        return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")
+
+    def tolerance(self, task: Any) -> float:
+        if self.options.cli("tolerance") is None and task.tolerance is not None:
+            return float(task.tolerance)
+        return self.options.tolerance / 100.0
+
+    # -- paths ---------------------------------------------------------------------------------
+    def artifact_path(self, module_path: Path, task: Any) -> Path:
+        directory = module_path.parent / self.options.dir
+        self.artifact_dirs.add(str(directory))
+        return directory / f"{task.name}.yaml"
+
+    def checkpoint_path(self, task: Any) -> Path:
+        return Path(self.options.cache_dir) / "checkpoints" / f"{task.name}.json"
+
+    # -- the two modes -------------------------------------------------------------------------
+    def optimize(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
+        """Run OPRO for `task`, write its artifact and return the record (status "written" / "no gain")."""
+        from . import __version__
+        from .artifact import artifact_from_result, write_artifact
+        from .optimize import estimate, optimize_async
+        from .llm import run_sync
+
+        path = self.artifact_path(module_path, task)
+        settings = self.settings(task)
+        scorer, optimizer = task.scorer_config(self.model(task, "scorer")), task.optimizer_config(self.model(task, "optimizer"))
+        guess = estimate(task, settings, scorer, optimizer)
+        self.write_line(
+            f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}; {guess.describe()}"
+        )
+        client = self.client()
+
+        def on_step(report: Any) -> None:
+            best_val = "-" if report.best_validation is None else f"{report.best_validation:.1%}"
+            best_train = "-" if report.best_train is None else f"{report.best_train:.1%}"
+            self.write_line(
+                f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
+                f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
+                f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
+            )
+            if self.hook is not None:
+                self.hook.pytest_opro_step(task=task, report=report)
+
+        def on_candidate(candidate: Any) -> None:
+            if self.hook is not None:
+                self.hook.pytest_opro_candidate(task=task, candidate=candidate)
+
+        result = run_sync(
+            optimize_async(
+                task,
+                scorer=scorer,
+                optimizer=optimizer,
+                settings=settings,
+                client=client,
+                checkpoint=self.checkpoint_path(task),
+                on_step=on_step,
+                on_candidate=on_candidate,
+            )
+        )
+        data = result.to_dict()
+        top = [c.to_dict() for c in result.top_candidates(10)]
+        write_artifact(path, artifact_from_result(data, __version__, top))
+        if self.hook is not None:
+            self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
+        totals = _usage_totals(data["usage"])
+        test = result.scores["test"]
+        record = TaskRecord(
+            task=task.name,
+            mode="optimize",
+            nodeid=nodeid,
+            artifact=str(path),
+            status="written" if result.improved else "no gain",
+            instruction=result.instruction,
+            baseline_test=result.baseline_scores["test"].value,
+            test=test.value,
+            test_ci=(test.ci_low, test.ci_high),
+            seconds=result.wall_seconds,
+            stop_reason=result.stop_reason,
+            steps_run=result.steps_run,
+            result=data,
+            **totals,
+        )
+        if not result.improved:
+            record.message = (
+                f"opro {task.name}: no candidate beat the baseline on validation "
+                f"({result.baseline_scores['validation'].value:.1%}); artifact written with the baseline. "
+                "Pass --opro-allow-no-gain to accept, or try more --opro-steps / another model."
+            )
+        self.records.append(record)
+        return record
+
+    def gate(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
+        """Score the committed instruction on test and decide; the record's status says how it went."""
+        from .artifact import load_artifact
+        from .gate import decide, stale_parts
+        from .llm import run_sync
+        from .optimize import score_instruction_async
+
+        started = time.monotonic()
+        path = self.artifact_path(module_path, task)
+        record = TaskRecord(task=task.name, mode="gate", nodeid=nodeid, artifact=str(path), status="passed")
+        self.records.append(record)
+        if not path.exists():
+            record.status = "missing"
+            record.message = (
+                f"opro {task.name}: no artifact at {path}. Create it with:\n"
+                f"  {OPTIMIZE_COMMAND} {nodeid}\nthen commit {path.parent.name}/{path.name}"
+            )
+            return record
+        artifact = load_artifact(path)
+        record.instruction = artifact.instruction
+        scorer = task.scorer_config(self.model(task, "scorer"))
+        changed = stale_parts(artifact.fingerprint, task.fingerprint(scorer))
+        if changed:
+            text = (
+                f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
+                f"{', '.join(changed)}. Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
+            )
+            if not self.options.allow_stale:
+                record.status, record.message = "stale", text + " (or pass --opro-allow-stale to gate anyway)."
+                return record
+            warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=2)
+        client = self.client()
+        now = run_sync(score_instruction_async(task, artifact.instruction, "test", client=client, scorer=scorer))
+        if now.failures:
+            record.status = "error"
+            record.message = (
+                f"opro {task.name}: {now.failures} of {now.failures + now.n} scorer calls failed after retries; "
+                "the gate cannot decide. Check the provider and run again."
+            )
+            return record
+        decision = decide(
+            artifact.test_outcomes,
+            now.outcomes or {},
+            tolerance=self.tolerance(task),
+            alpha=self.options.alpha,
+            floor=task.floor,
+        )
+        if self.hook is not None:
+            self.hook.pytest_opro_gate(task=task, decision=decision)
+        usage = client.ledger.to_dict()
+        for key, value in _usage_totals(usage).items():
+            setattr(record, key, value)
+        record.status = "passed" if decision.passed else "failed"
+        record.verdict = decision.verdict
+        record.recorded, record.test, record.delta = decision.recorded, decision.now, decision.delta
+        record.test_ci = (now.ci_low, now.ci_high)
+        record.p_value = decision.p_value
+        record.message = decision.message(task.name)
+        record.decision = decision.to_dict()
+        record.seconds = time.monotonic() - started
+        return record
+
+    def error(self, task_name: str, nodeid: str, exc: OproError) -> TaskRecord:
+        record = TaskRecord(task=task_name, mode="error", nodeid=nodeid, artifact="", status="error", message=str(exc))
+        self.records.append(record)
+        return record
+
+    # -- end of run ----------------------------------------------------------------------------
+    def obsolete_artifacts(self) -> list[Path]:
+        """Artifacts in directories this run used whose task was not checked."""
+        known = {Path(r.artifact) for r in self.records if r.artifact}
+        found: list[Path] = []
+        for directory in sorted(self.artifact_dirs):
+            for path in sorted(Path(directory).glob("*.yaml")):
+                if path not in known:
+                    found.append(path)
+        return found

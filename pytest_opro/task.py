@@ -1,0 +1,193 @@
+"""PromptTask: what a prompt is for, how an instruction is placed in it, and how answers are scored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence, Union
+
+from .errors import ConfigError, ExampleError
+from .examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
+from .llm import ModelConfig
+from .metrics import Metric, resolve
+from .templating import render, variables_used
+
+#: Where an instruction can go. "slot" means the template has an explicit ``{{ instruction }}``.
+POSITIONS = ("Q_begin", "Q_end", "A_begin", "system", "slot")
+
+#: The embedded offline model, used when nothing else is configured.
+DEFAULT_MODEL = "local/smollm2"
+
+#: Scorer defaults: greedy decoding, short answers.
+DEFAULT_SCORER_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 64}
+#: Optimizer defaults from the paper: temperature 1.0, one candidate per call.
+DEFAULT_OPTIMIZER_PARAMS: dict[str, Any] = {"temperature": 1.0, "max_tokens": 200}
+
+ModelSpec = Union[str, ModelConfig, None]
+MetricSpec = Union[str, Metric, Callable[[str, Example], float]]
+
+
+def model_config(spec: ModelSpec, defaults: Mapping[str, Any], fallback: str = DEFAULT_MODEL) -> ModelConfig:
+    """Turn a model string or ModelConfig into a ModelConfig with `defaults` under its own params."""
+    if spec is None:
+        return ModelConfig(model=fallback, params=dict(defaults))
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise ConfigError("model string is empty: use e.g. 'local/smollm2' or 'openai/gpt-4o-mini'")
+        return ModelConfig(model=spec.strip(), params=dict(defaults))
+    if isinstance(spec, ModelConfig):
+        merged = {**defaults, **dict(spec.params)}
+        return ModelConfig(
+            model=spec.model,
+            params=merged,
+            api_base=spec.api_base,
+            api_key=spec.api_key,
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+        )
+    raise ConfigError(f"model must be a litellm model string or ModelConfig, got {type(spec).__name__}")
+
+
+def _sha(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class PromptTask:
+    """A prompt to optimise and gate.
+
+    ``template`` is Jinja2 source for the user turn; it sees each example's fields (``input`` or the
+    named fields, ``choices``) and, if it asks for it, ``instruction``. Without an ``{{ instruction }}``
+    slot the instruction goes where ``position`` says: ``Q_begin`` (before the question, the default),
+    ``Q_end`` (after it), ``A_begin`` (start of the answer) or ``system`` (the system message).
+    """
+
+    name: str
+    examples: Sequence[Example]
+    template: str = "{{ input }}"
+    metric: MetricSpec = "exact"
+    initial_instruction: str = ""
+    position: str | None = None
+    system_prompt: str | None = None
+    scorer: ModelSpec = None
+    optimizer: ModelSpec = None
+    split_seed: int = 0
+    fractions: tuple[float, float, float] | None = DEFAULT_FRACTIONS
+    counts: tuple[int, int, int] | None = None
+    floor: float | None = None
+    tolerance: float | None = None
+    description: str = ""
+    meta_prompt: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("PromptTask needs a non-empty name (it names the artifact file)")
+        bad = set(self.name) & set('/\\:*?"<>|')
+        if bad or self.name.startswith("."):
+            raise ConfigError(
+                f"PromptTask name {self.name!r} cannot be a file name: use letters, digits, '-', '_'"
+            )
+        self.examples = tuple(self.examples)
+        if not self.examples:
+            raise ExampleError(f"task {self.name!r}: the example set is empty; give it at least a few examples")
+        self._metric = resolve(self.metric)
+        uses = variables_used(self.template, self._origin)
+        if self.position is None:
+            self.position = "slot" if "instruction" in uses else "Q_begin"
+        if self.position not in POSITIONS:
+            raise ConfigError(
+                f"task {self.name!r}: position {self.position!r} is not one of {', '.join(POSITIONS)}"
+            )
+        if self.position == "slot" and "instruction" not in uses:
+            raise ConfigError(
+                f"task {self.name!r}: position 'slot' needs '{{{{ instruction }}}}' in the template"
+            )
+        if self.position != "slot" and "instruction" in uses:
+            raise ConfigError(
+                f"task {self.name!r}: the template has an {{{{ instruction }}}} slot, so leave position unset"
+            )
+        if self.floor is not None and not 0.0 <= float(self.floor) <= 1.0:
+            raise ConfigError(f"task {self.name!r}: floor must be in [0, 1], got {self.floor!r}")
+        self._splits = split_examples(
+            self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts
+        )
+        # Render one example now so a template error shows at collection, not mid-run.
+        self.render_user(self.initial_instruction, self.examples[0])
+
+    @property
+    def _origin(self) -> str:
+        return f"task {self.name!r} template"
+
+    @property
+    def metric_obj(self) -> Metric:
+        """The resolved metric (name and version go into the fingerprint)."""
+        return self._metric
+
+    @property
+    def splits(self) -> Splits:
+        """Train, validation and test examples, assigned by a stable hash of each id."""
+        return self._splits
+
+    def scorer_config(self, override: ModelSpec = None) -> ModelConfig:
+        """The scorer model: `override` (CLI) beats the task's own, which beats the default."""
+        return model_config(override if override is not None else self.scorer, DEFAULT_SCORER_PARAMS)
+
+    def optimizer_config(self, override: ModelSpec = None) -> ModelConfig:
+        """The optimizer model, resolved like :meth:`scorer_config`."""
+        return model_config(override if override is not None else self.optimizer, DEFAULT_OPTIMIZER_PARAMS)
+
+    def render_user(self, instruction: str, example: Example) -> str:
+        """The user turn for `example`, with `instruction` only where the template asks for it."""
+        variables = dict(example.variables())
+        if self.position == "slot":
+            variables["instruction"] = instruction
+        origin = f"{self._origin} (example {example.id}{', ' + example.source if example.source else ''})"
+        return render(self.template, variables, origin)
+
+    def messages(self, instruction: str, example: Example, *, prefill: bool = True) -> list[dict[str, str]]:
+        """Chat messages that put `instruction` at this task's position for `example`."""
+        user = self.render_user(instruction, example)
+        instruction = instruction.strip()
+        system = self.system_prompt
+        assistant_prefix = None
+        if instruction:
+            if self.position == "Q_begin":
+                user = f"{instruction}\n{user}"
+            elif self.position == "Q_end":
+                user = f"{user}\n{instruction}"
+            elif self.position == "system":
+                system = f"{system}\n{instruction}" if system else instruction
+            elif self.position == "A_begin":
+                if prefill:
+                    assistant_prefix = instruction
+                else:
+                    user = f"{user}\n\nA: {instruction}"
+        messages: list[dict[str, str]] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": user})
+        if assistant_prefix:
+            messages.append({"role": "assistant", "content": assistant_prefix})
+        return messages
+
+    def score_output(self, output: str, example: Example) -> float:
+        """Score one model output with the task's metric."""
+        return self._metric(output, example)
+
+    def fingerprint(self, scorer: ModelConfig | None = None) -> dict[str, str]:
+        """Short hashes of everything that changes a score; the gate compares them one by one."""
+        scorer = scorer or self.scorer_config()
+        return {
+            "template": _sha(
+                {"template": self.template, "position": self.position, "system": self.system_prompt}
+            ),
+            "examples_train": examples_fingerprint(self._splits.train)[:16],
+            "examples_validation": examples_fingerprint(self._splits.validation)[:16],
+            "examples_test": examples_fingerprint(self._splits.test)[:16],
+            "metric": f"{self._metric.name}@{self._metric.version}",
+            "scorer_model": scorer.model,
+            "scorer_params": _sha(dict(scorer.params)),
+        }
