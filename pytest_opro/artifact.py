@@ -26,7 +26,16 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+class _FlowList(list):
+    """A short list written on one line, e.g. ``ci95: [0.61, 0.83]``."""
+
+
+def _flow_representer(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
+
+
 _Dumper.add_representer(str, _str_representer)
+_Dumper.add_representer(_FlowList, _flow_representer)
 
 
 def _round(value: Any) -> Any:
@@ -34,13 +43,15 @@ def _round(value: Any) -> Any:
         return None if math.isnan(value) else round(value, 4)
     if isinstance(value, dict):
         return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, _FlowList):
+        return _FlowList(_round(v) for v in value)
     if isinstance(value, (list, tuple)):
         return [_round(v) for v in value]
     return value
 
 
 def _score_block(score: dict[str, Any]) -> dict[str, Any]:
-    return {"score": score["value"], "n": score["n"], "ci95": [score["ci_low"], score["ci_high"]]}
+    return {"score": score["value"], "n": score["n"], "ci95": _FlowList([score["ci_low"], score["ci_high"]])}
 
 
 def _usage_totals(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:

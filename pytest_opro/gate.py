@@ -46,12 +46,14 @@ class GateDecision:
 
     def message(self, task: str) -> str:
         """Multi-line explanation, written for a reviewer reading a failed CI run."""
-        head = {
-            "regression": f"opro gate FAILED for task {task!r}: accuracy dropped",
-            "below floor": f"opro gate FAILED for task {task!r}: score under the floor {self.floor:.1%}",
-            "improved": f"opro gate passed for task {task!r}: accuracy improved",
-            "pass": f"opro gate passed for task {task!r}",
-        }[self.verdict]
+        if self.verdict == "below floor":
+            head = f"opro gate FAILED for task {task!r}: score under the floor {self.floor or 0:.1%}"
+        else:
+            head = {
+                "regression": f"opro gate FAILED for task {task!r}: accuracy dropped",
+                "improved": f"opro gate passed for task {task!r}: accuracy improved",
+                "pass": f"opro gate passed for task {task!r}",
+            }[self.verdict]
         lines = [
             head,
             f"  recorded {self.recorded:.1%} -> now {self.now:.1%}  (delta {self.delta * 100:+.1f} points, n={self.n})",

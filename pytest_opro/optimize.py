@@ -114,7 +114,13 @@ async def optimize_async(
 
     winner, base = loop.best, loop.baseline[0]
     test = task.splits.test
-    winner_test, base_test = await score_instructions(task, client, scorer_cfg, [winner.text, base.text], test)
+    # Budgets bound the search. The final test pass (2 x test size calls, part of the estimate)
+    # always runs so that the result a budget stopped is still complete and comparable.
+    search_budget, client.budget = client.budget, Budget()
+    try:
+        winner_test, base_test = await score_instructions(task, client, scorer_cfg, [winner.text, base.text], test)
+    finally:
+        client.budget = search_budget
 
     def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
         train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")

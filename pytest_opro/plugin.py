@@ -31,10 +31,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     options = read_options(config)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
     def write_line(line: str) -> None:
-        if reporter is not None and not hasattr(config, "workerinput"):
+        """Progress that shows live, also under -q and while output is captured."""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or hasattr(config, "workerinput"):
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.ensure_newline()
+                reporter.write_line(line)
+        else:
             reporter.ensure_newline()
             reporter.write_line(line)
 

@@ -226,8 +226,10 @@ def test_concurrency_overlaps_calls():
         outs = run_sync(client.complete_many(config, [(msgs(f"q{i}"), 0) for i in range(64)]))
         elapsed = time.monotonic() - start
         assert all(isinstance(o, Completion) for o in outs)
-        assert elapsed < 1.5, elapsed
-        assert 1 < server.max_in_flight <= 32
+        # sequential would take 64 x 0.1 s; ideal is 2 x 0.1 s plus litellm's CPU overhead per call
+        # (a few ms). The bound is loose so a loaded CI machine still passes.
+        assert elapsed < 3.2, elapsed
+        assert 16 < server.max_in_flight <= 32
 
 
 def test_params_reach_the_server_and_key_does_not_reach_the_ledger():
