@@ -489,7 +489,7 @@ def split_examples(
     examples = tuple(examples)
     if not examples:
         raise ExampleError("no examples to split; load at least one example")
-    pos = {ex.id: split_position(ex.id + str(len(examples)), seed) for ex in examples}
+    pos = {ex.id: split_position(ex.id, seed) for ex in examples}
     buckets: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
 
     if counts is not None:

@@ -263,6 +263,8 @@ class _BatchDecoder:
         params.n_threads_batch = n_threads
         params.kv_unified = True  # sequences share KV cells, so the prefix is stored once
         params.no_perf = True
+        if hasattr(llama_cpp, "LLAMA_FLASH_ATTN_TYPE_DISABLED"):
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a batched context")
