@@ -21,8 +21,14 @@ class _Dumper(yaml.SafeDumper):
     """Safe dumper that writes multi-line strings as blocks, for readable diffs."""
 
 
+_OTHER_BREAKS = ("\r", "\x85", "\u2028", "\u2029")  # line breaks to YAML that plain/block styles would fold
+
+
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    if any(c in value for c in _OTHER_BREAKS):
+        style = '"'  # escaped, so the text reads back exactly
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -141,6 +147,11 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path}: no artifact; create it with: pytest --opro-optimize") from None
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{path}: not UTF-8 (byte {exc.start}); regenerate it with pytest --opro-optimize") from None
+    conflict = next((i for i, line in enumerate(text.splitlines(), 1) if line.startswith("<<<<<<< ")), None)
+    if conflict is not None:
+        raise ArtifactError(
+            f"{path}:{conflict}: unresolved merge conflict; keep one side or regenerate it with pytest --opro-optimize"
+        )
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -153,6 +164,8 @@ def load_artifact(path: str | Path) -> Artifact:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: artifact is not a mapping; regenerate it with pytest --opro-optimize")
     version = data.get("schema_version")
+    if isinstance(version, bool):  # YAML reads `true` as a bool, which Python counts as an int
+        version = str(version).lower()
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise ArtifactError(
             f"{path}: schema_version {version} was written by a newer pytest-opro (this one reads {SCHEMA_VERSION}); "

@@ -40,7 +40,8 @@ class OproFixture:
         try:
             return load_artifact(path).instruction
         except OproError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            problem = str(exc)
+        pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback in the report
 
     def check(self, task: Any) -> TaskRecord:
         """Optimise `task` under --opro-optimize, else gate it against its committed artifact."""
@@ -49,15 +50,18 @@ class OproFixture:
         if not isinstance(task, PromptTask):
             pytest.fail(f"opro.check() needs a PromptTask, got {type(task).__name__}", pytrace=False)
         session, nodeid = self._session, self._request.node.nodeid
+        failure = None
         try:
             if session.options.optimize:
                 record = session.optimize(task, self._module_path, nodeid)
             else:
                 record = session.gate(task, self._module_path, nodeid)
         except OproError as exc:
-            session.error(task.name, nodeid, exc)
-            pytest.fail(f"opro {task.name}: {exc}", pytrace=False)
+            record = session.error(task.name, nodeid, exc, artifact=str(self.artifact_path(task)))
+            failure = f"opro {task.name}: {exc}"
         self._record_properties(record)
+        if failure is not None:  # failed outside `except`: no chained traceback in the report
+            pytest.fail(failure, pytrace=False)
         if record.status in ("missing", "stale", "failed", "error"):
             pytest.fail(record.message, pytrace=False)
         if record.status == "no gain" and not session.options.allow_no_gain:

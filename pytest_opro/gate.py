@@ -13,6 +13,8 @@ from typing import Any
 
 from .stats import sign_test_one_sided
 
+_EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
+
 FINGERPRINT_LABELS = {
     "template": "template (or position / system prompt)",
     "examples_train": "train examples",
@@ -90,7 +92,7 @@ def decide(
     delta = cur - rec
     if floor is not None and cur < floor:
         verdict, passed = "below floor", False
-    elif -delta > tolerance and p_value < alpha:
+    elif -delta > tolerance + _EPS and p_value < alpha:  # a drop of exactly the tolerance passes
         verdict, passed = "regression", False
     elif delta > 0:
         verdict, passed = "improved", True

@@ -31,6 +31,12 @@ def flatten(messages: list[dict[str, str]]) -> str:
     return "\n".join(parts)
 
 
+def _prefill(task: PromptTask, scorer: ModelConfig) -> bool:
+    """Whether to put an A_begin instruction in an assistant prefill. Only A_begin asks, so other
+    positions never import litellm to look the model up (a fully cached run stays free)."""
+    return task.position == "A_begin" and supports_prefill(scorer.model)
+
+
 class InstructionProblem:
     """Finds an instruction for a :class:`PromptTask`; scores are the metric's mean on a split."""
 
@@ -45,7 +51,7 @@ class InstructionProblem:
         self.scorer = scorer
         self.optimizer = optimizer
         self.meta_prompt = task.meta_prompt or "instruction"
-        self.prefill = supports_prefill(scorer.model)
+        self.prefill = _prefill(task, scorer)
 
     def initial_solutions(self) -> list[str]:
         return [self.task.initial_instruction]
@@ -84,7 +90,7 @@ async def score_instructions(
 ) -> list[Score]:
     """Score every instruction on every example in one concurrent batch."""
     if prefill is None:
-        prefill = supports_prefill(scorer.model)
+        prefill = _prefill(task, scorer)
     requests = [
         (task.messages(instruction, ex, prefill=prefill), 0)
         for instruction in instructions

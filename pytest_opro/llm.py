@@ -565,6 +565,15 @@ def _response_cost(litellm: Any, response: Any, model: str) -> float | None:
     if handler is not None:
         cost = getattr(handler, "cost_per_call", None)  # e.g. 0.0 for the embedded model
         return float(cost) if isinstance(cost, (int, float)) else None
+    # litellm has already priced the response (or failed to: None) while building it; pricing it a
+    # second time costs ~0.3 ms of CPU per call, a tenth of litellm's whole per-call overhead.
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping) and "response_cost" in hidden:
+        cost = hidden["response_cost"]
+        try:
+            return None if cost is None else float(cost)
+        except (TypeError, ValueError):
+            return None
     try:
         cost = litellm.completion_cost(completion_response=response)
     except Exception:

@@ -28,7 +28,7 @@ How it runs:
   ``max_tokens``, ``stop``, ``top_p`` and ``top_k`` are honoured; token usage is reported; cost is 0.
 - A message list ending with an ``assistant`` message is continued (assistant prefill): the reply
   holds only the continuation.
-- ``OPRO_LOCAL_THREADS`` overrides the number of CPU threads (default: physical cores).
+- It uses one thread per idle physical core; ``OPRO_LOCAL_THREADS`` sets the number.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from pytest_opro.errors import ProviderError
 
 __all__ = [
     "DEFAULT_MODEL", "INSTALL_HINT", "GenerationRequest", "GenerationResult", "LocalModel",
-    "check", "get_model", "handler", "model_path", "physical_cores", "register",
+    "check", "default_threads", "get_model", "handler", "model_path", "physical_cores", "register",
+    "submit",
 ]
 
 PREFIX = "local"
@@ -128,10 +129,7 @@ def check(model: str) -> Path:
 
 
 def physical_cores() -> int:
-    """CPU threads for llama.cpp: ``OPRO_LOCAL_THREADS``, else the physical cores this process may use."""
-    override = os.environ.get("OPRO_LOCAL_THREADS", "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
+    """Physical CPU cores this process may use (logical CPUs when the topology is unknown)."""
     try:
         allowed: set[int] | None = set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -153,6 +151,23 @@ def physical_cores() -> int:
     except (OSError, ValueError):
         cores = set()
     return max(1, min(logical, len(cores))) if cores else max(1, logical)
+
+
+def default_threads() -> int:
+    """CPU threads for llama.cpp: ``OPRO_LOCAL_THREADS``, else the physical cores not already busy.
+
+    llama.cpp's threads wait for each other at every layer, so a thread that shares its core with
+    another busy process slows all of them down: on a loaded machine fewer threads are faster.
+    """
+    override = os.environ.get("OPRO_LOCAL_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    cores = physical_cores()
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, cores - busy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,7 +265,14 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 # batched decoding on a multi-sequence llama.cpp context
 # --------------------------------------------------------------------------------------------
 class _BatchDecoder:
-    """Decodes several sequences at once; sequence 0 holds the shared prompt prefix between batches."""
+    """Decodes several sequences at once; sequence 0 holds the shared prompt prefix between batches.
+
+    The shared prefix is evaluated once and copied to each sequence through the KV cache. Each
+    prompt's own remainder is evaluated in a call of its own: evaluating the remainders of several
+    sequences in one call changes the logits noticeably (up to 1.0 on SmolLM2, llama.cpp 0.3.36),
+    which would make an answer depend on which other requests shared its batch. Generation then
+    advances all sequences by one token per call, which gives exactly the single-sequence logits.
+    """
 
     def __init__(self, llama_cpp: Any, model: Any, n_threads: int) -> None:
         self.lib = llama_cpp
@@ -263,8 +285,6 @@ class _BatchDecoder:
         params.n_threads_batch = n_threads
         params.kv_unified = True  # sequences share KV cells, so the prefix is stored once
         params.no_perf = True
-        if hasattr(llama_cpp, "LLAMA_FLASH_ATTN_TYPE_DISABLED"):
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a batched context")
@@ -273,7 +293,6 @@ class _BatchDecoder:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self.prefix: list[int] = []
-        self.capacity = BATCH_N_CTX
 
     def close(self) -> None:
         if self.ctx:
@@ -319,11 +338,6 @@ class _BatchDecoder:
         return buffer.raw[:n]
 
     # -- one batch -----------------------------------------------------------------------------
-    def fits(self, requests: Sequence[GenerationRequest]) -> bool:
-        prefix = min(len(r.tokens) for r in requests)
-        need = prefix + sum(len(r.tokens) - prefix + r.max_tokens for r in requests)
-        return need <= self.capacity
-
     def run(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Generate for up to MAX_SEQUENCES requests whose tokens and outputs fit in the context."""
         lib, mem = self.lib, self.mem
@@ -350,7 +364,9 @@ class _BatchDecoder:
                     lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
                 last = len(prompt) - 1
                 items.extend((t, common + i, s, common + i == last) for i, t in enumerate(prompt[common:]))
-            logits = self._decode(items)
+            logits = []
+            for s in range(1, len(prompts) + 1):  # one call per prompt remainder (see class notes)
+                logits.extend(self._decode([item for item in items if item[2] == s]))
             positions = [len(p) for p in prompts]
             active = list(range(len(seqs)))
             while active:
@@ -387,7 +403,7 @@ class LocalModel:
         llama_cpp = _llama_cpp(name or DEFAULT_MODEL)
         self.path = Path(path)
         self.name = name or _full_name(str(self.path))
-        self.n_threads = n_threads or physical_cores()
+        self.n_threads = n_threads or default_threads()
         with _quiet():
             try:
                 self.llama = llama_cpp.Llama(
@@ -452,7 +468,7 @@ class LocalModel:
         )
         if request.max_tokens < 1:
             raise ProviderError(f"{self.name}: max_tokens must be >= 1, got {request.max_tokens}")
-        limit = min(N_CTX, BATCH_N_CTX) if not self.batched else BATCH_N_CTX
+        limit = BATCH_N_CTX if self.batched else N_CTX
         if len(request.tokens) + request.max_tokens > limit:
             raise ProviderError(f"{self.name}: prompt of {len(request.tokens)} tokens plus max_tokens="
                                 f"{request.max_tokens} exceeds the context of {limit} tokens")

@@ -14,7 +14,7 @@ from .instruction_problem import InstructionProblem, score_instructions
 from .llm import Budget, LLMClient, ModelConfig, estimate_cost, run_sync
 from .opro.checkpoint import Checkpoint
 from .opro.trajectory import Candidate
-from .opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, run_loop
+from .opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, check_failure_rate, run_loop
 from .result import Estimate, Result, SplitScore
 from .task import ModelSpec, PromptTask
 
@@ -121,6 +121,8 @@ async def optimize_async(
         winner_test, base_test = await score_instructions(task, client, scorer_cfg, [winner.text, base.text], test)
     finally:
         client.budget = search_budget
+    failed = winner_test.failures + base_test.failures
+    check_failure_rate(failed, failed + winner_test.n + base_test.n, "scorer calls on test", settings.max_failure_rate)
 
     def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
         train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")

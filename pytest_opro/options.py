@@ -144,7 +144,13 @@ def read_options(config: pytest.Config) -> Options:
     for name, _ in FLAGS:
         key = dest(name)
         cli = config.getoption(key)
-        opts.values[key[5:]] = bool(cli) if cli is not None else bool(config.getini(key))
+        if cli is not None:
+            opts.values[key[5:]] = bool(cli)
+            continue
+        try:
+            opts.values[key[5:]] = bool(config.getini(key))
+        except ValueError as exc:  # pytest's own bool parsing: "invalid truth value 'maybe'"
+            raise pytest.UsageError(f"ini {key}: {exc}; use true or false") from None
     for spec in SPECS:
         key = dest(spec.name)
         cli = config.getoption(key)
@@ -161,6 +167,12 @@ def read_options(config: pytest.Config) -> Options:
             raise pytest.UsageError(f"{source}={raw!r} {reason}") from None
         if cli is not None:
             opts.from_cli.add(attr)
+    if opts.values["plot"]:
+        from .plot import missing_requirement
+
+        problem = missing_requirement()
+        if problem:
+            raise pytest.UsageError(problem)
     cache_dir = Path(opts.values["cache_dir"])
     opts.values["cache_dir"] = cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir
     return opts

@@ -45,9 +45,21 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.ensure_newline()
             reporter.write_line(line)
 
-    config.stash[SESSION_KEY] = OproSession(options=options, rootpath=config.rootpath, hook=config.hook, write_line=write_line)
+    config.stash[SESSION_KEY] = OproSession(
+        options=options,
+        rootpath=config.rootpath,
+        hook=config.hook,
+        write_line=write_line,
+        narrowed=_narrowed(config),
+    )
     config.stash[DESELECTED_KEY] = 0
     config.addinivalue_line("markers", "opro: a test that checks a prompt task (set by the opro fixture)")
+
+
+def _narrowed(config: pytest.Config) -> bool:
+    """Whether the command line picked files or test ids rather than whole directories."""
+    base = config.invocation_params.dir
+    return any("::" in arg or not (base / arg).is_dir() for arg in config.args)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -69,13 +81,26 @@ def opro(request: pytest.FixtureRequest) -> Any:
     return OproFixture(request.config.stash[SESSION_KEY], request)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Errors users cause (OproError) show as their one-line message, without a traceback."""
+    outcome = yield
+    from .errors_display import shorten_report
+
+    shorten_report(item, call, outcome.get_result())
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect the records a worker sent."""
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
+    output = getattr(node, "workeroutput", {})
     session = node.config.stash[SESSION_KEY]
     session.records.extend(TaskRecord.from_dict(r) for r in records)
-    session.artifact_dirs.update(getattr(node, "workeroutput", {}).get("opro_dirs", []))
+    session.artifact_dirs.update(output.get("opro_dirs", []))
+    # every worker collects and deselects the same items: keep the largest count
+    deselected = output.get("opro_deselected", 0)
+    node.config.stash[DESELECTED_KEY] = max(node.config.stash.get(DESELECTED_KEY, 0), deselected)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -87,6 +112,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workeroutput"):
         config.workeroutput[WORKER_RECORDS] = [r.to_dict() for r in opro_session.records]
         config.workeroutput["opro_dirs"] = sorted(opro_session.artifact_dirs)
+        config.workeroutput["opro_deselected"] = config.stash.get(DESELECTED_KEY, 0)
         return
     from .report_files import finish_run
 

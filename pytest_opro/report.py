@@ -39,7 +39,10 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
         lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
         for r in gated:
             delta = "-" if r.delta is None else f"{r.delta * 100:+.1f}"
-            p_value = "-" if r.p_value is None else f"{r.p_value:.3f}"
+            if r.p_value is None:
+                p_value = "-"
+            else:  # a tiny p stays visible instead of printing as 0.000
+                p_value = f"{r.p_value:.3f}" if r.p_value >= 0.001 else f"{r.p_value:.0e}"
             verdict = r.verdict or r.status
             lines.append(
                 f"{r.task:<16} {_pct(r.recorded) + ' -> ' + _pct(r.test):<24} {delta:>7} {p_value:>7} {r.calls:>6}  {verdict}"

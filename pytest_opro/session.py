@@ -72,6 +72,7 @@ class OproSession:
     write_line: Callable[[str], None] = print
     records: list[TaskRecord] = field(default_factory=list)
     artifact_dirs: set[str] = field(default_factory=set)
+    narrowed: bool = False  # the command line named files or test ids, not whole directories
     _cache: Any = None
 
     # -- shared resources ----------------------------------------------------------------------
@@ -208,22 +209,30 @@ class OproSession:
 
     def gate(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
         """Score the committed instruction on test and decide; the record's status says how it went."""
+        started = time.monotonic()
+        path = self.artifact_path(module_path, task)
+        record = TaskRecord(task=task.name, mode="gate", nodeid=nodeid, artifact=str(path), status="passed")
+        self.records.append(record)
+        try:
+            self._gate(task, path, nodeid, record)
+        except OproError as exc:  # a corrupt artifact, a provider that cannot be reached, ...
+            record.status, record.message = "error", f"opro {task.name}: {exc}"
+        record.seconds = time.monotonic() - started
+        return record
+
+    def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
         from .artifact import load_artifact
         from .gate import decide, stale_parts
         from .llm import run_sync
         from .optimize import score_instruction_async
 
-        started = time.monotonic()
-        path = self.artifact_path(module_path, task)
-        record = TaskRecord(task=task.name, mode="gate", nodeid=nodeid, artifact=str(path), status="passed")
-        self.records.append(record)
         if not path.exists():
             record.status = "missing"
             record.message = (
                 f"opro {task.name}: no artifact at {path}. Create it with:\n"
                 f"  {OPTIMIZE_COMMAND} {nodeid}\nthen commit {path.parent.name}/{path.name}"
             )
-            return record
+            return
         artifact = load_artifact(path)
         record.instruction = artifact.instruction
         scorer = task.scorer_config(self.model(task, "scorer"))
@@ -235,7 +244,7 @@ class OproSession:
             )
             if not self.options.allow_stale:
                 record.status, record.message = "stale", text + " (or pass --opro-allow-stale to gate anyway)."
-                return record
+                return
             warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=2)
         client = self.client()
         now = run_sync(score_instruction_async(task, artifact.instruction, "test", client=client, scorer=scorer))
@@ -245,7 +254,7 @@ class OproSession:
                 f"opro {task.name}: {now.failures} of {now.failures + now.n} scorer calls failed after retries; "
                 "the gate cannot decide. Check the provider and run again."
             )
-            return record
+            return
         decision = decide(
             artifact.test_outcomes,
             now.outcomes or {},
@@ -265,17 +274,23 @@ class OproSession:
         record.p_value = decision.p_value
         record.message = decision.message(task.name)
         record.decision = decision.to_dict()
-        record.seconds = time.monotonic() - started
-        return record
 
-    def error(self, task_name: str, nodeid: str, exc: OproError) -> TaskRecord:
-        record = TaskRecord(task=task_name, mode="error", nodeid=nodeid, artifact="", status="error", message=str(exc))
+    def error(self, task_name: str, nodeid: str, exc: OproError, artifact: str = "") -> TaskRecord:
+        record = TaskRecord(
+            task=task_name, mode="error", nodeid=nodeid, artifact=artifact, status="error", message=str(exc)
+        )
         self.records.append(record)
         return record
 
     # -- end of run ----------------------------------------------------------------------------
     def obsolete_artifacts(self) -> list[Path]:
-        """Artifacts in directories this run used whose task was not checked."""
+        """Artifacts in directories this run used whose task was not checked.
+
+        None when the run was narrowed to files or test ids: tasks of other modules sharing the
+        directory did not run, so their artifacts would look obsolete.
+        """
+        if self.narrowed:
+            return []
         known = {Path(r.artifact) for r in self.records if r.artifact}
         found: list[Path] = []
         for directory in sorted(self.artifact_dirs):

@@ -28,10 +28,14 @@ def environment() -> ImmutableSandboxedEnvironment:
 
 
 @lru_cache(maxsize=256)
+def _parse(source: str) -> jinja2.Template:
+    return environment().from_string(source)
+
+
 def compile_template(source: str, origin: str) -> jinja2.Template:
-    """Parse template `source`; `origin` names it in error messages."""
+    """Parse template `source` (once per source); `origin` names it in error messages."""
     try:
-        return environment().from_string(source)
+        return _parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"{origin}: template syntax error on line {exc.lineno}: {exc.message}"

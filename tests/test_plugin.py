@@ -15,10 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+import pytest_opro
 from pytest_opro import artifact as artifact_mod
 from pytest_opro import llm
+from tests.fake_provider import fake_handler
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Unrelated plugins of this environment, each slow to start in a subprocess and its xdist workers.
+OTHER_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio")
 
 CONFTEST = """
 import os
@@ -83,9 +88,22 @@ def example_lines(n: int = 30, prefix: str = "q") -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _litellm_imported_once() -> None:
-    """Import litellm in the outer process, so in-process inner runs do not pay for it each time."""
+def _heavy_modules_imported_once() -> None:
+    """Import litellm and the lazily imported plugin modules in the outer process.
+
+    In-process inner runs restore ``sys.modules`` when they end; modules first imported inside
+    one would be imported again by the next (slow for litellm, and a second ``PromptTask`` class).
+    """
+    import importlib
+
+    for name in ("task", "optimize", "artifact", "gate", "fixture", "report", "report_files", "cache"):
+        importlib.import_module(f"pytest_opro.{name}")
+    pytest_opro.PromptTask, pytest_opro.load_examples, pytest_opro.load_instruction  # noqa: B018
     llm._get_litellm()
+    try:  # its pytest plugin imports it at the end of every inner run otherwise (~2 s each)
+        import hypothesis  # noqa: F401
+    except ImportError:
+        pass
 
 
 @pytest.fixture
@@ -173,6 +191,9 @@ def test_gate_passes_unchanged_task_from_warm_cache(suite: pytest.Pytester) -> N
     optimize(suite).assert_outcomes(passed=1)
     result = gate(suite, "-q")
     result.assert_outcomes(passed=1)
+    # the brain the inner conftest installed in the shared fake provider heard nothing
+    brain = fake_handler().brain
+    assert brain.targets and sum(brain.calls.values()) == 0
     section = opro_section(result)
     row = next(line for line in section.splitlines() if line.startswith("sports"))
     # recorded -> now, delta, p, provider calls, verdict
@@ -206,6 +227,8 @@ def test_gate_fails_on_regression_with_details(suite: pytest.Pytester, monkeypat
     assert "pytest --opro-optimize" in out
     row = next(line for line in opro_section(result).splitlines() if line.startswith("sports"))
     assert row.endswith("regression") and int(row.split()[-2]) > 0  # calls were made
+    shown_p = row.split()[-3]
+    assert float(shown_p) == pytest.approx(float(p_value), rel=0.5) and float(shown_p) > 0, row
 
 
 def test_gate_passes_on_improvement(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,8 +288,13 @@ def test_gate_reports_corrupt_artifact(suite: pytest.Pytester) -> None:
     directory.joinpath("sports.yaml").write_text("task: sports\ninstruction: [unclosed\n", encoding="utf-8")
     result = gate(suite)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*sports.yaml:*corrupt artifact*"])
-    assert "Traceback" not in result.stdout.str()
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["opro sports: *sports.yaml:3: corrupt artifact (*); restore it from git*"])
+    assert "During handling of the above exception" not in out and "Traceback" not in out
+    # the broken file belongs to a task that ran: it is not obsolete
+    assert "opro: obsolete artifact" not in out
+    rows = [line for line in opro_section(result).splitlines() if line.startswith("sports")]
+    assert len(rows) == 1 and rows[0].endswith("error"), rows
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -292,6 +320,7 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         (["--opro-alpha=1.5"], "", "--opro-alpha='1.5' must be between 0 and 1"),
         (["--opro-report=out.txt"], "", "--opro-report='out.txt' must end in .md or .json"),
         ([], "opro_tolerance = 500", "ini opro_tolerance='500' must be between 0 and 100"),
+        ([], "opro_allow_stale = maybe", "ini opro_allow_stale: invalid truth value 'maybe'; use true or false"),
         ([], "opro_model =   ", None),  # empty ini value means "not set": no error
     ],
 )
@@ -327,6 +356,20 @@ def test_precedence_cli_over_task_over_ini(suite: pytest.Pytester) -> None:
     assert data["run"]["steps_run"] == 2
     assert data["scorer"]["model"] == "fake/cli-scorer"
     assert data["fingerprint"]["scorer_model"] == "fake/cli-scorer"
+
+
+def test_unknown_task_setting_fails_the_test_cleanly(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_sports="""
+        def test_sports(opro, make_task):
+            opro.check(make_task(settings={"max_stepz": 2}))
+        """
+    )
+    result = optimize(suite)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["opro sports: task 'sports': unknown optimizer setting(s) max_stepz; known: *"])
+    assert "During handling of the above exception" not in result.stdout.str()
+    assert re.search(r"^sports\s+error: task 'sports': unknown optimizer setting", opro_section(result), re.M)
 
 
 def test_ini_default_model_and_artifact_dir(suite: pytest.Pytester) -> None:
@@ -446,7 +489,7 @@ def test_obsolete_artifact_reported_on_full_run_only(suite: pytest.Pytester) -> 
     for narrowed in (["-k", "sports"], ["test_sports.py"], ["test_sports.py::test_sports"]):
         partial = gate(suite, *narrowed)
         partial.assert_outcomes(passed=1)
-        assert "obsolete" not in partial.stdout.str(), narrowed
+        assert "opro: obsolete artifact" not in partial.stdout.str(), narrowed
 
 
 def test_optimize_without_prompt_task_selected(suite: pytest.Pytester) -> None:
@@ -470,8 +513,12 @@ def test_xdist_optimize_runs_each_task_in_one_worker(suite: pytest.Pytester) -> 
             opro.check(make_task(name="trivia", data="trivia.jsonl"))
         """
     )
-    result = suite.runpytest_subprocess("-n", "2", "--opro-optimize", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    suite.makepyfile(test_plain="def test_plain():\n    pass\n")
+    suite.mkdir("__opro__").joinpath("retired.yaml").write_text("task: retired\n", encoding="utf-8")
+    result = suite.runpytest_subprocess("-n", "2", "--opro-optimize", "-k", "not plain", *OTHER_PLUGINS_OFF)
+    result.assert_outcomes(passed=2)  # (under xdist the summary line does not count deselected tests)
+    # the workers deselected a test: the controller must not call the unrelated artifact obsolete
+    assert "opro: obsolete artifact" not in result.stdout.str()
     section = opro_section(result)
     assert re.search(r"^sports\s", section, re.M) and re.search(r"^trivia\s", section, re.M), section
     assert section.count("written: max_steps=2 reached") == 2
@@ -479,7 +526,8 @@ def test_xdist_optimize_runs_each_task_in_one_worker(suite: pytest.Pytester) -> 
         assert artifact_mod.load_artifact(suite.path / "__opro__" / f"{name}.yaml").data["task"] == name
     # the workers filled the one shared cache: an ordinary run now needs no provider call
     again = gate(suite)
-    again.assert_outcomes(passed=2)
+    again.assert_outcomes(passed=3)
+    again.stdout.fnmatch_lines(["opro: obsolete artifact *retired.yaml*"])
     rows = [line for line in opro_section(again).splitlines() if line.startswith(("sports", "trivia"))]
     assert len(rows) == 2 and all(re.search(r"\s0\s+pass$", row) for row in rows), rows
 
@@ -492,7 +540,7 @@ def test_no_litellm_import_without_prompt_task(suite: pytest.Pytester) -> None:
         + "    (HERE / 'litellm_imported.txt').write_text(str('litellm' in sys.modules))\n",
         encoding="utf-8",
     )
-    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "-k", "plain")
+    result = suite.runpytest_subprocess("-k", "plain", *OTHER_PLUGINS_OFF)
     result.assert_outcomes(passed=1, deselected=1)
     assert suite.path.joinpath("litellm_imported.txt").read_text() == "False"
     assert not (suite.path / ".opro_cache").exists()

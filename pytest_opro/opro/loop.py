@@ -38,6 +38,19 @@ class Score:
     failures: int = 0
 
 
+def check_failure_rate(failed: int, total: int, what: str, max_rate: float) -> None:
+    """Stop the run (ProviderError) when more than `max_rate` of `total` calls failed for good.
+
+    Failed calls are never scored as wrong answers: below the threshold they are left out of the
+    mean, above it the run stops so that a provider outage cannot pass for a bad instruction.
+    """
+    if total and failed / total > max_rate:
+        raise ProviderError(
+            f"{failed} of {total} {what} failed after retries (more than max_failure_rate={max_rate:.0%}); "
+            "the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
+        )
+
+
 class Problem(Protocol):
     """What the loop needs from a thing to optimise."""
 
@@ -178,12 +191,7 @@ class _Run:
     def _check_failures(self, scores: list[Score], split: str) -> None:
         failed = sum(s.failures for s in scores)
         total = sum(s.n + s.failures for s in scores)
-        if total and failed / total > self.settings.max_failure_rate:
-            raise ProviderError(
-                f"{failed} of {total} scorer calls on {split} failed after retries "
-                f"(more than max_failure_rate={self.settings.max_failure_rate:.0%}); "
-                "the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
-            )
+        check_failure_rate(failed, total, f"scorer calls on {split}", self.settings.max_failure_rate)
 
     async def propose(self) -> list[Candidate]:
         settings = self.settings
@@ -204,6 +212,9 @@ class _Run:
             base = self.step * 10_000 + attempt * settings.candidates
             requests = [(messages, base + i) for i in range(wanted)]
             replies = await self.client.complete_many(self.problem.optimizer, requests)
+            failed = sum(isinstance(r, ProviderError) for r in replies)
+            # An outage must stop the run, not burn steps whose candidates all "failed".
+            check_failure_rate(failed, len(replies), "optimizer calls", settings.max_failure_rate)
             for i, reply in enumerate(replies):
                 cand = self._judge(reply, base + i, seen)
                 self.trajectory.add(cand)

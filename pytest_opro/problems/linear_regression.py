@@ -171,7 +171,12 @@ class LinearRegressionProblem:
 
 @dataclass
 class LinearRegressionReport:
-    """What a run found: steps to the optimum, pairs explored, best objective per step."""
+    """What a run found.
+
+    ``steps_to_optimum``: the step at which a pair at least as good as the rounded least-squares
+    solution was first proposed (None: never). ``distinct_pairs``: pairs evaluated, the starting
+    pairs included. ``best_per_step[i]``: the best loss after step ``i`` (0: the starting pairs).
+    """
 
     w_true: float
     b_true: float

