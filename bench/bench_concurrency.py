@@ -22,10 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from bench_common import BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, summary, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_common import (  # noqa: E402
+    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, summary, table,
+)
 
 LABELS = ("positive", "negative")
 
@@ -38,25 +43,32 @@ def examples(n: int, salt: str) -> tuple[Any, list]:
     records = [{"id": f"{salt}-{i}", "input": f"Review {salt}-{i}: the film was {'good' if i % 2 else 'dull'}.",
                 "target": LABELS[i % 2], "choices": list(LABELS)} for i in range(n)]
     exs = examples_from_records(records)
-    return PromptTask(name="bench", examples=exs, metric="exact"), exs
+    return PromptTask(name="bench", examples=exs, metric="exact", fractions=None, counts=(n, 0, 0)), exs
+
+
+async def score_pass(client: Any, config: Any, calls: int, salt: str) -> dict:
+    """Score one instruction on `calls` fresh examples; wall and CPU time of the pass."""
+    from pytest_opro.instruction_problem import score_instructions
+
+    task, exs = examples(calls, salt)
+    wait0, cpu0, t0 = runqueue_wait(), time.process_time(), time.perf_counter()
+    scores = await score_instructions(task, client, config, ["Classify the review."], exs)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"wall": wall, "cpu_ms": 1000 * cpu / calls, "wait": runqueue_wait() - wait0,
+            "failures": scores[0].failures, "n": scores[0].n}
 
 
 async def _score_runs(config: Any, concurrency: int, calls: int, runs: int) -> list[dict]:
     """`runs` timed scoring passes on one event loop (connections stay warm, as in a real run)."""
-    from pytest_opro.instruction_problem import score_instructions
     from pytest_opro.llm import LLMClient
 
     client = LLMClient(cache=None, concurrency=concurrency)
-    task, _ = examples(16, "warm")
-    await score_instructions(task, client, config, ["Classify the review."], task.examples)  # warm-up
+    await score_pass(client, config, 16, "warm")  # warm-up: connections, litellm's first-call setup
     out = []
     for run in range(runs):
-        task, exs = examples(calls, f"c{concurrency}r{run}")
-        wait0, cpu0, t0 = runqueue_wait(), time.process_time(), time.perf_counter()
-        scores = await score_instructions(task, client, config, ["Classify the review."], exs)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        assert scores[0].failures == 0, f"{scores[0].failures} scorer calls failed"
-        out.append({"wall": wall, "cpu_ms": 1000 * cpu / calls, "wait": runqueue_wait() - wait0})
+        result = await score_pass(client, config, calls, f"c{concurrency}r{run}")
+        assert result["failures"] == 0, f"{result['failures']} scorer calls failed"
+        out.append(result)
     return out
 
 

@@ -17,19 +17,21 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from bench_common import ROOT, ServerProcess, machine, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_common import ROOT, ServerProcess, machine, table  # noqa: E402
 
 CHILD = r'''
 import json, resource, sys, time, tracemalloc
-sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+sys.path.insert(0, {root!r})
 n, steps, url, trace = {n}, {steps}, {url!r}, {trace}
-from bench_common import model_config
+from bench.bench_common import model_config
 from pytest_opro import PromptTask
 from pytest_opro.examples import examples_from_records
 from pytest_opro.llm import LLMClient, run_sync
 from pytest_opro.opro.loop import OptimizerSettings
-from pytest_opro.optimize import optimize
+from pytest_opro.optimization import optimize
 
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     with ServerProcess(latency=args.latency) as server:
         for spec in args.configs.split(","):
             n, steps = (int(x) for x in spec.split(":"))
-            code = CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), n=n, steps=steps, url=server.url,
+            code = CHILD.format(root=str(ROOT), n=n, steps=steps, url=server.url,
                                 trace=args.tracemalloc)
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:

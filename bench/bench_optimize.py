@@ -23,11 +23,14 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from bench_common import BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_common import BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, table  # noqa: E402
 
 LABELS = ("positive", "negative")
 
@@ -46,7 +49,7 @@ def make_task(n_train: int, n_val: int, n_test: int, salt: str) -> Any:
 
 def one_run(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
     from pytest_opro.opro.loop import OptimizerSettings
-    from pytest_opro.optimize import optimize
+    from pytest_opro.optimization import optimize
 
     task = make_task(args.train, args.val, args.test, f"r{run}")
     scorer = model_config(url, args.model, temperature=0, max_tokens=16)

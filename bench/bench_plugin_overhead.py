@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import fmt, machine, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_common import fmt, machine, table  # noqa: E402
 
 CONFTEST = '''
 import json, os, sys

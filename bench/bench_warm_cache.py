@@ -21,7 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench_common import ROOT, ServerProcess, fmt, machine, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_common import ROOT, ServerProcess, fmt, machine, table  # noqa: E402
 
 CONFTEST = '''
 import json, os, sys

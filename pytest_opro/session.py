@@ -110,7 +110,7 @@ class OproSession:
         return self.options.model if role == "scorer" else self.options.optimizer_model
 
     def settings(self, task: Any) -> Any:
-        from .optimize import build_settings
+        from .optimization import build_settings
 
         names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed"}
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
@@ -136,7 +136,7 @@ class OproSession:
         """Run OPRO for `task`, write its artifact and return the record (status "written" / "no gain")."""
         from . import __version__
         from .artifact import artifact_from_result, write_artifact
-        from .optimize import estimate, optimize_async
+        from .optimization import estimate, optimize_async
         from .llm import run_sync
 
         path = self.artifact_path(module_path, task)
@@ -224,7 +224,7 @@ class OproSession:
         from .artifact import load_artifact
         from .gate import decide, stale_parts
         from .llm import run_sync
-        from .optimize import score_instruction_async
+        from .optimization import score_instruction_async
 
         if not path.exists():
             record.status = "missing"

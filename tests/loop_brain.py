@@ -92,6 +92,11 @@ def make_task(name):
     examples = load_examples(os.path.join(HERE, name + ".jsonl"))
     return PromptTask(name=name, examples=examples, metric="choice", scorer=model("loop-scorer"),
                       optimizer=model("loop-optimizer"), settings=SETTINGS)
+
+
+def pytest_opro_artifact_written(task, path, result):
+    with open(os.path.join(HERE, "written.log"), "a", encoding="utf-8") as log:
+        log.write(f"{{task.name}} {{os.getpid()}}\\n")
 '''
 
 TEST_MODULE = '''

@@ -15,7 +15,7 @@ import pytest_opro
 from pytest_opro import artifact as art
 from pytest_opro.errors import ArtifactError
 from pytest_opro.examples import examples_from_records
-from pytest_opro.optimize import optimize
+from pytest_opro.optimization import optimize
 
 
 def minimal(**changes: Any) -> dict[str, Any]:

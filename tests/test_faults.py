@@ -22,7 +22,7 @@ from pytest_opro.errors import ProviderError
 from pytest_opro.instruction_problem import score_instructions
 from pytest_opro.llm import LLMClient, run_sync
 from pytest_opro.opro.checkpoint import Checkpoint
-from pytest_opro.optimize import optimize
+from pytest_opro.optimization import optimize
 from tests.loop_brain import LoopBrain, loop_model, loop_task, make_records, preload_litellm, write_project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -96,7 +96,7 @@ def _heavy_modules_imported_once() -> None:
     """
     import importlib
 
-    for name in ("task", "optimize", "artifact", "gate", "fixture", "report", "report_files", "cache"):
+    for name in ("task", "optimization", "artifact", "gate", "fixture", "report", "report_files", "cache"):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask, pytest_opro.load_examples, pytest_opro.load_instruction  # noqa: B018
     llm._get_litellm()

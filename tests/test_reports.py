@@ -80,7 +80,7 @@ def _heavy_modules_imported_once() -> None:
     """Import litellm and the lazy plugin modules outside the inner runs (which restore sys.modules)."""
     import importlib
 
-    for name in ("task", "optimize", "artifact", "gate", "fixture", "report", "report_files", "cache", "plot"):
+    for name in ("task", "optimization", "artifact", "gate", "fixture", "report", "report_files", "cache", "plot"):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask  # noqa: B018
     import matplotlib.figure  # noqa: F401

@@ -25,8 +25,8 @@ from bench.loopback import LoopbackServer
 from tests.loop_brain import cache_entries, comparable, inline_ready, write_project  # noqa: F401
 
 SETTINGS = {"max_steps": 4, "candidates": 2, "patience": 0}
-LATENCY = 0.1
-CONCURRENCY = 2
+LATENCY = 0.05
+CONCURRENCY = 4
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 TIMINGS: dict[str, dict] = {}
 

@@ -13,7 +13,7 @@ from ..opro.loop import LoopResult
 def open_client(cache: ResponseCache | str | Path | None, cache_mode: str, budget: Budget | None,
                 concurrency: int) -> LLMClient:
     """An LLMClient with the response cache and budget prompt tasks use."""
-    from ..optimize import open_cache
+    from ..optimization import open_cache
 
     return LLMClient(cache=open_cache(cache, cache_mode), concurrency=concurrency, budget=budget)
 

@@ -1,0 +1,17 @@
+"""A tiny run of the scoring-concurrency benchmark against the loopback server (no timing asserts)."""
+
+from __future__ import annotations
+
+from bench.bench_concurrency import score_pass
+from bench.bench_common import model_config
+from bench.loopback import LoopbackServer
+from pytest_opro.llm import LLMClient, run_sync
+
+
+def test_concurrency_benchmark_smoke():
+    with LoopbackServer(latency=0.05) as server:
+        client = LLMClient(cache=None, concurrency=16)
+        result = run_sync(score_pass(client, model_config(server.url), 32, "smoke"))
+        assert result["n"] == 32 and result["failures"] == 0
+        assert server.requests == 32
+        assert 1 <= server.max_in_flight <= 16
