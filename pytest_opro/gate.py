@@ -46,12 +46,17 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def message(self, task: str) -> str:
-        """Multi-line explanation, written for a reviewer reading a failed CI run."""
+    def message(self, task: str, rerun: str = "pytest --opro-optimize", artifact: str = "__opro__/") -> str:
+        """Multi-line explanation, written for a reviewer reading a failed CI run.
+
+        `rerun` is the command that re-optimises this task and `artifact` the file to commit after it.
+        """
         if self.verdict == "below floor":
             head = f"opro gate FAILED for task {task!r}: score under the floor {self.floor or 0:.1%}"
         else:
             head = {
+                "no shared examples": f"opro gate FAILED for task {task!r}: no test example of the artifact is "
+                "in the task's test split, so nothing can be compared",
                 "regression": f"opro gate FAILED for task {task!r}: accuracy dropped",
                 "improved": f"opro gate passed for task {task!r}: accuracy improved",
                 "pass": f"opro gate passed for task {task!r}",
@@ -67,7 +72,7 @@ class GateDecision:
             lines.append(f"  first ids that flipped right->wrong: {shown}")
         if not self.passed:
             lines.append(
-                "  if the change is intended, re-run: pytest --opro-optimize (and commit __opro__/); "
+                f"  if the change is intended, re-run: {rerun} (and commit {artifact}); "
                 "else revert the prompt, model or data change"
             )
         return "\n".join(lines)
@@ -90,7 +95,9 @@ def decide(
     better = [i for i in ids if now[i] > recorded[i]]
     p_value = sign_test_one_sided(len(worse), len(better))
     delta = cur - rec
-    if floor is not None and cur < floor:
+    if n == 0:
+        verdict, passed = "no shared examples", False
+    elif floor is not None and cur < floor:
         verdict, passed = "below floor", False
     elif -delta > tolerance + _EPS and p_value < alpha:  # a drop of exactly the tolerance passes
         verdict, passed = "regression", False

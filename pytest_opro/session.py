@@ -118,8 +118,9 @@ class OproSession:
         return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")
 
     def tolerance(self, task: Any) -> float:
+        """The gate's tolerated drop as a fraction; settings are in points (2 = two points)."""
         if self.options.cli("tolerance") is None and task.tolerance is not None:
-            return float(task.tolerance)
+            return float(task.tolerance) / 100.0
         return self.options.tolerance / 100.0
 
     # -- paths ---------------------------------------------------------------------------------
@@ -272,7 +273,9 @@ class OproSession:
         record.recorded, record.test, record.delta = decision.recorded, decision.now, decision.delta
         record.test_ci = (now.ci_low, now.ci_high)
         record.p_value = decision.p_value
-        record.message = decision.message(task.name)
+        record.message = decision.message(
+            task.name, rerun=f"{OPTIMIZE_COMMAND} {nodeid}", artifact=f"{path.parent.name}/{path.name}"
+        )
         record.decision = decision.to_dict()
 
     def error(self, task_name: str, nodeid: str, exc: OproError, artifact: str = "") -> TaskRecord:

@@ -109,6 +109,10 @@ class PromptTask:
             raise ConfigError(
                 f"task {self.name!r}: the template has an {{{{ instruction }}}} slot, so leave position unset"
             )
+        if self.tolerance is not None and not 0.0 <= float(self.tolerance) <= 100.0:
+            raise ConfigError(
+                f"task {self.name!r}: tolerance is in points of accuracy, 0 to 100 (e.g. 2), got {self.tolerance!r}"
+            )
         if self.floor is not None and not 0.0 <= float(self.floor) <= 1.0:
             raise ConfigError(f"task {self.name!r}: floor must be in [0, 1], got {self.floor!r}")
         self._splits = split_examples(
