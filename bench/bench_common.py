@@ -92,6 +92,44 @@ class ServerProcess:
             self._proc.terminate()
 
 
+class StubLitellm:
+    """Stands in for the litellm module in diagnostics: ``acompletion`` sleeps L and answers like the
+    benchmark server, so only our own code (pytest_opro) spends CPU."""
+
+    def __init__(self, latency: float, answer: Any = bench_answer) -> None:
+        self.latency = latency
+        self.answer = answer
+
+    async def acompletion(self, *, messages: list[dict], **kwargs: Any) -> dict:
+        import asyncio
+
+        await asyncio.sleep(self.latency)
+        return {"choices": [{"message": {"content": self.answer(messages)}}],
+                "usage": {"prompt_tokens": 8, "completion_tokens": 1}}
+
+    def completion_cost(self, **kwargs: Any) -> float:
+        return 0.0
+
+
+class stubbed_litellm:
+    """``with stubbed_litellm(0.1):`` -> pytest_opro.llm talks to a StubLitellm instead of litellm."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    def __enter__(self) -> StubLitellm:
+        from pytest_opro import llm
+
+        self._real = llm._get_litellm()
+        llm._litellm = StubLitellm(self.latency)
+        return llm._litellm
+
+    def __exit__(self, *exc: object) -> None:
+        from pytest_opro import llm
+
+        llm._litellm = self._real
+
+
 def model_config(url: str, model: str = BENCH_MODEL, **params: Any) -> Any:
     from pytest_opro.llm import ModelConfig
 

@@ -16,11 +16,14 @@ optimize() call (baseline, steps, final test scoring) is reported too, against i
 
     python bench/bench_optimize.py               # ~1.5 min
     python bench/bench_optimize.py --cache       # same, with a fresh response cache (rw) per run
+    python bench/bench_optimize.py --stub-litellm  # diagnostic: litellm replaced by a sleep(L) stub,
+                                                   # so only pytest_opro's own orchestration costs CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import sys
@@ -30,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_common import BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, table  # noqa: E402
+from bench.bench_common import (  # noqa: E402
+    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, table,
+)
 
 LABELS = ("positive", "negative")
 
@@ -104,15 +109,22 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default=BENCH_MODEL)
     parser.add_argument("--cache", action="store_true", help="use a fresh rw response cache per run")
+    parser.add_argument("--stub-litellm", action="store_true",
+                        help="diagnostic: no litellm, no HTTP; calls sleep L and answer like the server")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     results = []
-    with ServerProcess(latency=args.latency) as server:
-        one_run(server.url, argparse.Namespace(**{**vars(args), "steps": 1, "cache": False}), -1)  # warm-up
+    with contextlib.ExitStack() as stack:
+        server = None if args.stub_litellm else stack.enter_context(ServerProcess(latency=args.latency))
+        if args.stub_litellm:
+            stack.enter_context(stubbed_litellm(args.latency))
+        url = server.url if server else "http://stub.invalid/v1"
+        one_run(url, argparse.Namespace(**{**vars(args), "steps": 1, "cache": False}), -1)  # warm-up
         for run in range(args.runs):
-            server.reset()
-            res = one_run(server.url, args, run)
-            res["requests"] = server.stats()["requests"]
+            if server:
+                server.reset()
+            res = one_run(url, args, run)
+            res["requests"] = server.stats()["requests"] if server else res["calls"]
             results.append(res)
             print(f"run {run}: optimize() {res['total']:.2f} s, loop {res['loop']:.2f} s, accepted/step "
                   f"{res['accepted']}, {res['requests']} requests, CPU {res['cpu']:.2f} s, "
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     print()
     print(f"Full optimisation: {args.steps} steps x {args.candidates} candidates, {args.train} train / {args.val} "
           f"validation / {args.test} test examples, validate_top={args.validate_top}, C={args.concurrency}, "
-          f"L={args.latency * 1000:g} ms, model {args.model}, cache {'rw (fresh)' if args.cache else 'off'}; "
+          f"L={args.latency * 1000:g} ms, model {'STUB (no litellm)' if args.stub_litellm else args.model}, cache {'rw (fresh)' if args.cache else 'off'}; "
           f"{args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s")
     print(f"{requests:.0f} requests a run; client CPU {cpu_ms:.1f} ms/request; "
           f"run-queue wait (CPU taken by other processes) {fmt(waits, 2)} s a run")

@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     rows.append(["warm gate (same cache)", fmt(warm, 2), f"{min(warm_req)}–{max(warm_req)}",
                  "yes" if all(warm_litellm) else ("no" if not any(warm_litellm) else "sometimes")])
     print()
-    print(f"Warm cache: gate of {args.examples - 30} test examples (baseline and winner: "
-          f"{2 * (args.examples - 30)} scorer calls at most), L={args.latency * 1000:g} ms, wall time of the "
-          f"whole pytest process, {args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s")
+    print(f"Warm cache: the gate scores the committed instruction on {args.examples - 30} test examples, "
+          f"L={args.latency * 1000:g} ms, wall time of the whole pytest process (cold includes importing "
+          f"litellm), {args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s")
     print(f"Machine: {machine()}")
     print(table(["run", "wall s", "server requests", "litellm imported"], rows))
     return rows

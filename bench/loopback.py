@@ -134,41 +134,43 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_json(503, {"error": {"message": "loopback server is shutting down", "type": "server_error"}})
             return
-        owner._sleep(owner._latency())
-        messages = body.get("messages") or []
-        model = body.get("model", "loopback")
-        if kind == "429":
-            self._send_json(429, {"error": {"message": "rate limited (loopback)", "type": "rate_limit_error",
-                                            "code": "rate_limit_exceeded"}},
-                            {"Retry-After": f"{owner.faults.retry_after_for(n):g}"})
-        elif kind in ("500", "503"):
-            self._send_json(int(kind), {"error": {"message": f"injected {kind} (loopback)", "type": "server_error"}})
-        elif kind == "timeout":
-            owner._sleep(owner.timeout_sleep)
-            self.close_connection = True
-        elif kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
-        elif kind == "malformed":
-            self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
-        else:
-            text = "" if kind == "empty" else owner.answer(messages)
-            prompt_tokens = sum(_count_tokens(str(m.get("content") or "")) for m in messages)
-            completion_tokens = _count_tokens(text)
-            self._send_json(200, {
-                "id": f"chatcmpl-loopback-{n}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
-        owner._done(n)
+        try:
+            owner._sleep(owner._latency())
+            messages = body.get("messages") or []
+            model = body.get("model", "loopback")
+            if kind == "429":
+                self._send_json(429, {"error": {"message": "rate limited (loopback)", "type": "rate_limit_error",
+                                                "code": "rate_limit_exceeded"}},
+                                {"Retry-After": f"{owner.faults.retry_after_for(n):g}"})
+            elif kind in ("500", "503"):
+                self._send_json(int(kind), {"error": {"message": f"injected {kind} (loopback)", "type": "server_error"}})
+            elif kind == "timeout":
+                owner._sleep(owner.timeout_sleep)
+                self.close_connection = True
+            elif kind == "drop":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(2)
+                except OSError:
+                    pass
+            elif kind == "malformed":
+                self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
+            else:
+                text = "" if kind == "empty" else owner.answer(messages)
+                prompt_tokens = sum(_count_tokens(str(m.get("content") or "")) for m in messages)
+                completion_tokens = _count_tokens(text)
+                self._send_json(200, {
+                    "id": f"chatcmpl-loopback-{n}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens},
+                })
+        finally:  # also when the client went away mid-reply (BrokenPipeError)
+            owner._done(n)
 
 
 class LoopbackServer:

@@ -314,6 +314,12 @@ def _record_to_example(
     fix_target = (
         f"fill the '{target_field}' column" if csv_cells else f"add a '{target_field}' field (the expected output)"
     )
+    if csv_cells and target_field not in rec:
+        columns = ", ".join(str(k) for k in rec) or "none"
+        raise ExampleError(
+            f"{where.rsplit(':', 1)[0]}:1: the header has no '{target_field}' column (columns: {columns}); "
+            f"add a '{target_field}' column, or pass target_field='<column>' to load_examples"
+        )
     raw_target = rec.get(target_field)
     if raw_target is None or (isinstance(raw_target, str) and not raw_target.strip()) or raw_target == []:
         raise ExampleError(f"{where}: example has no '{target_field}'; {fix_target}")

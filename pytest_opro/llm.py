@@ -99,6 +99,17 @@ def register_provider(prefix: str, handler: Any) -> None:
         _apply_provider(_litellm, prefix, handler)
 
 
+LOCAL_PREFIX = "local/"
+
+
+def _ensure_local(model: str) -> None:
+    """Register the embedded provider on first use; a missing extra or file is one clear error."""
+    from . import local
+
+    local.check(model)
+    local.register()
+
+
 def _provider_of(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""
 
@@ -372,16 +383,23 @@ def _env_var_hint(litellm: Any, model: str) -> str:
     return "check the API key for this provider (environment variable or api_key in the model config)"
 
 
+def _fatal(message: str) -> ProviderError:
+    """A ProviderError every further call would repeat (bad key, unknown model): stops a batch at once."""
+    error = ProviderError(message)
+    error.fatal = True  # type: ignore[attr-defined]
+    return error
+
+
 def _provider_error(litellm: Any, config: ModelConfig, exc: BaseException) -> ProviderError:
     names = {cls.__name__ for cls in type(exc).__mro__}
     text = _redact(_first_line(str(exc) or type(exc).__name__), config.api_key)
     if "AuthenticationError" in names or _MISSING_KEY.search(str(exc)):
-        return ProviderError(f"model {config.model}: authentication failed; {_env_var_hint(litellm, config.model)}")
+        return _fatal(f"model {config.model}: authentication failed; {_env_var_hint(litellm, config.model)}")
     if "LLM Provider NOT provided" in str(exc) or "LiteLLMUnknownProvider" in names:
-        return ProviderError(f"model {config.model}: unknown provider or model string; write it as "
-                             "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
+        return _fatal(f"model {config.model}: unknown provider or model string; write it as "
+                      "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
     if "NotFoundError" in names:
-        return ProviderError(f"model {config.model}: not found at the provider ({text})")
+        return _fatal(f"model {config.model}: not found at the provider ({text})")
     return ProviderError(f"model {config.model}: {text}")
 
 
@@ -445,6 +463,8 @@ class LLMClient:
                                   completion_tokens=int(hit.get("completion_tokens") or 0),
                                   cost_usd=hit.get("cost_usd"), cached=True)
 
+        if config.model.startswith(LOCAL_PREFIX):
+            _ensure_local(config.model)
         litellm = _get_litellm()
         retries = 0
         attempt = 0
@@ -524,23 +544,33 @@ class LLMClient:
     ) -> list[Completion | ProviderError]:
         """Run many calls concurrently; a call that failed for good comes back as its ProviderError.
 
-        BudgetExhausted propagates (the remaining calls are cancelled).
+        BudgetExhausted propagates once the calls already under way have finished (they are paid
+        for, so their answers are cached rather than thrown away). Errors every call would repeat
+        (authentication, unknown model) propagate at once and cancel the remaining calls.
         """
 
-        async def one(messages: list[dict], sample_index: int) -> Completion | ProviderError:
+        async def one(messages: list[dict], sample_index: int) -> Completion | ProviderError | BudgetExhausted:
             try:
                 return await self.complete(config, messages, sample_index=sample_index)
+            except BudgetExhausted as exc:
+                return exc
             except ProviderError as exc:
+                if getattr(exc, "fatal", False):
+                    raise
                 return exc
 
         tasks = [asyncio.ensure_future(one(messages, index)) for messages, index in requests]
         try:
-            return list(await asyncio.gather(*tasks))
+            results = list(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        for result in results:
+            if isinstance(result, BudgetExhausted):
+                raise result
+        return results  # type: ignore[return-value]
 
 
 def _usage_tokens(response: Any) -> tuple[int, int]:

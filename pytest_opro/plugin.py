@@ -85,6 +85,8 @@ def opro(request: pytest.FixtureRequest) -> Any:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Errors users cause (OproError) show as their one-line message, without a traceback."""
     outcome = yield
+    if call.excinfo is None:  # the common case: nothing to shorten, nothing to import
+        return
     from .errors_display import shorten_report
 
     shorten_report(item, call, outcome.get_result())

@@ -115,9 +115,12 @@ class PromptTask:
             )
         if self.floor is not None and not 0.0 <= float(self.floor) <= 1.0:
             raise ConfigError(f"task {self.name!r}: floor must be in [0, 1], got {self.floor!r}")
-        self._splits = split_examples(
-            self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts
-        )
+        try:
+            self._splits = split_examples(
+                self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts
+            )
+        except ExampleError as exc:
+            raise ExampleError(f"task {self.name!r}: {exc}") from None
         # Render one example now so a template error shows at collection, not mid-run.
         self.render_user(self.initial_instruction, self.examples[0])
 
