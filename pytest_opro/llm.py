@@ -128,12 +128,14 @@ def supports_prefill(model: str) -> bool:
         return False
 
 
-def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """Price in USD of a call with these token counts, or None when litellm has no price."""
+def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int, calls: int = 1) -> float | None:
+    """Price in USD of `calls` calls using these token counts in total, or None when unknown."""
+    if model.startswith(LOCAL_PREFIX):
+        return 0.0
     handler = _providers.get(_provider_of(model))
     if handler is not None:
         cost = getattr(handler, "cost_per_call", None)
-        return float(cost) if isinstance(cost, (int, float)) else None
+        return float(cost) * calls if isinstance(cost, (int, float)) else None
     try:
         prompt_cost, completion_cost = _get_litellm().cost_per_token(
             model=model, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens))

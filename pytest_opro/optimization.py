@@ -55,8 +55,10 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
     scorer_out = int(scorer.params.get("max_tokens", 64))
     meta_tokens = 200 + settings.top_k * 40 + settings.exemplars * prompt_tokens
     opt_out = int(optimizer.params.get("max_tokens", 200))
-    scorer_cost = estimate_cost(scorer.model, prompt_tokens * scorer_calls, scorer_out * scorer_calls)
-    optimizer_cost = estimate_cost(optimizer.model, meta_tokens * optimizer_calls, opt_out * optimizer_calls)
+    scorer_cost = estimate_cost(scorer.model, prompt_tokens * scorer_calls, scorer_out * scorer_calls, scorer_calls)
+    optimizer_cost = estimate_cost(
+        optimizer.model, meta_tokens * optimizer_calls, opt_out * optimizer_calls, optimizer_calls
+    )
     cost = None if scorer_cost is None or optimizer_cost is None else scorer_cost + optimizer_cost
     return Estimate(optimizer_calls + scorer_calls, optimizer_calls, scorer_calls, cost)
 

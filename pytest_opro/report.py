@@ -35,6 +35,8 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
                 f"{'$' + format(r.cost_usd, '.4f'):>8} {r.seconds:>6.1f}s  {r.status}: {r.stop_reason}"
             )
             lines.append(f"{'':<16} instruction: {shorten(r.instruction, 90)}")
+            if r.retries or r.failures:
+                lines.append(f"{'':<16} provider: {r.retries} retries, {r.failures} failed calls")
     if gated:
         lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
         for r in gated:
