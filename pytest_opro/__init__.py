@@ -9,7 +9,11 @@ Importing this package is cheap: litellm is imported only when the first model c
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# litellm otherwise downloads its price list at import time; a user's own setting wins.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
 
