@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .options import add_options, read_options
-from .session import OproSession, TaskRecord
 
-SESSION_KEY = pytest.StashKey[OproSession]()
+if TYPE_CHECKING:
+    from .session import OproSession
+
+SESSION_KEY = pytest.StashKey["OproSession"]()
 DESELECTED_KEY = pytest.StashKey[int]()
 NOTES_KEY = pytest.StashKey[list]()
 WORKER_RECORDS = "opro_records"
@@ -30,26 +32,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = read_options(config)
-    def write_line(line: str) -> None:
-        """Progress that shows live, also under -q and while output is captured."""
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or hasattr(config, "workerinput"):
-            return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.ensure_newline()
-                reporter.write_line(line)
-        else:
-            reporter.ensure_newline()
-            reporter.write_line(line)
+    from .progress import live_writer
+    from .session import OproSession
 
     config.stash[SESSION_KEY] = OproSession(
-        options=options,
+        options=read_options(config),
         rootpath=config.rootpath,
         hook=config.hook,
-        write_line=write_line,
+        write_line=live_writer(config),
         narrowed=_narrowed(config),
     )
     config.stash[DESELECTED_KEY] = 0
@@ -95,6 +85,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect the records a worker sent."""
+    from .session import TaskRecord
+
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
     output = getattr(node, "workeroutput", {})
     session = node.config.stash[SESSION_KEY]
@@ -115,6 +107,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput[WORKER_RECORDS] = [r.to_dict() for r in opro_session.records]
         config.workeroutput["opro_dirs"] = sorted(opro_session.artifact_dirs)
         config.workeroutput["opro_deselected"] = config.stash.get(DESELECTED_KEY, 0)
+        return
+    if not opro_session.needs_finish():
         return
     from .report_files import finish_run
 

@@ -450,7 +450,7 @@ def finish_run(session: OproSession, deselected: int) -> tuple[list[str], int | 
     """Notes for the terminal summary and an exit status to set (None: leave pytest's)."""
     notes: list[str] = []
     status: int | None = None
-    if session.options.optimize and not session.records:
+    if session.options.optimize and not session.records and not session.used:
         notes.append("opro: --opro-optimize ran but no test called opro.check(task): no prompt task was selected")
         status = pytest.ExitCode.NO_TESTS_COLLECTED
     if deselected == 0 and session.records:

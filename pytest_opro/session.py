@@ -73,6 +73,7 @@ class OproSession:
     records: list[TaskRecord] = field(default_factory=list)
     artifact_dirs: set[str] = field(default_factory=set)
     narrowed: bool = False  # the command line named files or test ids, not whole directories
+    used: bool = False
     _cache: Any = None
 
     # -- shared resources ----------------------------------------------------------------------
@@ -89,8 +90,16 @@ class OproSession:
             self._cache.close()
             self._cache = None
 
+    def needs_finish(self) -> bool:
+        """Whether the end of the run has anything to say or write (most runs use no prompt task)."""
+        opts = self.options
+        return bool(self.records or self.used or opts.optimize or opts.report or opts.plot)
+
     def client(self) -> Any:
+        """A model client on the shared cache, with this run's budget (one per task run)."""
         from .llm import Budget, LLMClient
+
+        self.used = True
 
         budget = Budget(
             max_calls=self.options.max_calls,

@@ -170,7 +170,7 @@ def test_corrupt_checkpoint_is_ignored_with_a_warning(tmp_path):
 
 # -- splits: property-based --------------------------------------------------------------------
 fractions = st.tuples(st.floats(0, 1), st.floats(0, 1)).filter(lambda t: t[0] + t[1] <= 1).map(
-    lambda t: (t[0], t[1], 1 - t[0] - t[1]))
+    lambda t: (t[0], t[1], max(0.0, 1 - t[0] - t[1])))
 
 
 @settings(max_examples=150, deadline=None)
