@@ -17,6 +17,7 @@ raise on any output text.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -469,11 +470,25 @@ def regex(pattern: str, flags: int = 0) -> Metric:
     return _Regex(pattern, flags)
 
 
+def _code_digest(fn: Callable[..., Any]) -> str:
+    """A short hash of a function's source (or bytecode), so editing it marks artifacts stale."""
+    import inspect
+
+    try:
+        text = inspect.getsource(fn).encode("utf-8")
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+        text = (code.co_code + repr((code.co_consts, code.co_names)).encode("utf-8")) if code is not None \
+            else repr(fn).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()[:8]
+
+
 class _Custom:
     def __init__(self, fn: Callable[[str, Example], Any], name: str, version: str) -> None:
         self.fn = fn
         self.name = name
         self.version = version
+        self.digest = _code_digest(fn)
 
     def __call__(self, output: str, example: Example) -> float:
         try:

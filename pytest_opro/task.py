@@ -184,6 +184,12 @@ class PromptTask:
         """Score one model output with the task's metric."""
         return self._metric(output, example)
 
+    def _metric_id(self) -> str:
+        """Name and version, plus a hash of the code for a custom metric."""
+        digest = getattr(self._metric, "digest", None)
+        base = f"{self._metric.name}@{self._metric.version}"
+        return f"{base}+{digest}" if digest else base
+
     def fingerprint(self, scorer: ModelConfig | None = None) -> dict[str, str]:
         """Short hashes of everything that changes a score; the gate compares them one by one."""
         scorer = scorer or self.scorer_config()
@@ -194,7 +200,7 @@ class PromptTask:
             "examples_train": examples_fingerprint(self._splits.train)[:16],
             "examples_validation": examples_fingerprint(self._splits.validation)[:16],
             "examples_test": examples_fingerprint(self._splits.test)[:16],
-            "metric": f"{self._metric.name}@{self._metric.version}",
+            "metric": self._metric_id(),
             "scorer_model": scorer.model,
             "scorer_params": _sha(dict(scorer.params)),
         }

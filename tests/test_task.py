@@ -88,3 +88,16 @@ def test_fingerprint_names_each_part_that_changes() -> None:
     assert {k for k in fp if fp[k] != changed_metric[k]} == {"metric"}
     changed_scorer = PromptTask(name="t", examples=examples(), scorer="openai/gpt-4o-mini").fingerprint()
     assert {k for k in fp if fp[k] != changed_scorer[k]} == {"scorer_model"}
+
+
+def test_editing_a_custom_metric_changes_the_fingerprint() -> None:
+    def lenient(output, example):
+        return 1.0 if example.target in output else 0.0
+
+    def strict(output, example):
+        return 1.0 if output.strip() == example.target else 0.0
+
+    first = PromptTask(name="t", examples=examples(), metric=lenient).fingerprint()["metric"]
+    second = PromptTask(name="t", examples=examples(), metric=strict).fingerprint()["metric"]
+    assert first.split("@")[0].endswith("lenient") and first != second
+    assert first == PromptTask(name="t", examples=examples(), metric=lenient).fingerprint()["metric"]
