@@ -130,11 +130,16 @@ class stubbed_litellm:
         llm._litellm = self._real
 
 
-def model_config(url: str, model: str = BENCH_MODEL, **params: Any) -> Any:
+def model_config(url: str, model: str = BENCH_MODEL, transport: str = "auto", **params: Any) -> Any:
     from pytest_opro.llm import ModelConfig
 
     return ModelConfig(model=model, params=params or {"temperature": 0, "max_tokens": 16}, api_base=url,
-                       api_key=API_KEY, timeout=30.0)
+                       api_key=API_KEY, timeout=30.0, transport=transport)
+
+
+def transport_label(config: Any) -> str:
+    """How the benchmark's calls travel: "HTTP" (pytest_opro.openai_http) or "litellm"."""
+    return "HTTP" if config.uses_http() else "litellm"
 
 
 def runqueue_wait() -> float:

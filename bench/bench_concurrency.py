@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import (  # noqa: E402
     BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, summary, table,
+    transport_label,
 )
 
 LABELS = ("positive", "negative")
@@ -147,19 +148,21 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default=BENCH_MODEL)
+    parser.add_argument("--transport", default="auto", choices=("auto", "litellm", "http"),
+                        help="ModelConfig.transport: auto = direct HTTP for openai/ and hosted_vllm/ with api_base")
     parser.add_argument("--no-diagnostics", action="store_true")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     rows: list[list[str]] = []
     started = time.perf_counter()
     with ServerProcess(latency=args.latency) as server:
-        config = model_config(server.url, args.model)
+        config = model_config(server.url, args.model, args.transport)
         for c in levels:
             calls = args.c1_calls if c == 1 else args.calls
             server.reset()
             results = asyncio.run(_score_runs(config, c, calls, args.runs))
             stats = server.stats()
-            rows.append(row(f"LLMClient → {args.model.split('/')[0]}/ → server", c, calls, args.latency, results,
+            rows.append(row(f"LLMClient → {args.model.split('/')[0]}/ ({transport_label(config)}) → server", c, calls, args.latency, results,
                             f"max in flight {stats['max_in_flight']}"))
             print(" | ".join(rows[-1]), flush=True)
         if not args.no_diagnostics:

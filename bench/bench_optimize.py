@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import (  # noqa: E402
-    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, table,
+    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, table, transport_label,
 )
 
 LABELS = ("positive", "negative")
@@ -57,8 +57,8 @@ def one_run(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
     from pytest_opro.optimization import optimize
 
     task = make_task(args.train, args.val, args.test, f"r{run}")
-    scorer = model_config(url, args.model, temperature=0, max_tokens=16)
-    optimizer = model_config(url, args.model, temperature=1.0, max_tokens=200)
+    scorer = model_config(url, args.model, args.transport, temperature=0, max_tokens=16)
+    optimizer = model_config(url, args.model, args.transport, temperature=1.0, max_tokens=200)
     settings = OptimizerSettings(max_steps=args.steps, candidates=args.candidates, patience=0,
                                  validate_top=args.validate_top)
     marks: dict[str, float] = {}
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default=BENCH_MODEL)
+    parser.add_argument("--transport", default="auto", choices=("auto", "litellm", "http"),
+                        help="ModelConfig.transport: auto = direct HTTP for openai/ and hosted_vllm/ with api_base")
     parser.add_argument("--cache", action="store_true", help="use a fresh rw response cache per run")
     parser.add_argument("--stub-litellm", action="store_true",
                         help="diagnostic: no litellm, no HTTP; calls sleep L and answer like the server")
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     print()
     print(f"Full optimisation: {args.steps} steps x {args.candidates} candidates, {args.train} train / {args.val} "
           f"validation / {args.test} test examples, validate_top={args.validate_top}, C={args.concurrency}, "
-          f"L={args.latency * 1000:g} ms, model {'STUB (no litellm)' if args.stub_litellm else args.model}, cache {'rw (fresh)' if args.cache else 'off'}; "
+          f"L={args.latency * 1000:g} ms, model {'STUB (no litellm)' if args.stub_litellm else args.model + ' via ' + transport_label(model_config('http://x/v1', args.model, args.transport))}, cache {'rw (fresh)' if args.cache else 'off'}; "
           f"{args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s")
     print(f"{requests:.0f} requests a run; client CPU {cpu_ms:.1f} ms/request; "
           f"run-queue wait (CPU taken by other processes) {fmt(waits, 2)} s a run")

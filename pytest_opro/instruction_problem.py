@@ -101,12 +101,12 @@ async def score_instructions(
     n = len(examples)
     for i in range(len(instructions)):
         outcomes: dict[str, float] = {}
-        failures = 0
+        failures, error = 0, None
         for ex, reply in zip(examples, replies[i * n:(i + 1) * n]):
             if isinstance(reply, ProviderError):
-                failures += 1
+                failures, error = failures + 1, error or str(reply)
                 continue
             outcomes[ex.id] = float(task.score_output(reply.text, ex))
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
-        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures))
+        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error))
     return scores

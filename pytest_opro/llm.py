@@ -1,8 +1,11 @@
-"""The one place that talks to litellm: async calls, concurrency, retries, timeouts, cost, budget.
+"""The one place that talks to providers: async calls, concurrency, retries, timeouts, cost, budget.
 
-litellm is imported lazily at the first call, so a pytest run without prompt tasks never pays for
-it. Retries are ours alone (litellm is called with ``num_retries=0``): bounded, exponential backoff
-with jitter, honouring Retry-After. API keys are passed through to litellm and nowhere else.
+Calls go through litellm, except for OpenAI-compatible servers reached through an ``api_base``
+(``openai/...`` or ``hosted_vllm/...``), which :mod:`pytest_opro.openai_http` calls directly at a
+fraction of litellm's CPU per call (see ``ModelConfig.transport``). litellm is imported lazily at
+its first call, so a run that never needs it never pays for it. Retries are ours alone (litellm is
+called with ``num_retries=0``): bounded, exponential backoff with jitter, honouring Retry-After.
+API keys are passed to the transport and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
+import json
 import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Mapping, TypeVar
 
+from pytest_opro import openai_http
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
 
 T = TypeVar("T")
@@ -41,7 +47,18 @@ _KEY_VARS = {
     "mistral": "MISTRAL_API_KEY", "groq": "GROQ_API_KEY", "cohere": "COHERE_API_KEY",
     "together_ai": "TOGETHERAI_API_KEY", "deepseek": "DEEPSEEK_API_KEY", "openrouter": "OPENROUTER_API_KEY",
     "xai": "XAI_API_KEY", "fireworks_ai": "FIREWORKS_AI_API_KEY", "azure": "AZURE_API_KEY",
+    "hosted_vllm": "HOSTED_VLLM_API_KEY",
 }
+
+TRANSPORTS = ("auto", "litellm", "http")
+#: Providers the direct HTTP transport serves when an api_base is set (transport="auto").
+HTTP_PROVIDERS = ("openai", "hosted_vllm")
+#: Parameters only litellm understands: a config using one stays on litellm under "auto".
+LITELLM_ONLY_PARAMS = frozenset({
+    "mock_response", "drop_params", "additional_drop_params", "allowed_openai_params", "custom_llm_provider",
+    "api_version", "extra_headers", "headers", "metadata", "caching", "cache", "num_retries", "fallbacks",
+    "base_model", "input_cost_per_token", "output_cost_per_token", "litellm_logging_obj", "organization",
+})
 
 # --------------------------------------------------------------------------------------------
 # lazy litellm
@@ -136,12 +153,61 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int, calls:
     if handler is not None:
         cost = getattr(handler, "cost_per_call", None)
         return float(cost) * calls if isinstance(cost, (int, float)) else None
+    if _litellm is None and "litellm" not in sys.modules:
+        return _table_cost(model, prompt_tokens, completion_tokens)
     try:
         prompt_cost, completion_cost = _get_litellm().cost_per_token(
             model=model, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens))
         return float(prompt_cost) + float(completion_cost)
     except Exception:
         return None
+
+
+_price_table: dict[str, Any] | None = None
+_token_prices: dict[str, tuple[float, float] | None] = {}
+
+
+def _load_price_table() -> dict[str, Any]:
+    """litellm's price table: its live dict when litellm is loaded, else its bundled JSON file read
+    without importing litellm (~50 ms once, instead of seconds); {} when neither is available."""
+    global _price_table
+    if _litellm is not None and isinstance(getattr(_litellm, "model_cost", None), dict):
+        return _litellm.model_cost
+    if _price_table is None:
+        _price_table = {}
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec("litellm")
+            for folder in (spec.submodule_search_locations or []) if spec else []:
+                path = os.path.join(folder, "model_prices_and_context_window_backup.json")
+                if os.path.exists(path):
+                    with open(path, encoding="utf-8") as fh:
+                        _price_table = json.load(fh)
+                    break
+        except Exception:  # no litellm, unreadable table: prices unknown
+            _price_table = {}
+    return _price_table
+
+
+def _table_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """Plain per-token price of a call from the price table; None when the model is not listed."""
+    if model not in _token_prices:
+        table = _load_price_table()
+        provider = _provider_of(model)
+        entry = table.get(model)
+        if entry is None and provider:
+            entry = table.get(model.split("/", 1)[1])
+            if isinstance(entry, Mapping) and entry.get("litellm_provider") != provider:
+                entry = None
+        try:
+            _token_prices[model] = (float(entry["input_cost_per_token"]), float(entry["output_cost_per_token"]))
+        except (KeyError, TypeError, ValueError):
+            _token_prices[model] = None
+    prices = _token_prices[model]
+    if prices is None:
+        return None
+    return prices[0] * int(prompt_tokens) + prices[1] * int(completion_tokens)
 
 
 def extract_text(response: Any) -> str | None:
@@ -176,7 +242,14 @@ def extract_text(response: Any) -> str | None:
 @dataclass(frozen=True)
 class ModelConfig:
     """A model and how to call it. ``params`` (temperature, max_tokens, seed, ...) change the answer
-    and are part of the cache key; ``api_base``, ``api_key``, ``timeout`` and ``max_retries`` do not."""
+    and are part of the cache key; ``api_base``, ``api_key``, ``timeout``, ``max_retries`` and
+    ``transport`` do not.
+
+    ``transport`` chooses the client library: ``"auto"`` (default) calls OpenAI-compatible servers
+    directly over HTTP when the model is ``openai/...`` or ``hosted_vllm/...`` and ``api_base`` is
+    set, and uses litellm for everything else; ``"litellm"`` always uses litellm; ``"http"``
+    always uses the direct client (``openai/...`` without ``api_base`` goes to api.openai.com).
+    """
 
     model: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -184,6 +257,7 @@ class ModelConfig:
     timeout: float = 60.0
     max_retries: int = 4
     api_key: str | None = field(default=None, repr=False, compare=False)
+    transport: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -195,6 +269,11 @@ class ModelConfig:
             raise ConfigError(f"model {self.model}: timeout must be > 0 seconds, got {self.timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"model {self.model}: max_retries must be >= 0, got {self.max_retries}")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"model {self.model}: transport must be one of {', '.join(TRANSPORTS)}, "
+                              f"got {self.transport!r}")
+        if self.transport == "http" and not self.api_base and _provider_of(self.model) != "openai":
+            raise ConfigError(f"model {self.model}: transport='http' needs api_base (the server's /v1 URL)")
         object.__setattr__(self, "params", dict(self.params))
 
     def __hash__(self) -> int:
@@ -213,7 +292,15 @@ class ModelConfig:
 
     def with_params(self, **params: Any) -> "ModelConfig":
         merged = {**self.params, **params}
-        return ModelConfig(self.model, merged, self.api_base, self.timeout, self.max_retries, self.api_key)
+        return ModelConfig(self.model, merged, self.api_base, self.timeout, self.max_retries, self.api_key,
+                           self.transport)
+
+    def uses_http(self) -> bool:
+        """Whether calls go to the direct OpenAI-compatible HTTP client instead of litellm."""
+        if self.transport != "auto":
+            return self.transport == "http"
+        return (bool(self.api_base) and _provider_of(self.model) in HTTP_PROVIDERS
+                and not LITELLM_ONLY_PARAMS.intersection(self.params))
 
     def public_dict(self) -> dict[str, Any]:
         """What artifacts record: the model and its sampling parameters, never keys or endpoints."""
@@ -305,7 +392,7 @@ class _Retryable(Exception):
 
 
 _RETRYABLE_NAMES = {"RateLimitError", "InternalServerError", "ServiceUnavailableError", "BadGatewayError",
-                    "APIConnectionError", "Timeout", "APITimeoutError", "TimeoutError"}
+                    "APIConnectionError", "Timeout", "APITimeoutError", "TimeoutError", "MalformedResponseError"}
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
@@ -372,11 +459,13 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def _env_var_hint(litellm: Any, model: str) -> str:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            missing = list(litellm.validate_environment(model).get("missing_keys") or [])
-    except Exception:
-        missing = []
+    missing: list[str] = []
+    if litellm is not None:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                missing = list(litellm.validate_environment(model).get("missing_keys") or [])
+        except Exception:
+            missing = []
     if not missing:
         var = _KEY_VARS.get(_provider_of(model))
         missing = [var] if var else []
@@ -397,6 +486,9 @@ def _provider_error(litellm: Any, config: ModelConfig, exc: BaseException) -> Pr
     text = _redact(_first_line(str(exc) or type(exc).__name__), config.api_key)
     if "AuthenticationError" in names or _MISSING_KEY.search(str(exc)):
         return _fatal(f"model {config.model}: authentication failed; {_env_var_hint(litellm, config.model)}")
+    if "PermissionDeniedError" in names:
+        return _fatal(f"model {config.model}: permission denied (HTTP 403); "
+                      f"{_env_var_hint(litellm, config.model)}")
     if "LLM Provider NOT provided" in str(exc) or "LiteLLMUnknownProvider" in names:
         return _fatal(f"model {config.model}: unknown provider or model string; write it as "
                       "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
@@ -409,7 +501,8 @@ def _provider_error(litellm: Any, config: ModelConfig, exc: BaseException) -> Pr
 # the client
 # --------------------------------------------------------------------------------------------
 class LLMClient:
-    """Makes chat calls through litellm with caching, a concurrency limit, retries and a budget."""
+    """Makes chat calls (litellm, or direct HTTP for OpenAI-compatible servers) with caching, a
+    concurrency limit, retries and a budget."""
 
     def __init__(
         self,
@@ -433,6 +526,7 @@ class LLMClient:
         self._rng = rng or random.Random()
         self._semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
             weakref.WeakKeyDictionary())
+        self._http = openai_http.HTTPTransport(pool_size=self.concurrency)
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -465,9 +559,10 @@ class LLMClient:
                                   completion_tokens=int(hit.get("completion_tokens") or 0),
                                   cost_usd=hit.get("cost_usd"), cached=True)
 
+        use_http = config.uses_http()
         if config.model.startswith(LOCAL_PREFIX):
             _ensure_local(config.model)
-        litellm = _get_litellm()
+        litellm = None if use_http else _get_litellm()
         retries = 0
         attempt = 0
         started_call = False
@@ -482,8 +577,12 @@ class LLMClient:
                     started_call = True
                 t0 = time.monotonic()
                 try:
-                    response = await self._call(litellm, config, messages)
-                    text = extract_text(response)
+                    if use_http:
+                        response = await self._http_call(config, messages)
+                        text = response.text
+                    else:
+                        response = await self._call(litellm, config, messages)
+                        text = extract_text(response)
                     if text is None:
                         raise _Retryable("malformed response (no choices/message)")
                     if not text.strip():
@@ -514,10 +613,14 @@ class LLMClient:
                     break
             await asyncio.sleep(delay)  # outside the semaphore: others may proceed
 
-        prompt_tokens, completion_tokens = _usage_tokens(response)
+        if use_http:
+            prompt_tokens, completion_tokens = response.prompt_tokens, response.completion_tokens
+            cost = _table_cost(config.model, prompt_tokens, completion_tokens)
+        else:
+            prompt_tokens, completion_tokens = _usage_tokens(response)
+            cost = _response_cost(litellm, response, config.model)
         usage.prompt_tokens += prompt_tokens
         usage.completion_tokens += completion_tokens
-        cost = _response_cost(litellm, response, config.model)
         if cost is None:
             usage.cost_unknown_calls += 1
         else:
@@ -540,6 +643,10 @@ class LLMClient:
             return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=config.timeout * 1.5 + 1.0)
         except asyncio.TimeoutError:
             raise _Retryable(f"timed out after {config.timeout:g}s") from None
+
+    async def _http_call(self, config: ModelConfig, messages: list[dict]) -> openai_http.ChatResult:
+        return await self._http.chat(model=config.model, messages=messages, params=config.params,
+                                     api_base=config.api_base, api_key=config.api_key, timeout=config.timeout)
 
     async def complete_many(
         self, config: ModelConfig, requests: list[tuple[list[dict], int]]

@@ -1,4 +1,4 @@
-"""The terminal summary section "opro" (markdown and JSON reports live in report_files.py)."""
+"""The terminal summary section "opro" (JSON reports live in report_files.py, markdown in report_markdown.py)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,7 @@ def model_config(spec: ModelSpec, defaults: Mapping[str, Any], fallback: str = D
             api_key=spec.api_key,
             timeout=spec.timeout,
             max_retries=spec.max_retries,
+            transport=spec.transport,
         )
     raise ConfigError(f"model must be a litellm model string or ModelConfig, got {type(spec).__name__}")
 

@@ -199,3 +199,15 @@ def test_trajectory_top_is_ascending_and_deduplicated() -> None:
 @pytest.mark.parametrize("value, buckets, shown", [(0.613, 100, 61), (0.613, 20, 60), (0.613, 10, 60), (1.0, 100, 100)])
 def test_bucketize(value: float, buckets: int, shown: int) -> None:
     assert bucketize(value, buckets) == shown
+
+
+@pytest.mark.parametrize("min_delta, winner", [(0.0, "one more right"), (0.2, "")])
+def test_a_gain_within_min_delta_keeps_the_baseline(fake_llm: FakeBrain, min_delta: float, winner: str) -> None:
+    task = make_task()
+    lucky = task.splits.validation[0].input
+    fake_llm.scorer = keyword_scorer(task, lambda text, ex: "one more right" in text and ex.input == lucky)
+    fake_llm.optimizer = ["<INS>one more right</INS>"]
+    settings = OptimizerSettings(max_steps=1, candidates=1, patience=0, min_delta=min_delta)
+    result = optimize(task, settings=settings, cache=None)
+    assert result.instruction == winner
+    assert result.improved is (winner != "")

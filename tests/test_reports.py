@@ -20,7 +20,8 @@ import yaml
 
 import pytest_opro
 from pytest_opro import llm
-from pytest_opro.report_files import REPORT_SCHEMA_VERSION, markdown_from_report, md_fence, md_text
+from pytest_opro.report_files import REPORT_SCHEMA_VERSION
+from pytest_opro.report_markdown import markdown_from_report, md_fence, md_text
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = "step by step|carefully|double-check|think|be precise"

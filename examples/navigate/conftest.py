@@ -26,8 +26,8 @@ def navigate_task(navigate_examples):
         examples=navigate_examples,
         metric=metrics.choice,
         initial_instruction="The answer is",
-        counts=(10, 20, 40),
+        counts=(10, 30, 40),
         scorer=ModelConfig("local/smollm2", params={"max_tokens": 6}),
         optimizer=ModelConfig("local/smollm2", params={"max_tokens": 48}),
-        settings={"max_steps": 3, "candidates": 4, "patience": 2, "validate_top": 1},
+        settings={"max_steps": 3, "candidates": 4, "patience": 2, "validate_top": 1, "min_delta": 0.05},
     )

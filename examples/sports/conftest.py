@@ -25,8 +25,8 @@ def sports_task(sports_examples):
         examples=sports_examples,
         metric=metrics.choice,
         initial_instruction="",
-        counts=(10, 20, 40),
+        counts=(10, 30, 40),
         scorer=ModelConfig("local/smollm2", params={"max_tokens": 6}),
         optimizer=ModelConfig("local/smollm2", params={"max_tokens": 48}),
-        settings={"max_steps": 3, "candidates": 4, "patience": 2, "validate_top": 1},
+        settings={"max_steps": 3, "candidates": 4, "patience": 2, "validate_top": 1, "min_delta": 0.05},
     )

@@ -36,18 +36,21 @@ class Score:
     n: int = 0
     outcomes: dict[str, float] | None = None
     failures: int = 0
+    error: str | None = None  # one failed call's message, when there were failures
 
 
-def check_failure_rate(failed: int, total: int, what: str, max_rate: float) -> None:
+def check_failure_rate(failed: int, total: int, what: str, max_rate: float, cause: str | None = None) -> None:
     """Stop the run (ProviderError) when more than `max_rate` of `total` calls failed for good.
 
     Failed calls are never scored as wrong answers: below the threshold they are left out of the
     mean, above it the run stops so that a provider outage cannot pass for a bad instruction.
+    `cause` is one failure's message, shown so the user knows what to fix.
     """
     if total and failed / total > max_rate:
+        first = f" (first: {cause})" if cause else ""
         raise ProviderError(
-            f"{failed} of {total} {what} failed after retries (more than max_failure_rate={max_rate:.0%}); "
-            "the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
+            f"{failed} of {total} {what} failed after retries{first}; more than max_failure_rate={max_rate:.0%}, "
+            "so the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
         )
 
 
@@ -191,7 +194,8 @@ class _Run:
     def _check_failures(self, scores: list[Score], split: str) -> None:
         failed = sum(s.failures for s in scores)
         total = sum(s.n + s.failures for s in scores)
-        check_failure_rate(failed, total, f"scorer calls on {split}", self.settings.max_failure_rate)
+        cause = next((s.error for s in scores if s.error), None)
+        check_failure_rate(failed, total, f"scorer calls on {split}", self.settings.max_failure_rate, cause)
 
     async def propose(self) -> list[Candidate]:
         settings = self.settings
@@ -257,6 +261,11 @@ class _Run:
         return ranked[:k]
 
     def winner(self, baseline: list[Candidate]) -> Candidate:
+        """The best candidate on validation (train for problems without one).
+
+        A candidate replaces the best baseline solution only when it beats it by more than
+        ``min_delta``: a gain that small is what noise on a small validation split gives.
+        """
         field_name = "validation" if self.problem.has_validation else "train"
         scored = [c for c in self.trajectory.scored() if getattr(c, field_name) is not None]
         sign = 1 if self.problem.higher_is_better else -1
@@ -264,7 +273,16 @@ class _Run:
         def key(c: Candidate) -> tuple:
             return (sign * getattr(c, field_name), sign * (c.train or 0.0), -c.step, -c.call)
 
-        return max(scored, key=key) if scored else baseline[0]
+        if not scored:
+            return baseline[0]
+        best = max(scored, key=key)
+        base = [c for c in scored if c.step == 0]
+        if base and best.step > 0:
+            base_best = max(base, key=key)
+            gain = sign * (getattr(best, field_name) - getattr(base_best, field_name))
+            if gain <= self.settings.min_delta:
+                return base_best
+        return best
 
     def report(self, accepted: list[Candidate]) -> StepReport:
         total = self.client.ledger.total()

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from ..cache import ResponseCache
 from ..llm import Budget, LLMClient
-from ..opro.loop import LoopResult
+from ..opro.loop import CandidateCallback, LoopResult, OptimizerSettings, Problem, StepCallback, run_loop
+
+
+class RunOptions(TypedDict, total=False):
+    """Keyword arguments every problem runner takes, passed on to :func:`run_problem`."""
+
+    cache: ResponseCache | str | Path | None
+    cache_mode: str
+    budget: Budget | None
+    client: LLMClient | None
+    concurrency: int
+    on_step: StepCallback | None
+    on_candidate: CandidateCallback | None
+
+
+async def run_problem(problem: Problem, settings: OptimizerSettings, *,
+                      cache: ResponseCache | str | Path | None = ".opro_cache", cache_mode: str = "rw",
+                      budget: Budget | None = None, client: LLMClient | None = None, concurrency: int = 16,
+                      on_step: StepCallback | None = None,
+                      on_candidate: CandidateCallback | None = None) -> tuple[LoopResult, LLMClient]:
+    """Run the OPRO loop over `problem`; return the loop's result and the client that made the calls.
+
+    Without `client`, one is opened with the response cache and budget prompt tasks use.
+    """
+    client = client or open_client(cache, cache_mode, budget, concurrency)
+    loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate)
+    return loop, client
 
 
 def open_client(cache: ResponseCache | str | Path | None, cache_mode: str, budget: Budget | None,

@@ -13,14 +13,15 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..cache import ResponseCache
-from ..llm import Budget, LLMClient, ModelConfig, run_sync
-from ..opro.loop import CandidateCallback, LoopResult, OptimizerSettings, Parsed, Score, StepCallback, run_loop
+from ..llm import LLMClient, ModelConfig, run_sync
+from ..opro.loop import LoopResult, OptimizerSettings, Parsed, Score
 from ..task import DEFAULT_MODEL, model_config
-from .common import best_per_step, first_step_where, open_client, usage_of
+from .common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: Optimizer defaults for this problem: the paper's temperature, short replies.
 OPTIMIZER_PARAMS: dict[str, Any] = {"temperature": 1.0, "max_tokens": 100}
@@ -256,13 +257,7 @@ async def run_linear_regression_async(
     top_k: int = 20,
     starting_pairs: int = 5,
     settings: OptimizerSettings | None = None,
-    cache: ResponseCache | str | Path | None = ".opro_cache",
-    cache_mode: str = "rw",
-    budget: Budget | None = None,
-    client: LLMClient | None = None,
-    concurrency: int = 16,
-    on_step: StepCallback | None = None,
-    on_candidate: CandidateCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> LinearRegressionReport:
     """Async form of :func:`run_linear_regression`."""
     data = RegressionData.generate(w_true, b_true, noise=noise, seed=seed, n_points=n_points)
@@ -270,8 +265,7 @@ async def run_linear_regression_async(
     problem = LinearRegressionProblem(data, config, starting_pairs=starting_pairs, seed=seed)
     settings = settings or OptimizerSettings(
         max_steps=steps, candidates=candidates, top_k=top_k, exemplars=0, patience=0, seed=seed)
-    client = client or open_client(cache, cache_mode, budget, concurrency)
-    loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate)
+    loop, client = await run_problem(problem, settings, **run)
     return report_from(problem, loop, client)
 
 

@@ -16,14 +16,12 @@ import random
 import re
 from dataclasses import dataclass, field
 from itertools import permutations
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ..cache import ResponseCache
-from ..llm import Budget, LLMClient, ModelConfig, run_sync
-from ..opro.loop import CandidateCallback, LoopResult, OptimizerSettings, Parsed, Score, StepCallback, run_loop
+from ..llm import LLMClient, ModelConfig, run_sync
+from ..opro.loop import LoopResult, OptimizerSettings, Parsed, Score
 from ..task import DEFAULT_MODEL, model_config
-from .common import best_per_step, first_step_where, open_client, usage_of
+from .common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
 from .tsp_solvers import (
     HELD_KARP_MAX_NODES,
     Point,
@@ -34,6 +32,9 @@ from .tsp_solvers import (
     tour_length,
     two_opt,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 COORDINATE_RANGE = (-100, 100)
 NEAREST_NEIGHBOUR = "nearest neighbour"
@@ -314,13 +315,7 @@ async def run_tsp_async(
     starting_traces: int = 5,
     reask: int = 3,
     settings: OptimizerSettings | None = None,
-    cache: ResponseCache | str | Path | None = ".opro_cache",
-    cache_mode: str = "rw",
-    budget: Budget | None = None,
-    client: LLMClient | None = None,
-    concurrency: int = 16,
-    on_step: StepCallback | None = None,
-    on_candidate: CandidateCallback | None = None,
+    **run: Unpack[RunOptions],
 ) -> TspReport:
     """Async form of :func:`run_tsp`."""
     config = model_config(optimizer, optimizer_params(n))
@@ -328,8 +323,7 @@ async def run_tsp_async(
     settings = settings or OptimizerSettings(
         max_steps=steps, candidates=candidates, top_k=top_k, exemplars=0, patience=0, seed=seed,
         reask=reask, max_chars=max(500, 6 * n))
-    client = client or open_client(cache, cache_mode, budget, concurrency)
-    loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate)
+    loop, client = await run_problem(problem, settings, **run)
     return report_from(problem, loop, client)
 
 
