@@ -14,7 +14,7 @@ Usage::
 
     python bench/local_throughput.py [--n 64] [--rounds 3] [--max-tokens 8] [--threads N]
 
-Needs the ``local`` extra and the BIG-bench file ../shared/data/sports_understanding.jsonl.
+Needs the ``local`` extra; the prompts come from the sports example (BIG-bench sports_understanding).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_opro import local  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "sports_understanding.jsonl"
+DATA = ROOT / "examples" / "sports" / "sports.jsonl"
 INSTRUCTION = "Is the following sentence plausible? Answer with one word: plausible or implausible."
 
 

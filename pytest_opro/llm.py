@@ -585,7 +585,9 @@ class LLMClient:
                         text = extract_text(response)
                     if text is None:
                         raise _Retryable("malformed response (no choices/message)")
-                    if not text.strip():
+                    if not text.strip() and not config.model.startswith(LOCAL_PREFIX):
+                        # A remote empty reply is a glitch worth retrying; the embedded model is
+                        # deterministic, so its empty answer is an answer (scored, not retried).
                         raise _Retryable("empty content")
                 except asyncio.CancelledError:
                     usage.seconds += time.monotonic() - t0

@@ -37,6 +37,7 @@ KEY_REQUIRED = {"openai"}
 OPENAI_API_BASE = "https://api.openai.com/v1"
 #: Idle connections are closed after this many seconds, before servers such as uvicorn (5 s) do.
 KEEPALIVE_SECONDS = 4.0
+USER_AGENT = "pytest-opro"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,7 +205,6 @@ class _Pool:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS),
             auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
         )
         self.closer: Any = None
         self._proxies: dict[str, tuple[Any, Any]] = {}
@@ -286,7 +286,7 @@ class HTTPTransport:
         body["model"] = model.split("/", 1)[1] if "/" in model else model
         body["messages"] = messages
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         if logger.isEnabledFor(logging.DEBUG):

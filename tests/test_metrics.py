@@ -14,7 +14,7 @@ from pytest_opro.errors import MetricError
 from pytest_opro.examples import Example, load_examples
 from pytest_opro.metrics import extract_choice, extract_number, normalize
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+EXAMPLE_SUITES = Path(__file__).resolve().parents[1] / "examples"
 SPORTS = ("plausible", "implausible")
 
 
@@ -393,17 +393,16 @@ def test_extract_number_total(text):
 # ------------------------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared BIG-bench data not present")
 def test_real_rows_score_their_own_answers():
-    sports = load_examples(SHARED / "sports_understanding.jsonl")
+    sports = load_examples(EXAMPLE_SUITES / "sports" / "sports.jsonl")
     for e in sports:
         other = "implausible" if e.target == "plausible" else "plausible"
         assert metrics.choice(f"The answer is {e.target}.", e) == 1.0
         assert metrics.choice(f"**{other.title()}**", e) == 0.0
-    counting = load_examples(SHARED / "object_counting.jsonl")
+    counting = load_examples(EXAMPLE_SUITES / "counting" / "object_counting.jsonl")
     for e in counting:
         for answer in e.aliases:
             assert metrics.numeric(f"Let me count them all.\nSo the answer is {answer}.", e) == 1.0
         assert metrics.numeric(f"So the answer is {int(e.target) + 1}.", e) == 0.0
-    navigate = load_examples(SHARED / "navigate.jsonl")
+    navigate = load_examples(EXAMPLE_SUITES / "navigate" / "navigate.jsonl")
     assert sum(metrics.choice(e.target, e) for e in navigate) == len(navigate)
