@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 #: Optimizer defaults for this problem: the paper's temperature, short replies.
-OPTIMIZER_PARAMS: dict[str, Any] = {"temperature": 1.0, "max_tokens": 100}
+OPTIMIZER_PARAMS: dict[str, Any] = {"temperature": 1.0, "max_tokens": 60}
 
 _NUMBER = r"[-+]?\d+(?:\.\d*)?"
 _PAIR = re.compile(
