@@ -128,14 +128,18 @@ class ResponseCache:
             raise
         return conn
 
-    def _recover(self, exc: sqlite3.Error) -> None:
-        """Corrupt file: move it aside and start afresh (rw), or run without cache (ro)."""
+    def _drop_connection(self) -> None:
+        """Close the connection if one is open (a corrupt file may fail even at close)."""
         if self._conn is not None:
             try:
                 self._conn.close()
             except sqlite3.Error:
                 pass
             self._conn = None
+
+    def _recover(self, exc: sqlite3.Error) -> None:
+        """Corrupt file: move it aside and start afresh (rw), or run without cache (ro)."""
+        self._drop_connection()
         if self.mode != "rw":
             self._warn(f"pytest-opro: response cache {self.path} is corrupt ({exc}); running without it")
             self._bypass = True
@@ -236,12 +240,7 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except sqlite3.Error:
-                    pass
-                self._conn = None
+            self._drop_connection()
 
     def __enter__(self) -> "ResponseCache":
         return self
