@@ -119,12 +119,15 @@ async def optimize_async(
     # Budgets bound the search. The final test pass (2 x test size calls, part of the estimate)
     # always runs so that the result a budget stopped is still complete and comparable.
     search_budget, client.budget = client.budget, Budget()
+    texts = list(dict.fromkeys([winner.text, base.text]))  # once when the baseline won
     try:
-        winner_test, base_test = await score_instructions(task, client, scorer_cfg, [winner.text, base.text], test)
+        tested = await score_instructions(task, client, scorer_cfg, texts, test)
     finally:
         client.budget = search_budget
-    failed = winner_test.failures + base_test.failures
-    check_failure_rate(failed, failed + winner_test.n + base_test.n, "scorer calls on test", settings.max_failure_rate)
+    winner_test, base_test = tested[0], tested[-1]
+    failed = sum(s.failures for s in tested)
+    total = failed + sum(s.n for s in tested)
+    check_failure_rate(failed, total, "scorer calls on test", settings.max_failure_rate)
 
     def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
         train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")
