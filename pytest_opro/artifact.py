@@ -12,6 +12,7 @@ import yaml
 
 from .atomic import write_text_atomic
 from .errors import ArtifactError
+from .llm import usage_totals
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "task", "instruction", "position", "scores", "test_outcomes", "fingerprint")
@@ -60,14 +61,12 @@ def _score_block(score: dict[str, Any]) -> dict[str, Any]:
     return {"score": score["value"], "n": score["n"], "ci95": _FlowList([score["ci_low"], score["ci_high"]])}
 
 
-def _usage_totals(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    keys = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "failures")
-    return {k: sum(u.get(k, 0) or 0 for u in usage.values()) for k in keys}
+USAGE_FIELDS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "failures")
 
 
 def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[dict[str, Any]]) -> dict[str, Any]:
     """The artifact mapping for a Result's ``to_dict()``; `top` is its top candidates as dicts."""
-    totals = _usage_totals(result["usage"])
+    totals = usage_totals(result["usage"], USAGE_FIELDS)
     test_outcomes = result["scores"]["test"].get("outcomes") or {}
     data = {
         "schema_version": SCHEMA_VERSION,

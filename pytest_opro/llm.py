@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Awaitable, Mapping, TypeVar
+from typing import Any, Awaitable, Iterable, Mapping, TypeVar
 
 from pytest_opro import openai_http
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
@@ -361,6 +361,12 @@ class Ledger:
         known = {f.name for f in fields(ModelUsage)}
         return cls({model: ModelUsage(**{k: v for k, v in dict(u).items() if k in known})
                     for model, u in dict(data or {}).items()})
+
+
+def usage_totals(usage: Mapping[str, Mapping[str, Any]], keys: Iterable[str]) -> dict[str, Any]:
+    """Totals over models of a ``Ledger.to_dict()`` mapping, for the fields in `keys`."""
+    total = asdict(Ledger.from_dict(usage).total())
+    return {key: total[key] for key in keys}
 
 
 @dataclass(frozen=True)

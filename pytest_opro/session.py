@@ -57,9 +57,8 @@ class TaskRecord:
         return cls(**data)
 
 
-def _usage_totals(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    keys = ("calls", "cache_hits", "retries", "failures", "cost_usd")
-    return {k: sum(u.get(k, 0) or 0 for u in usage.values()) for k in keys}
+#: The usage totals a TaskRecord carries.
+RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
 
 
 @dataclass
@@ -190,7 +189,9 @@ class OproSession:
         write_artifact(path, artifact_from_result(data, __version__, top))
         if self.hook is not None:
             self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
-        totals = _usage_totals(data["usage"])
+        from .llm import usage_totals
+
+        totals = usage_totals(data["usage"], RECORD_USAGE)
         test = result.scores["test"]
         record = TaskRecord(
             task=task.name,
@@ -275,7 +276,9 @@ class OproSession:
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
         usage = client.ledger.to_dict()
-        for key, value in _usage_totals(usage).items():
+        from .llm import usage_totals
+
+        for key, value in usage_totals(usage, RECORD_USAGE).items():
             setattr(record, key, value)
         record.status = "passed" if decision.passed else "failed"
         record.verdict = decision.verdict
