@@ -13,6 +13,9 @@ from typing import Any, Callable
 import pytest
 
 
+_TRUTH = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -114,7 +117,7 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("opro", "prompt optimisation and regression gating (pytest-opro)")
     for name, text in FLAGS:
         group.addoption(f"--opro-{name}", action="store_true", default=None, dest=dest(name), help=text)
-        parser.addini(dest(name), f"{text} (ini: true/false)", type="bool", default=False)
+        parser.addini(dest(name), f"{text} (ini: true/false)", default="false")
     for spec in SPECS:
         group.addoption(f"--opro-{spec.name}", dest=dest(spec.name), default=None, metavar=spec.metavar, help=spec.help)
         parser.addini(dest(spec.name), spec.help, default=None)
@@ -147,10 +150,10 @@ def read_options(config: pytest.Config) -> Options:
         if cli is not None:
             opts.values[key[5:]] = bool(cli)
             continue
-        try:
-            opts.values[key[5:]] = bool(config.getini(key))
-        except ValueError as exc:  # pytest's own bool parsing: "invalid truth value 'maybe'"
-            raise pytest.UsageError(f"ini {key}: {exc}; use true or false") from None
+        raw = str(config.getini(key) or "false").strip().lower()
+        if raw not in _TRUTH:
+            raise pytest.UsageError(f"ini {key}: invalid truth value {raw!r}; use true or false")
+        opts.values[key[5:]] = _TRUTH[raw]
     for spec in SPECS:
         key = dest(spec.name)
         cli = config.getoption(key)
