@@ -568,6 +568,10 @@ class LLMClient:
         use_http = config.uses_http()
         if config.model.startswith(LOCAL_PREFIX):
             _ensure_local(config.model)
+            if float(config.params.get("temperature", 0) or 0) > 0 and "seed" not in config.params:
+                # The embedded model samples reproducibly from a seed: the sample index (already in
+                # the cache key) makes a run repeatable without the cache, each call its own draw.
+                config = config.with_params(seed=sample_index)
         litellm = None if use_http else _get_litellm()
         retries = 0
         attempt = 0

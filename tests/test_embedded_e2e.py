@@ -38,7 +38,8 @@ def echo_task():
         counts=(12, 8, 20),
         scorer=ModelConfig("local/smollm2", params={{"max_tokens": 8}}),
         optimizer=ModelConfig("local/smollm2", params={{"max_tokens": 40}}),
-        settings={{"max_steps": 2, "candidates": 4, "patience": 0, "validate_top": 1}},
+        # a candidate must beat the baseline by 2 of the 8 validation examples to win
+        settings={{"max_steps": 2, "candidates": 4, "patience": 0, "validate_top": 1, "min_delta": 0.2}},
     )
 '''
 
