@@ -137,3 +137,17 @@ def test_llm_client_bad_path_fails_without_retries(litellm, tmp_path):
     with pytest.raises(ProviderError, match="no such GGUF file"):
         run_sync(client.complete(config, QUESTION))
     assert client.ledger.total().retries == 0
+
+
+def test_sampling_without_a_seed_follows_the_sample_index(litellm):
+    """Each optimizer call draws its own sample, and the same run repeats without the cache."""
+    config = ModelConfig("local/smollm2", params={"temperature": 1.0, "max_tokens": 12})
+
+    def draw() -> list[str]:
+        client = LLMClient(cache=None)
+        replies = run_sync(client.complete_many(config, [(QUESTION, index) for index in range(3)]))
+        return [reply.text for reply in replies]
+
+    first = draw()
+    assert first == draw()
+    assert len(set(first)) > 1
