@@ -119,12 +119,21 @@ def register_provider(prefix: str, handler: Any) -> None:
 LOCAL_PREFIX = "local/"
 
 
+_local_ready: set[str] = set()
+
+
 def _ensure_local(model: str) -> None:
-    """Register the embedded provider on first use; a missing extra or file is one clear error."""
+    """Register the embedded provider on first use; a missing extra or file is one clear error.
+
+    Checked once per model and process: the check reads package metadata, too slow for every call.
+    """
+    if model in _local_ready:
+        return
     from . import local
 
     local.check(model)
     local.register()
+    _local_ready.add(model)
 
 
 def _provider_of(model: str) -> str:
