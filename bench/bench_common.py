@@ -39,7 +39,7 @@ _variants = itertools.count(1)
 
 
 def _serve(conn: Any, latency: float, max_seconds: float, answer: Any) -> None:
-    from bench.loopback import LoopbackServer
+    from tests.loopback import LoopbackServer
 
     with LoopbackServer(answer=answer, latency=latency, max_seconds=max_seconds) as server:
         conn.send(server.url)
@@ -112,33 +112,33 @@ class StubLitellm:
 
 
 class stubbed_litellm:
-    """``with stubbed_litellm(0.1):`` -> pytest_opro.llm talks to a StubLitellm instead of litellm."""
+    """``with stubbed_litellm(0.1):`` -> pytest_opro.models.llm talks to a StubLitellm instead of litellm."""
 
     def __init__(self, latency: float) -> None:
         self.latency = latency
 
     def __enter__(self) -> StubLitellm:
-        from pytest_opro import llm
+        from pytest_opro.models import llm
 
         self._real = llm._get_litellm()
         llm._litellm = StubLitellm(self.latency)
         return llm._litellm
 
     def __exit__(self, *exc: object) -> None:
-        from pytest_opro import llm
+        from pytest_opro.models import llm
 
         llm._litellm = self._real
 
 
 def model_config(url: str, model: str = BENCH_MODEL, transport: str = "auto", **params: Any) -> Any:
-    from pytest_opro.llm import ModelConfig
+    from pytest_opro.models.llm import ModelConfig
 
     return ModelConfig(model=model, params=params or {"temperature": 0, "max_tokens": 16}, api_base=url,
                        api_key=API_KEY, timeout=30.0, transport=transport)
 
 
 def transport_label(config: Any) -> str:
-    """How the benchmark's calls travel: "HTTP" (pytest_opro.openai_http) or "litellm"."""
+    """How the benchmark's calls travel: "HTTP" (pytest_opro.models.openai_http) or "litellm"."""
     return "HTTP" if config.uses_http() else "litellm"
 
 

@@ -39,7 +39,7 @@ LABELS = ("positive", "negative")
 def examples(n: int, salt: str) -> tuple[Any, list]:
     """A PromptTask and its n short two-label classification examples (ids salted per run)."""
     from pytest_opro import PromptTask
-    from pytest_opro.examples import examples_from_records
+    from pytest_opro.prompts.examples import examples_from_records
 
     records = [{"id": f"{salt}-{i}", "input": f"Review {salt}-{i}: the film was {'good' if i % 2 else 'dull'}.",
                 "target": LABELS[i % 2], "choices": list(LABELS)} for i in range(n)]
@@ -49,7 +49,7 @@ def examples(n: int, salt: str) -> tuple[Any, list]:
 
 async def score_pass(client: Any, config: Any, calls: int, salt: str) -> dict:
     """Score one instruction on `calls` fresh examples; wall and CPU time of the pass."""
-    from pytest_opro.instruction_problem import score_instructions
+    from pytest_opro.prompts.instruction_problem import score_instructions
 
     task, exs = examples(calls, salt)
     wait0, cpu0, t0 = runqueue_wait(), time.process_time(), time.perf_counter()
@@ -61,7 +61,7 @@ async def score_pass(client: Any, config: Any, calls: int, salt: str) -> dict:
 
 async def _score_runs(config: Any, concurrency: int, calls: int, runs: int) -> list[dict]:
     """`runs` timed scoring passes on one event loop (connections stay warm, as in a real run)."""
-    from pytest_opro.llm import LLMClient
+    from pytest_opro.models.llm import LLMClient
 
     client = LLMClient(cache=None, concurrency=concurrency)
     await score_pass(client, config, 16, "warm")  # warm-up: connections, litellm's first-call setup
@@ -95,14 +95,14 @@ async def _raw_runs(url: str, concurrency: int, calls: int, runs: int) -> list[d
 
 
 def _stubbed_runs(latency: float, c: int, calls: int, runs: int) -> list[dict]:
-    from pytest_opro.llm import ModelConfig
+    from pytest_opro.models.llm import ModelConfig
 
     with stubbed_litellm(latency):
         return asyncio.run(_score_runs(ModelConfig("stub/m", {"temperature": 0}), c, calls, runs))
 
 
 def _sleep_provider(latency: float) -> Any:
-    from pytest_opro import llm
+    from pytest_opro.models import llm
 
     litellm = llm._get_litellm()  # configured import (local cost map, quiet logging)
     from litellm.llms.custom_llm import CustomLLM
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
                             f"max in flight {stats['max_in_flight']}"))
             print(" | ".join(rows[-1]), flush=True)
         if not args.no_diagnostics:
-            from pytest_opro.llm import ModelConfig, register_provider
+            from pytest_opro.models.llm import ModelConfig, register_provider
 
             register_provider("benchsleep", _sleep_provider(args.latency))
             sleep_config = ModelConfig("benchsleep/m", {"temperature": 0, "max_tokens": 16})

@@ -28,10 +28,10 @@ sys.path.insert(0, {root!r})
 n, steps, url, trace = {n}, {steps}, {url!r}, {trace}
 from bench.bench_common import model_config
 from pytest_opro import PromptTask
-from pytest_opro.examples import examples_from_records
-from pytest_opro.llm import LLMClient, run_sync
+from pytest_opro.prompts.examples import examples_from_records
+from pytest_opro.models.llm import LLMClient, run_sync
 from pytest_opro.opro.loop import OptimizerSettings
-from pytest_opro.optimization import optimize
+from pytest_opro.prompts.optimization import optimize
 
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

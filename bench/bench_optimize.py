@@ -42,7 +42,7 @@ LABELS = ("positive", "negative")
 
 def make_task(n_train: int, n_val: int, n_test: int, salt: str) -> Any:
     from pytest_opro import PromptTask
-    from pytest_opro.examples import examples_from_records
+    from pytest_opro.prompts.examples import examples_from_records
 
     n = n_train + n_val + n_test
     records = [{"id": f"{salt}-{i}", "input": f"Review {salt}-{i}: the film was {'good' if i % 2 else 'dull'}.",
@@ -54,7 +54,7 @@ def make_task(n_train: int, n_val: int, n_test: int, salt: str) -> Any:
 
 def one_run(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
     from pytest_opro.opro.loop import OptimizerSettings
-    from pytest_opro.optimization import optimize
+    from pytest_opro.prompts.optimization import optimize
 
     task = make_task(args.train, args.val, args.test, f"r{run}")
     scorer = model_config(url, args.model, args.transport, temperature=0, max_tokens=16)

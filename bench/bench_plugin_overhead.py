@@ -5,9 +5,9 @@ Generates 500 trivial tests and runs them with the plugin (installed, auto-loade
 shared machine hits both alike. Wall time and the child's CPU time (user+sys, much less
 sensitive to other processes) are both reported. On a noisy 2-core machine the A/B spread is
 hundreds of ms, so the plugin's own cost is also measured directly:
-- import: ``python -X importtime`` of ``pytest_opro.plugin`` after pytest (sum over every module
+- import: ``python -X importtime`` of ``pytest_opro.plugin.hooks`` after pytest (sum over every module
   it pulls in), in a fresh process each run;
-- in the run: the suite run by pytest.main with every hook function of pytest_opro.plugin wrapped
+- in the run: the suite run by pytest.main with every hook function of pytest_opro.plugin.hooks wrapped
   in a timer (including what the hooks import and call), plus the module's own import.
 A conftest records at session end whether litellm (and the
 plugin) are in ``sys.modules``.
@@ -39,7 +39,7 @@ from pathlib import Path
 def pytest_sessionfinish(session):
     Path(os.environ["BENCH_STATE_FILE"]).write_text(json.dumps({
         "litellm": "litellm" in sys.modules,
-        "plugin": "pytest_opro.plugin" in sys.modules,
+        "plugin": "pytest_opro.plugin.hooks" in sys.modules,
         "modules": sorted(sys.modules),
     }))
 '''
@@ -74,14 +74,14 @@ def run(root: Path, disable: bool) -> tuple[float, float, dict]:
 
 
 def import_cost_ms() -> float:
-    """Milliseconds to import pytest_opro.plugin once pytest is loaded (every module it pulls in)."""
-    code = "import pytest, _pytest.main, _pytest.python\nimport pytest_opro.plugin"
+    """Milliseconds to import pytest_opro.plugin.hooks once pytest is loaded (every module it pulls in)."""
+    code = "import pytest, _pytest.main, _pytest.python\nimport pytest_opro.plugin.hooks"
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     total_us = 0
     for line in proc.stderr.splitlines():
         parts = line.split("|")
-        if len(parts) == 3 and parts[2].strip() == "pytest_opro.plugin":
+        if len(parts) == 3 and parts[2].strip() == "pytest_opro.plugin.hooks":
             total_us = int(parts[1])  # cumulative, includes what it imports that was not loaded yet
     return total_us / 1000
 
@@ -90,7 +90,7 @@ TIMED_RUN = r'''
 import functools, inspect, json, sys, time
 import pytest
 t0 = time.perf_counter()
-import pytest_opro.plugin as plugin
+import pytest_opro.plugin.hooks as plugin
 imported = time.perf_counter() - t0
 spent = {}
 
@@ -125,7 +125,7 @@ def timed(name, func):
 for name in dir(plugin):
     if name.startswith("pytest_") and inspect.isfunction(getattr(plugin, name)):
         setattr(plugin, name, timed(name, getattr(plugin, name)))
-code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:opro", "-p", "pytest_opro.plugin", sys.argv[1]])
+code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:opro", "-p", "pytest_opro.plugin.hooks", sys.argv[1]])
 print("TIMED " + json.dumps({"code": int(code), "import": imported, "hooks": spent}))
 '''
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         ["with plugin (entry point opro)", fmt(with_plugin, 3), fmt(cpu_on, 3), "yes" if state_on["litellm"] else "no"],
         ["-p no:opro", fmt(without, 3), fmt(cpu_off, 3), "yes" if state_off["litellm"] else "no"],
         ["paired difference, ms (with − without)", fmt(ms(diffs), 0), fmt(ms(cpu_diffs), 0), ""],
-        ["direct: import pytest_opro.plugin, ms (-X importtime)", fmt(imports, 1), "", ""],
+        ["direct: import pytest_opro.plugin.hooks, ms (-X importtime)", fmt(imports, 1), "", ""],
         ["direct: plugin module import inside pytest, ms (timer)", fmt([t[0] for t in timed], 1), "", ""],
         ["direct: plugin hooks during the run, ms (timer around each hook)", fmt([t[1] for t in timed], 1), "", ""],
         ["direct: import + hooks, ms", fmt([t[0] + t[1] for t in timed], 1), "", ""],

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from pytest_opro import ModelConfig, PromptTask
-from pytest_opro.examples import examples_from_records
+from pytest_opro.prompts.examples import examples_from_records
 
 URL = os.environ["BENCH_LOOPBACK_URL"]
 LABELS = ("positive", "negative")

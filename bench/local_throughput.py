@@ -7,7 +7,7 @@ change in machine load hits all variants alike), and prints the median calls/sec
   its KV cache cleared before each call and its default thread count;
 - ``naive-sorted``: the same, prompts sorted and the KV cache kept, so consecutive calls reuse the
   longest common token prefix (what the worker's ordering gives the single-sequence path);
-- ``batched``: ``pytest_opro.local``'s path: sorted, shared prefix evaluated once, all sequences
+- ``batched``: ``pytest_opro.models.local``'s path: sorted, shared prefix evaluated once, all sequences
   decoded together on one multi-sequence context, thread count from :func:`default_threads`.
 
 Usage::

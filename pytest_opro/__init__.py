@@ -18,19 +18,19 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "PromptTask": ("task", "PromptTask"),
-    "Example": ("examples", "Example"),
-    "load_examples": ("examples", "load_examples"),
-    "split_examples": ("examples", "split_examples"),
-    "metrics": (None, "metrics"),
-    "optimize": ("optimization", "optimize"),
-    "optimize_async": ("optimization", "optimize_async"),
-    "score_instruction": ("optimization", "score_instruction"),
-    "Result": ("result", "Result"),
+    "PromptTask": ("prompts.task", "PromptTask"),
+    "Example": ("prompts.examples", "Example"),
+    "load_examples": ("prompts.examples", "load_examples"),
+    "split_examples": ("prompts.examples", "split_examples"),
+    "metrics": ("prompts", "metrics"),
+    "optimize": ("prompts.optimization", "optimize"),
+    "optimize_async": ("prompts.optimization", "optimize_async"),
+    "score_instruction": ("prompts.optimization", "score_instruction"),
+    "Result": ("prompts.result", "Result"),
     "OptimizerSettings": ("opro.loop", "OptimizerSettings"),
-    "ModelConfig": ("llm", "ModelConfig"),
-    "Budget": ("llm", "Budget"),
-    "load_instruction": ("artifact", "load_instruction"),
+    "ModelConfig": ("models.llm", "ModelConfig"),
+    "Budget": ("models.llm", "Budget"),
+    "load_instruction": ("prompts.artifact", "load_instruction"),
     "OproError": ("errors", "OproError"),
 }
 
@@ -44,9 +44,6 @@ def __getattr__(name: str) -> Any:
     from importlib import import_module
 
     module, attr = _EXPORTS[name]
-    if module is None:
-        value = import_module(f"{__name__}.{attr}")
-    else:
-        value = getattr(import_module(f"{__name__}.{module}"), attr)
+    value = getattr(import_module(f"{__name__}.{module}"), attr)
     globals()[name] = value
     return value

@@ -76,7 +76,7 @@ CONFTEST = '''
 import os
 import pytest
 from pytest_opro import PromptTask, load_examples
-from pytest_opro.llm import ModelConfig
+from pytest_opro.models.llm import ModelConfig
 
 HERE = os.path.dirname(__file__)
 URL = os.environ["OPRO_LOOP_URL"]
@@ -141,7 +141,7 @@ def comparable(artifact: dict[str, Any]) -> dict[str, Any]:
 
 def loop_model(url: str, name: str, **kw: Any) -> "Any":
     """A ModelConfig reaching the loopback server at `url` through litellm's openai provider."""
-    from pytest_opro.llm import ModelConfig
+    from pytest_opro.models.llm import ModelConfig
 
     kw.setdefault("api_key", "sk-loop-not-secret")
     kw.setdefault("timeout", 5.0)
@@ -152,7 +152,7 @@ def loop_task(name: str, records: list[dict[str, Any]], scorer: Any, optimizer: 
               settings: dict[str, Any] | None = None) -> "Any":
     """The same task the project from :func:`write_project` builds, in memory."""
     from pytest_opro import PromptTask
-    from pytest_opro.examples import examples_from_records
+    from pytest_opro.prompts.examples import examples_from_records
 
     return PromptTask(name=name, examples=examples_from_records(records), metric="choice", scorer=scorer,
                       optimizer=optimizer,
@@ -185,10 +185,10 @@ def preload_litellm() -> None:
     import pkgutil
 
     import pytest_opro
-    from pytest_opro import llm
+    from pytest_opro.models import llm
 
     for info in pkgutil.walk_packages(pytest_opro.__path__, "pytest_opro."):
-        if info.name != "pytest_opro.local":
+        if info.name != "pytest_opro.models.local":
             importlib.import_module(info.name)
     llm._get_litellm()
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pytest_opro
-from pytest_opro import artifact as art
+from pytest_opro.prompts import artifact as art
 from pytest_opro.errors import ArtifactError
-from pytest_opro.examples import examples_from_records
-from pytest_opro.optimization import optimize
+from pytest_opro.prompts.examples import examples_from_records
+from pytest_opro.prompts.optimization import optimize
 
 
 def minimal(**changes: Any) -> dict[str, Any]:

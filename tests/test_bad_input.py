@@ -10,10 +10,10 @@ import warnings
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bench.loopback import LoopbackServer
-from pytest_opro.cache import ResponseCache
+from tests.loopback import LoopbackServer
+from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import ExampleError
-from pytest_opro.examples import examples_from_records, split_examples
+from pytest_opro.prompts.examples import examples_from_records, split_examples
 from pytest_opro.opro.checkpoint import Checkpoint
 from tests.loop_brain import inline_ready, make_records, write_project  # noqa: F401
 
@@ -22,7 +22,7 @@ GOOD = "".join(json.dumps(r) + "\n" for r in make_records(20)).encode()
 CONFTEST = """
 import pytest
 from pytest_opro import PromptTask, load_examples
-from pytest_opro.llm import ModelConfig
+from pytest_opro.models.llm import ModelConfig
 
 @pytest.fixture
 def task():

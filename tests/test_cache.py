@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from pytest_opro.cache import DB_NAME, ResponseCache
+from pytest_opro.models.cache import DB_NAME, ResponseCache
 
 MESSAGES = [{"role": "user", "content": "Is 7 prime?"}]
 VALUE = {"text": "yes", "prompt_tokens": 4, "completion_tokens": 1, "cost_usd": 0.0}

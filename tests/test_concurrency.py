@@ -10,8 +10,8 @@ import sys
 
 import yaml
 
-from bench.loopback import LoopbackServer
-from pytest_opro.artifact import load_artifact
+from tests.loopback import LoopbackServer
+from pytest_opro.prompts.artifact import load_artifact
 from tests.loop_brain import cache_entries, comparable, inline_ready, write_project  # noqa: F401
 
 TASKS = ("alpha", "bravo", "charlie", "delta")

@@ -21,7 +21,7 @@ WORDS = (
 CONFTEST = '''
 import pytest
 from pytest_opro import ModelConfig, PromptTask
-from pytest_opro.examples import examples_from_records
+from pytest_opro.prompts.examples import examples_from_records
 
 WORDS = {words!r}
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_opro.errors import ConfigError, ExampleError
-from pytest_opro.examples import (
+from pytest_opro.prompts.examples import (
     DEFAULT_FRACTIONS,
     Example,
     examples_fingerprint,
@@ -304,7 +304,7 @@ def test_adding_examples_never_moves_others(base, extra, seed):
 @settings(max_examples=60, deadline=None, database=None)
 @given(names=st.lists(ids, min_size=30, max_size=60, unique=True), seed=st.integers(0, 10**6))
 def test_split_follows_cumulative_fractions_of_the_hash_position(names, seed):
-    from pytest_opro.examples import split_position
+    from pytest_opro.prompts.examples import split_position
 
     examples = [Example(id=i, input=i, target="t") for i in names]
     try:

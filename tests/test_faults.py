@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro.artifact import load_artifact, write_artifact
-from pytest_opro.cache import ResponseCache
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
+from pytest_opro.prompts.artifact import load_artifact, write_artifact
+from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import ProviderError
-from pytest_opro.instruction_problem import score_instructions
-from pytest_opro.llm import LLMClient, run_sync
-from pytest_opro.optimization import optimize
+from pytest_opro.prompts.instruction_problem import score_instructions
+from pytest_opro.models.llm import LLMClient, run_sync
+from pytest_opro.prompts.optimization import optimize
 from tests.loop_brain import LoopBrain, inline_ready, loop_model, loop_task, make_records, write_project  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def test_failed_rename_keeps_the_old_artifact_and_no_temp_file(tmp_path, monkeyp
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pytest_opro.atomic.os.replace", broken_replace)
+    monkeypatch.setattr("pytest_opro.opro.atomic.os.replace", broken_replace)
     with pytest.raises(OSError):
         write_artifact(path, {**OLD, "instruction": "new " * 10_000})
     assert path.read_bytes() == before
@@ -221,8 +221,8 @@ def test_process_killed_while_writing_leaves_the_old_artifact(tmp_path):
     before = path.read_bytes()
     script = textwrap.dedent(f"""
         import os, sys, time
-        import pytest_opro.atomic as atomic
-        from pytest_opro.artifact import write_artifact
+        import pytest_opro.opro.atomic as atomic
+        from pytest_opro.prompts.artifact import write_artifact
 
         def stall(src, dst):  # the new file is complete on disk; die before the rename
             print("ready", flush=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro.cache import ResponseCache
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
+from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
-from pytest_opro.llm import (
+from pytest_opro.models.llm import (
     Budget, Completion, Ledger, LLMClient, ModelConfig, ModelUsage, estimate_cost, extract_text, run_sync,
     supports_prefill,
 )
@@ -49,8 +49,8 @@ def _run_py(code: str) -> str:
 def test_litellm_is_imported_only_at_first_call():
     out = _run_py("""
         import sys
-        import pytest_opro.llm as llm
-        from pytest_opro.llm import LLMClient, ModelConfig, register_provider, supports_prefill
+        import pytest_opro.models.llm as llm
+        from pytest_opro.models.llm import LLMClient, ModelConfig, register_provider, supports_prefill
         register_provider("dummy", object())
         LLMClient(); ModelConfig("openai/gpt-4o-mini")
         assert supports_prefill("local/smollm2") and supports_prefill("anthropic/claude-x")

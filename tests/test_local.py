@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from pytest_opro import local
+from pytest_opro.models import local
 from pytest_opro.errors import ProviderError
-from pytest_opro.llm import LLMClient, ModelConfig, run_sync
+from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
@@ -23,7 +23,7 @@ def litellm():
     """litellm with the local/ provider registered (skips when llama-cpp-python is missing)."""
     pytest.importorskip("llama_cpp")
     local.register()
-    from pytest_opro import llm
+    from pytest_opro.models import llm
 
     return llm._get_litellm()
 

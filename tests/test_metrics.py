@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from pytest_opro import metrics
 from pytest_opro.errors import MetricError
-from pytest_opro.examples import Example, load_examples
-from pytest_opro.metrics import extract_choice, extract_number, normalize
+from pytest_opro.prompts.examples import Example, load_examples
+from pytest_opro.prompts.metrics import extract_choice, extract_number, normalize
 
 EXAMPLE_SUITES = Path(__file__).resolve().parents[1] / "examples"
 SPORTS = ("plausible", "implausible")

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bench.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro import openai_http
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
+from pytest_opro.models import openai_http
 from pytest_opro.errors import ConfigError, ProviderError
-from pytest_opro.llm import LLMClient, ModelConfig, _retry_after, run_sync
+from pytest_opro.models.llm import LLMClient, ModelConfig, _retry_after, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-http-DO-NOT-LEAK-5678"
@@ -106,7 +106,7 @@ def test_transport_choice():
 
 
 def test_task_keeps_the_transport():
-    from pytest_opro.task import model_config
+    from pytest_opro.prompts.task import model_config
 
     config = model_config(ModelConfig("openai/m", api_base="http://x/v1", transport="litellm"), {"temperature": 0})
     assert config.transport == "litellm" and config.params == {"temperature": 0}
@@ -260,9 +260,9 @@ def test_transport_litellm_still_works():
 def test_fast_path_never_imports_litellm_and_closes_its_pool():
     proc = _run_py("""
         import sys
-        from bench.loopback import FaultPlan, LoopbackServer
-        from pytest_opro.llm import LLMClient, ModelConfig, run_sync
-        from pytest_opro.optimization import optimize
+        from tests.loopback import FaultPlan, LoopbackServer
+        from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
+        from pytest_opro.prompts.optimization import optimize
         from tests.loop_brain import LoopBrain, loop_model, loop_task, make_records
 
         records = make_records(12, "s")

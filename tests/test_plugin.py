@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 import pytest_opro
-from pytest_opro import artifact as artifact_mod
-from pytest_opro import llm
+from pytest_opro.prompts import artifact as artifact_mod
+from pytest_opro.models import llm
 from tests.fake_provider import fake_handler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,7 +304,7 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
     result = pytester.runpytest("--help")
     out = result.stdout.str()
     assert "prompt optimisation and regression gating (pytest-opro):" in out
-    from pytest_opro.options import FLAGS, SPECS
+    from pytest_opro.plugin.options import FLAGS, SPECS
 
     for name in [f for f, _ in FLAGS] + [s.name for s in SPECS]:
         assert f"--opro-{name}" in out

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 import pytest_opro
-from pytest_opro import llm
-from pytest_opro.report_files import REPORT_SCHEMA_VERSION
-from pytest_opro.report_markdown import markdown_from_report, md_fence, md_text
+from pytest_opro.models import llm
+from pytest_opro.reporting.json_report import REPORT_SCHEMA_VERSION
+from pytest_opro.reporting.markdown import markdown_from_report, md_fence, md_text
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = "step by step|carefully|double-check|think|be precise"
@@ -49,7 +49,7 @@ sys.path.insert(0, {repo!r})
 
 import pytest
 from pytest_opro import PromptTask
-from pytest_opro.examples import examples_from_records
+from pytest_opro.prompts.examples import examples_from_records
 from tests.fake_provider import FakeBrain, install
 
 ROWS = [
@@ -273,8 +273,8 @@ def test_markdown_and_json_of_a_failing_gate(suite: pytest.Pytester, monkeypatch
     assert task["top_candidates"][0]["text"] == WINNER
     assert undocumented_fields(report) == set()
 
-    from pytest_opro.plot import main as replot
-    from pytest_opro.report_files import main as to_markdown
+    from pytest_opro.reporting.plot import main as replot
+    from pytest_opro.reporting.json_report import main as to_markdown
 
     assert replot([str(suite.path / "fail.json"), str(suite.path / "again")]) == 0
     assert png_size(suite.path / "again/yesno.png") == (960, 540)

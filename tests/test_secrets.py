@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bench.loopback import LoopbackServer
+from tests.loopback import LoopbackServer
 from tests.loop_brain import inline_ready, write_project  # noqa: F401
 
 SECRETS = {
@@ -68,4 +68,4 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
         leaked[f"<output of {label} run>"] = leaks(text.encode())
     assert {where: what for where, what in leaked.items() if what} == {}
     log = (out_dir / "optimize.log").read_text()
-    assert ("LiteLLM" in log or "pytest_opro.openai_http" in log) and "Is alpha-item" in log  # requests were logged
+    assert ("LiteLLM" in log or "pytest_opro.models.openai_http" in log) and "Is alpha-item" in log  # requests were logged

@@ -6,7 +6,7 @@ import pytest
 
 from pytest_opro import PromptTask
 from pytest_opro.errors import ConfigError, ExampleError, MetricError, TemplateError
-from pytest_opro.examples import examples_from_records
+from pytest_opro.prompts.examples import examples_from_records
 
 
 def examples(n: int = 30, **extra):

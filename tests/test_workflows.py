@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_opro.options import FLAGS, SPECS
+from pytest_opro.plugin.options import FLAGS, SPECS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -113,7 +113,7 @@ def test_user_workflow_gates_pull_requests() -> None:
     assert "--opro-report=opro-report/report.json" in pytest_step["run"]
     assert "--opro-plot=opro-report/plots" in pytest_step["run"]
     assert all(v.startswith("${{ secrets.") for v in pytest_step["env"].values())
-    assert 'python -m pytest_opro.report_files opro-report/report.json >> "$GITHUB_STEP_SUMMARY"' in run_text(gate)
+    assert 'python -m pytest_opro.reporting.json_report opro-report/report.json >> "$GITHUB_STEP_SUMMARY"' in run_text(gate)
     [upload] = uses(gate, "actions/upload-artifact")
     assert upload["with"]["path"] == "opro-report/" and upload["if"] == "${{ !cancelled() }}"
 
@@ -151,7 +151,7 @@ def test_workflow_commands_exist() -> None:
 
 
 def test_summary_command_renders_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_opro.report_files import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, main
+    from pytest_opro.reporting.json_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, main
 
     report = {
         "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, "plugin_version": "0", "mode": "gate",

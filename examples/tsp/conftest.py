@@ -19,7 +19,7 @@ def tsp_instance() -> dict[str, Any]:
 @pytest.fixture
 def optimize_requested(request: pytest.FixtureRequest) -> bool:
     """True under ``pytest --opro-optimize``: only then does the example call the optimizer model."""
-    from pytest_opro.problems.pytest_support import optimize_requested
+    from pytest_opro.plugin.paper_fixtures import optimize_requested
 
     return optimize_requested(request.config)
 
@@ -29,7 +29,7 @@ def run_options(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
     """Runner arguments shared with prompt tasks: the plugin's client (response cache and
     ``--opro-max-*`` budget), ``--opro-optimizer-model``, ``--opro-steps``, ``--opro-candidates``,
     ``--opro-seed``, and live progress lines. The example's own defaults fill the rest."""
-    from pytest_opro.problems.pytest_support import run_options
+    from pytest_opro.plugin.paper_fixtures import run_options
 
     return run_options(request.config, "tsp")
 
@@ -37,6 +37,6 @@ def run_options(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
 @pytest.fixture
 def save_report(record_property: Callable[[str, object], None]) -> Callable[[str, Any], Path]:
     """Print a run's summary, attach it to the test report and write it to ``__opro__/<name>.json``."""
-    from pytest_opro.problems.pytest_support import report_saver
+    from pytest_opro.plugin.paper_fixtures import report_saver
 
     return report_saver(record_property, HERE / "__opro__")

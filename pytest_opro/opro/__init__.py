@@ -1,7 +1,7 @@
 """The OPRO optimizer, independent of pytest: a generic loop over any :class:`Problem`."""
 
-from .loop import LoopResult, OptimizerSettings, Parsed, Problem, Score, StepReport, run_loop
-from .trajectory import Candidate, Trajectory
+from pytest_opro.opro.loop import LoopResult, OptimizerSettings, Parsed, Problem, Score, StepReport, run_loop
+from pytest_opro.opro.trajectory import Candidate, Trajectory
 
 __all__ = [
     "Candidate",

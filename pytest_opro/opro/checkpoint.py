@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
+from pytest_opro.opro.atomic import write_text_atomic
 
 CHECKPOINT_VERSION = 1
 

@@ -12,12 +12,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..errors import BudgetExhausted, ConfigError, ProviderError
-from ..llm import Completion, Ledger, LLMClient, ModelConfig
-from .checkpoint import Checkpoint
-from .meta_prompt import build_meta_prompt
-from .stopping import EarlyStopping
-from .trajectory import Candidate, Trajectory, normalise
+from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
+from pytest_opro.models.llm import Completion, Ledger, LLMClient, ModelConfig
+from pytest_opro.opro.checkpoint import Checkpoint
+from pytest_opro.opro.meta_prompt import build_meta_prompt
+from pytest_opro.opro.stopping import EarlyStopping
+from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
 
 
 @dataclass(frozen=True)
@@ -428,7 +428,7 @@ async def run_loop(
 def run_loop_sync(problem: Problem, client: LLMClient, settings: OptimizerSettings | None = None,
                   **kwargs: Any) -> LoopResult:
     """:func:`run_loop` for callers without an event loop."""
-    from ..llm import run_sync
+    from pytest_opro.models.llm import run_sync
 
     return run_sync(run_loop(problem, client, settings, **kwargs))
 

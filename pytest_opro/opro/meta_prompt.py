@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import TemplateError
-from ..templating import render
+from pytest_opro.errors import TemplateError
+from pytest_opro.opro.templating import render
 
 TEMPLATE_PACKAGE = "pytest_opro.templates"
 

@@ -5,14 +5,14 @@ is a :class:`pytest_opro.opro.Problem` that scores solutions locally, with no sp
 loop. Run them with :func:`run_linear_regression` and :func:`run_tsp`.
 """
 
-from .linear_regression import (
+from pytest_opro.problems.linear_regression import (
     LinearRegressionProblem,
     LinearRegressionReport,
     RegressionData,
     run_linear_regression,
     run_linear_regression_async,
 )
-from .tsp import Reference, TspProblem, TspReport, random_points, reference_tours, run_tsp, run_tsp_async
+from pytest_opro.problems.tsp import Reference, TspProblem, TspReport, random_points, reference_tours, run_tsp, run_tsp_async
 
 __all__ = [
     "LinearRegressionProblem",

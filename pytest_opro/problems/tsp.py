@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from itertools import permutations
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..llm import LLMClient, ModelConfig, run_sync
-from ..opro.loop import LoopResult, OptimizerSettings, Parsed, Score
-from ..task import DEFAULT_MODEL, model_config
-from .common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
-from .tsp_solvers import (
+from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
+from pytest_opro.opro.loop import LoopResult, OptimizerSettings, Parsed, Score
+from pytest_opro.prompts.task import DEFAULT_MODEL, model_config
+from pytest_opro.problems.common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
+from pytest_opro.problems.tsp_solvers import (
     HELD_KARP_MAX_NODES,
     Point,
     distance_matrix,

@@ -7,7 +7,7 @@ several milliseconds of CPU per call, which caps throughput at high concurrency.
 ``ModelConfig(transport="litellm")`` to go through litellm anyway.
 
 Errors are raised as the exception classes below. Their names match the OpenAI SDK's, so
-:mod:`pytest_opro.llm` retries and reports them exactly as it does litellm's. The API key is sent
+:mod:`pytest_opro.models.llm` retries and reports them exactly as it does litellm's. The API key is sent
 in the ``Authorization`` header only. It never appears in a log line or an error message.
 """
 

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from .errors import ConfigError, ExampleError
+from pytest_opro.errors import ConfigError, ExampleError
 
 __all__ = [
     "DEFAULT_FRACTIONS",

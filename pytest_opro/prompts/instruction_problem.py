@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .errors import ProviderError
-from .examples import Example
-from .extraction import extract_instruction
-from .llm import LLMClient, ModelConfig, supports_prefill
-from .opro.loop import OptimizerSettings, Parsed, Score
-from .opro.meta_prompt import bucketize
-from .task import PromptTask
+from pytest_opro.errors import ProviderError
+from pytest_opro.prompts.examples import Example
+from pytest_opro.prompts.extraction import extract_instruction
+from pytest_opro.models.llm import LLMClient, ModelConfig, supports_prefill
+from pytest_opro.opro.loop import OptimizerSettings, Parsed, Score
+from pytest_opro.opro.meta_prompt import bucketize
+from pytest_opro.prompts.task import PromptTask
 
 PLACEHOLDER = "<INS>"
 

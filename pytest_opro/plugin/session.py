@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OproError
-from .options import Options
+from pytest_opro.errors import OproError
+from pytest_opro.plugin.options import Options
 
 OPTIMIZE_COMMAND = "pytest --opro-optimize"
 
@@ -79,7 +79,7 @@ class OproSession:
     def cache(self) -> Any:
         """The response cache shared by every task in this process (None when off)."""
         if self._cache is None and self.options.cache != "off":
-            from .cache import ResponseCache
+            from pytest_opro.models.cache import ResponseCache
 
             self._cache = ResponseCache(self.options.cache_dir, mode=self.options.cache)
         return self._cache
@@ -96,7 +96,7 @@ class OproSession:
 
     def client(self) -> Any:
         """A model client on the shared cache, with this run's budget (one per task run)."""
-        from .llm import Budget, LLMClient
+        from pytest_opro.models.llm import Budget, LLMClient
 
         self.used = True
 
@@ -118,7 +118,7 @@ class OproSession:
         return self.options.model if role == "scorer" else self.options.optimizer_model
 
     def settings(self, task: Any) -> Any:
-        from .optimization import build_settings
+        from pytest_opro.prompts.optimization import build_settings
 
         names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed"}
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
@@ -143,10 +143,10 @@ class OproSession:
     # -- the two modes -------------------------------------------------------------------------
     def optimize(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
         """Run OPRO for `task`, write its artifact and return the record (status "written" / "no gain")."""
-        from . import __version__
-        from .artifact import artifact_from_result, write_artifact
-        from .optimization import estimate, optimize_async
-        from .llm import run_sync
+        from pytest_opro import __version__
+        from pytest_opro.prompts.artifact import artifact_from_result, write_artifact
+        from pytest_opro.prompts.optimization import estimate, optimize_async
+        from pytest_opro.models.llm import run_sync
 
         path = self.artifact_path(module_path, task)
         settings = self.settings(task)
@@ -189,7 +189,7 @@ class OproSession:
         write_artifact(path, artifact_from_result(data, __version__, top))
         if self.hook is not None:
             self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
-        from .llm import usage_totals
+        from pytest_opro.models.llm import usage_totals
 
         totals = usage_totals(data["usage"], RECORD_USAGE)
         test = result.scores["test"]
@@ -232,10 +232,10 @@ class OproSession:
         return record
 
     def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
-        from .artifact import load_artifact
-        from .gate import decide, stale_parts
-        from .llm import run_sync
-        from .optimization import score_instruction_async
+        from pytest_opro.prompts.artifact import load_artifact
+        from pytest_opro.prompts.gate import decide, stale_parts
+        from pytest_opro.models.llm import run_sync
+        from pytest_opro.prompts.optimization import score_instruction_async
 
         if not path.exists():
             record.status = "missing"
@@ -276,7 +276,7 @@ class OproSession:
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
         usage = client.ledger.to_dict()
-        from .llm import usage_totals
+        from pytest_opro.models.llm import usage_totals
 
         for key, value in usage_totals(usage, RECORD_USAGE).items():
             setattr(record, key, value)

@@ -1,6 +1,6 @@
 """The markdown report: a JSON report mapping (see ``docs/report-schema.md``) rendered for humans.
 
-Everything here reads the plain data :func:`pytest_opro.report_files.json_report` builds, so the
+Everything here reads the plain data :func:`pytest_opro.reporting.json_report.json_report` builds, so the
 markdown never says anything the JSON report does not.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .report_files import SPLITS
+from pytest_opro.reporting.json_report import SPLITS
 
 _MD_ESCAPE = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 

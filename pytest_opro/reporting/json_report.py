@@ -2,7 +2,7 @@
 
 The JSON report is the source of truth: :func:`task_entry` turns one :class:`TaskRecord` into the
 documented, versioned shape of ``docs/report-schema.md``; the markdown report
-(:mod:`pytest_opro.report_markdown`) and the plots are rendered from those entries, so the three
+(:mod:`pytest_opro.reporting.markdown`) and the plots are rendered from those entries, so the three
 never disagree.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .atomic import write_text_atomic
-from .session import OproSession, TaskRecord
+from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.plugin.session import OproSession, TaskRecord
 
 REPORT_SCHEMA = "pytest-opro-report"
 REPORT_SCHEMA_VERSION = 1
@@ -28,7 +28,7 @@ OK_STATUSES = ("written", "passed")
 # -- the machine-readable report ---------------------------------------------------------------
 def json_report(session: OproSession) -> dict[str, Any]:
     """The whole report as plain data (see ``docs/report-schema.md``)."""
-    from . import __version__
+    from pytest_opro import __version__
 
     tasks = [task_entry(r, session.rootpath, allow_no_gain=bool(session.options.allow_no_gain)) for r in session.records]
     return {
@@ -79,8 +79,8 @@ def _load_artifact_data(record: TaskRecord) -> dict[str, Any] | None:
     """The committed artifact a gate record was checked against, when it can be read."""
     if not record.artifact or not Path(record.artifact).exists():
         return None
-    from .artifact import load_artifact
-    from .errors import OproError
+    from pytest_opro.prompts.artifact import load_artifact
+    from pytest_opro.errors import OproError
 
     try:
         return load_artifact(record.artifact).data
@@ -226,7 +226,7 @@ def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDAT
 # -- writing -----------------------------------------------------------------------------------
 def markdown_report(session: OproSession) -> str:
     """A markdown report for humans (e.g. ``$GITHUB_STEP_SUMMARY`` or a pull request body)."""
-    from .report_markdown import markdown_from_report
+    from pytest_opro.reporting.markdown import markdown_from_report
 
     return markdown_from_report(json_report(session))
 
@@ -237,7 +237,7 @@ def write_report(session: OproSession, path: Path) -> None:
     if path.suffix == ".json":
         write_text_atomic(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
-        from .report_markdown import markdown_from_report
+        from pytest_opro.reporting.markdown import markdown_from_report
 
         write_text_atomic(path, markdown_from_report(report))
 
@@ -257,7 +257,7 @@ def finish_run(session: OproSession, deselected: int) -> tuple[list[str], int | 
         write_report(session, path)
         notes.append(f"opro: report written to {path}")
     if session.options.plot:
-        from .plot import plot_report
+        from pytest_opro.reporting.plot import plot_report
 
         directory = Path(session.options.plot)
         written = plot_report(json_report(session), directory)
@@ -269,17 +269,17 @@ def finish_run(session: OproSession, deselected: int) -> tuple[list[str], int | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_opro.report_files REPORT.json [OUT.md]``: markdown from a saved JSON report.
+    """``python -m pytest_opro.reporting.json_report REPORT.json [OUT.md]``: markdown from a saved JSON report.
 
     Without OUT.md the markdown goes to standard output, e.g. ``>> "$GITHUB_STEP_SUMMARY"``.
     """
     import sys
 
-    from .report_markdown import markdown_from_report
+    from pytest_opro.reporting.markdown import markdown_from_report
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 2):
-        print("usage: python -m pytest_opro.report_files REPORT.json [OUT.md]", file=sys.stderr)
+        print("usage: python -m pytest_opro.reporting.json_report REPORT.json [OUT.md]", file=sys.stderr)
         return 2
     report = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     version = report.get("schema_version")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import OproError
+from pytest_opro.errors import OproError
 
 
 def is_user_error(excinfo: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .session import TaskRecord
+from pytest_opro.plugin.session import TaskRecord
 
 
 def _pct(value: float | None) -> str:

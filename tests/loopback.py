@@ -8,7 +8,7 @@ dropped connections, malformed or empty bodies) on a seeded schedule. It stops b
     with LoopbackServer(latency=0.1, faults=FaultPlan(rate=0.2, seed=1)) as server:
         litellm.completion(model="openai/m", api_base=server.url, api_key="dummy", messages=...)
 
-Run standalone with ``python -m bench.loopback --latency 0.1 --fault-rate 0.2``.
+Run standalone with ``python -m tests.loopback --latency 0.1 --fault-rate 0.2``.
 """
 
 from __future__ import annotations

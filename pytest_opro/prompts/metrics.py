@@ -26,8 +26,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
-from .errors import MetricError
-from .examples import Example
+from pytest_opro.errors import MetricError
+from pytest_opro.prompts.examples import Example
 
 __all__ = [
     "Metric",

@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cache import ResponseCache
-from .errors import ConfigError
-from .instruction_problem import InstructionProblem, score_instructions
-from .llm import Budget, LLMClient, ModelConfig, estimate_cost, run_sync
-from .opro.checkpoint import Checkpoint
-from .opro.trajectory import Candidate
-from .opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, check_failure_rate, run_loop
-from .result import Estimate, Result, SplitScore
-from .task import ModelSpec, PromptTask
+from pytest_opro.models.cache import ResponseCache
+from pytest_opro.errors import ConfigError
+from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
+from pytest_opro.models.llm import Budget, LLMClient, ModelConfig, estimate_cost, run_sync
+from pytest_opro.opro.checkpoint import Checkpoint
+from pytest_opro.opro.trajectory import Candidate
+from pytest_opro.opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, check_failure_rate, run_loop
+from pytest_opro.prompts.result import Estimate, Result, SplitScore
+from pytest_opro.prompts.task import ModelSpec, PromptTask
 
 #: Rough prompt size used for the cost estimate when a task has no examples to measure (tokens).
 _CHARS_PER_TOKEN = 4

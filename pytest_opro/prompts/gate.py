@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .stats import sign_test_one_sided
+from pytest_opro.opro.stats import sign_test_one_sided
 
 _EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
 

@@ -1,7 +1,7 @@
 """The one place that talks to providers: async calls, concurrency, retries, timeouts, cost, budget.
 
 Calls go through litellm, except for OpenAI-compatible servers reached through an ``api_base``
-(``openai/...`` or ``hosted_vllm/...``), which :mod:`pytest_opro.openai_http` calls directly at a
+(``openai/...`` or ``hosted_vllm/...``), which :mod:`pytest_opro.models.openai_http` calls directly at a
 fraction of litellm's CPU per call (see ``ModelConfig.transport``). litellm is imported lazily at
 its first call, so a run that never needs it never pays for it. Retries are ours alone (litellm is
 called with ``num_retries=0``): bounded, exponential backoff with jitter, honouring Retry-After.
@@ -26,7 +26,7 @@ import weakref
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Iterable, Mapping, TypeVar
 
-from pytest_opro import openai_http
+from pytest_opro.models import openai_http
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
 
 T = TypeVar("T")
@@ -129,7 +129,7 @@ def _ensure_local(model: str) -> None:
     """
     if model in _local_ready:
         return
-    from . import local
+    from pytest_opro.models import local
 
     local.check(model)
     local.register()
@@ -286,7 +286,7 @@ class ModelConfig:
         object.__setattr__(self, "params", dict(self.params))
 
     def __hash__(self) -> int:
-        from pytest_opro.cache import _canonical
+        from pytest_opro.models.cache import _canonical
 
         return hash((self.model, _canonical(dict(self.params)), self.api_base, self.timeout, self.max_retries))
 

@@ -1,7 +1,7 @@
 """Command-line options and ini settings: declared once, validated at start-up.
 
 Every ``--opro-x`` option has an ini twin ``opro_x``. Precedence: CLI > task > ini > default
-(the task part is applied in :mod:`pytest_opro.session`).
+(the task part is applied in :mod:`pytest_opro.plugin.session`).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def read_options(config: pytest.Config) -> Options:
         if cli is not None:
             opts.from_cli.add(attr)
     if opts.values["plot"]:
-        from .plot import missing_requirement
+        from pytest_opro.reporting.plot import missing_requirement
 
         problem = missing_requirement()
         if problem:

@@ -9,8 +9,8 @@ need the ``local`` extra::
 Use it like any other litellm model once :func:`register` has run (pytest-opro does this for you
 whenever a model string starts with ``local/``)::
 
-    import litellm, pytest_opro.local
-    pytest_opro.local.register()
+    import litellm, pytest_opro.models.local
+    pytest_opro.models.local.register()
     litellm.completion(model="local/smollm2", messages=[{"role": "user", "content": "Hi"}],
                        temperature=0, max_tokens=16)
 
@@ -739,7 +739,7 @@ def handler() -> Any:
 
 def register() -> Any:
     """Route ``local/...`` model strings to the embedded provider (idempotent); returns the handler."""
-    from pytest_opro import llm
+    from pytest_opro.models import llm
 
     instance = handler()
     llm.register_provider(PREFIX, instance)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import add_options, read_options
+from pytest_opro.plugin.options import add_options, read_options
 
 if TYPE_CHECKING:
-    from .session import OproSession
+    from pytest_opro.plugin.session import OproSession
 
 SESSION_KEY = pytest.StashKey["OproSession"]()
 DESELECTED_KEY = pytest.StashKey[int]()
@@ -26,14 +26,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspec
+    from pytest_opro.plugin import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from .progress import live_writer
-    from .session import OproSession
+    from pytest_opro.plugin.progress import live_writer
+    from pytest_opro.plugin.session import OproSession
 
     config.stash[SESSION_KEY] = OproSession(
         options=read_options(config),
@@ -65,7 +65,7 @@ def opro(request: pytest.FixtureRequest) -> Any:
     Gating scores the instruction committed in ``__opro__/<task>.yaml`` beside the test module on
     the task's test split and fails on a significant drop; ``opro.instruction(task)`` returns it.
     """
-    from .fixture import OproFixture
+    from pytest_opro.plugin.fixture import OproFixture
 
     request.node.add_marker("opro")
     return OproFixture(request.config.stash[SESSION_KEY], request)
@@ -77,7 +77,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     outcome = yield
     if call.excinfo is None:  # the common case: nothing to shorten, nothing to import
         return
-    from .errors_display import shorten_report
+    from pytest_opro.plugin.errors_display import shorten_report
 
     shorten_report(item, call, outcome.get_result())
 
@@ -85,7 +85,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect the records a worker sent."""
-    from .session import TaskRecord
+    from pytest_opro.plugin.session import TaskRecord
 
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
     output = getattr(node, "workeroutput", {})
@@ -110,7 +110,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not opro_session.needs_finish():
         return
-    from .report_files import finish_run
+    from pytest_opro.reporting.json_report import finish_run
 
     notes, status = finish_run(opro_session, deselected=config.stash.get(DESELECTED_KEY, 0))
     config.stash[NOTES_KEY] = notes
@@ -122,7 +122,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     opro_session = config.stash.get(SESSION_KEY, None)
     if opro_session is None or hasattr(config, "workerinput"):
         return
-    from .report import summary_lines
+    from pytest_opro.reporting.terminal import summary_lines
 
     lines = summary_lines(opro_session.records)
     notes = config.stash.get(NOTES_KEY, [])

@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import TemplateError
+from pytest_opro.errors import TemplateError
 
 
 @lru_cache(maxsize=1)

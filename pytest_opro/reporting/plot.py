@@ -5,7 +5,7 @@ score so far on each split as lines, the baseline instruction's validation score
 line, the winner, and the step where the run stopped (early stopping in red). Plots are drawn from
 task entries of the JSON report (``docs/report-schema.md``), so a saved report can be re-plotted::
 
-    python -m pytest_opro.plot report.json plots/
+    python -m pytest_opro.reporting.plot report.json plots/
 
 matplotlib is an optional extra: ``pip install "pytest-opro[plot]"``. It is imported only when a
 plot is drawn, and without pyplot (no GUI backend, no global state).
@@ -203,10 +203,10 @@ def plot_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    """``python -m pytest_opro.plot REPORT.json DIR``: re-plot a saved JSON report."""
+    """``python -m pytest_opro.reporting.plot REPORT.json DIR``: re-plot a saved JSON report."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
-        print("usage: python -m pytest_opro.plot REPORT.json DIR", file=sys.stderr)
+        print("usage: python -m pytest_opro.reporting.plot REPORT.json DIR", file=sys.stderr)
         return 2
     problem = missing_requirement()
     if problem:

@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from .errors import ConfigError, ExampleError
-from .examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
-from .llm import ModelConfig
-from .metrics import Metric, resolve
-from .templating import render, variables_used
+from pytest_opro.errors import ConfigError, ExampleError
+from pytest_opro.prompts.examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
+from pytest_opro.models.llm import ModelConfig
+from pytest_opro.prompts.metrics import Metric, resolve
+from pytest_opro.opro.templating import render, variables_used
 
 #: Where an instruction can go. "slot" means the template has an explicit ``{{ instruction }}``.
 POSITIONS = ("Q_begin", "Q_end", "A_begin", "system", "slot")

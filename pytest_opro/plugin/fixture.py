@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from .errors import OproError
-from .session import OproSession, TaskRecord
+from pytest_opro.errors import OproError
+from pytest_opro.plugin.session import OproSession, TaskRecord
 
 
 class OproFixture:
@@ -32,7 +32,7 @@ class OproFixture:
 
     def instruction(self, task: Any) -> str:
         """The committed instruction of `task` (fails the test when there is no artifact)."""
-        from .artifact import load_artifact
+        from pytest_opro.prompts.artifact import load_artifact
 
         path = self.artifact_path(task)
         if not path.exists():
@@ -45,7 +45,7 @@ class OproFixture:
 
     def check(self, task: Any) -> TaskRecord:
         """Optimise `task` under --opro-optimize, else gate it against its committed artifact."""
-        from .task import PromptTask
+        from pytest_opro.prompts.task import PromptTask
 
         if not isinstance(task, PromptTask):
             pytest.fail(f"opro.check() needs a PromptTask, got {type(task).__name__}", pytrace=False)

@@ -22,8 +22,8 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
     """A function of the example's defaults (``steps``, ``candidates``, ``seed``) that returns runner
     keyword arguments: with the plugin active, its client (response cache and ``--opro-max-*``
     budget), the ``--opro-*`` options that override the defaults, and progress lines naming `name`."""
-    from ..llm import Budget
-    from ..plugin import SESSION_KEY
+    from pytest_opro.models.llm import Budget
+    from pytest_opro.plugin.hooks import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)
 
@@ -58,7 +58,7 @@ def report_saver(record_property: Callable[[str, object], None], directory: Path
     report as the ``opro_report`` property and writes the report to ``<directory>/<name>.json``."""
 
     def save(name: str, report: Any) -> Path:
-        from ..atomic import write_text_atomic
+        from pytest_opro.opro.atomic import write_text_atomic
 
         print(report.summary())
         record_property("opro_report", report.summary())

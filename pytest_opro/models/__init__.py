@@ -1,0 +1,7 @@
+"""Everything that talks to a model: settings, usage and budgets, the client, retries, prices,
+the litellm bridge, the direct OpenAI-compatible HTTP transport, the response cache and the
+embedded local model.
+
+May import: :mod:`pytest_opro.errors` and :mod:`pytest_opro.opro` (for the Completer protocol it
+implements). Never pytest, prompts, plugin or reporting.
+"""
