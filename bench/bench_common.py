@@ -118,20 +118,20 @@ class stubbed_litellm:
         self.latency = latency
 
     def __enter__(self) -> StubLitellm:
-        from pytest_opro.models import llm
+        from pytest_opro.models import litellm_bridge as llm
 
-        self._real = llm._get_litellm()
+        self._real = llm.get_litellm()
         llm._litellm = StubLitellm(self.latency)
         return llm._litellm
 
     def __exit__(self, *exc: object) -> None:
-        from pytest_opro.models import llm
+        from pytest_opro.models import litellm_bridge as llm
 
         llm._litellm = self._real
 
 
 def model_config(url: str, model: str = BENCH_MODEL, transport: str = "auto", **params: Any) -> Any:
-    from pytest_opro.models.llm import ModelConfig
+    from pytest_opro.models.config import ModelConfig
 
     return ModelConfig(model=model, params=params or {"temperature": 0, "max_tokens": 16}, api_base=url,
                        api_key=API_KEY, timeout=30.0, transport=transport)

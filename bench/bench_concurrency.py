@@ -29,7 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import (  # noqa: E402
-    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, summary, table,
+    BENCH_MODEL,
+    ServerProcess,
+    fmt,
+    machine,
+    model_config,
+    runqueue_wait,
+    stubbed_litellm,
+    summary,
+    table,
     transport_label,
 )
 
@@ -61,7 +69,7 @@ async def score_pass(client: Any, config: Any, calls: int, salt: str) -> dict:
 
 async def _score_runs(config: Any, concurrency: int, calls: int, runs: int) -> list[dict]:
     """`runs` timed scoring passes on one event loop (connections stay warm, as in a real run)."""
-    from pytest_opro.models.llm import LLMClient
+    from pytest_opro.models.client import LLMClient
 
     client = LLMClient(cache=None, concurrency=concurrency)
     await score_pass(client, config, 16, "warm")  # warm-up: connections, litellm's first-call setup
@@ -95,16 +103,16 @@ async def _raw_runs(url: str, concurrency: int, calls: int, runs: int) -> list[d
 
 
 def _stubbed_runs(latency: float, c: int, calls: int, runs: int) -> list[dict]:
-    from pytest_opro.models.llm import ModelConfig
+    from pytest_opro.models.config import ModelConfig
 
     with stubbed_litellm(latency):
         return asyncio.run(_score_runs(ModelConfig("stub/m", {"temperature": 0}), c, calls, runs))
 
 
 def _sleep_provider(latency: float) -> Any:
-    from pytest_opro.models import llm
+    from pytest_opro.models import litellm_bridge as llm
 
-    litellm = llm._get_litellm()  # configured import (local cost map, quiet logging)
+    litellm = llm.get_litellm()  # configured import (local cost map, quiet logging)
     from litellm.llms.custom_llm import CustomLLM
 
     class SleepLLM(CustomLLM):
@@ -166,7 +174,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
                             f"max in flight {stats['max_in_flight']}"))
             print(" | ".join(rows[-1]), flush=True)
         if not args.no_diagnostics:
-            from pytest_opro.models.llm import ModelConfig, register_provider
+            from pytest_opro.models.config import ModelConfig
+            from pytest_opro.models.litellm_bridge import register_provider
 
             register_provider("benchsleep", _sleep_provider(args.latency))
             sleep_config = ModelConfig("benchsleep/m", {"temperature": 0, "max_tokens": 16})

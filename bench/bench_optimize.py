@@ -34,7 +34,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import (  # noqa: E402
-    BENCH_MODEL, ServerProcess, fmt, machine, model_config, runqueue_wait, stubbed_litellm, table, transport_label,
+    BENCH_MODEL,
+    ServerProcess,
+    fmt,
+    machine,
+    model_config,
+    runqueue_wait,
+    stubbed_litellm,
+    table,
+    transport_label,
 )
 
 LABELS = ("positive", "negative")

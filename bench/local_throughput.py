@@ -31,7 +31,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_opro import local  # noqa: E402
+from pytest_opro.models import local  # noqa: E402
+from pytest_opro.models.local import model as local_model  # noqa: E402
 
 DATA = ROOT / "examples" / "sports" / "sports.jsonl"
 INSTRUCTION = "Is the following sentence plausible? Answer with one word: plausible or implausible."
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     import llama_cpp
 
     path = str(local.smollm2_path())
-    with local._quiet():
+    with local_model._quiet():
         llama = llama_cpp.Llama(model_path=path, verbose=False)  # all defaults: n_ctx 512, threads cpu/2
     model = local.LocalModel(path, n_threads=args.threads or None, name="local/smollm2")
     messages = load_prompts(args.n)

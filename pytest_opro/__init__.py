@@ -28,8 +28,8 @@ _EXPORTS = {
     "score_instruction": ("prompts.optimization", "score_instruction"),
     "Result": ("prompts.result", "Result"),
     "OptimizerSettings": ("opro.loop", "OptimizerSettings"),
-    "ModelConfig": ("models.llm", "ModelConfig"),
-    "Budget": ("models.llm", "Budget"),
+    "ModelConfig": ("models.config", "ModelConfig"),
+    "Budget": ("models.config", "Budget"),
     "load_instruction": ("prompts.artifact", "load_instruction"),
     "OproError": ("errors", "OproError"),
 }

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fake_provider"]
+pytest_plugins = ["tests.fake_provider", "tests.loop_brain"]

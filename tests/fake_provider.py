@@ -1,6 +1,6 @@
 """A deterministic fake LLM provider for tests, reached as model ``fake/<anything>``.
 
-It is a real litellm ``CustomLLM`` registered through ``pytest_opro.models.llm.register_provider``, so the
+It is a real litellm ``CustomLLM`` registered through ``pytest_opro.models.litellm_bridge.register_provider``, so the
 whole call path (litellm, retries, cache, accounting) is exercised. What it answers is decided by a
 ``FakeBrain``:
 
@@ -206,9 +206,9 @@ def fake_handler() -> Any:
     """The process-wide FakeLLM instance, registered under ``fake/`` on first use."""
     global _handler
     if _handler is None:
-        from pytest_opro.models import llm
+        from pytest_opro.models import litellm_bridge as llm
 
-        llm._get_litellm()
+        llm.get_litellm()
         _handler = _make_handler_class()()
         llm.register_provider(PREFIX, _handler)
     return _handler

@@ -76,7 +76,7 @@ CONFTEST = '''
 import os
 import pytest
 from pytest_opro import PromptTask, load_examples
-from pytest_opro.models.llm import ModelConfig
+from pytest_opro.models.config import ModelConfig
 
 HERE = os.path.dirname(__file__)
 URL = os.environ["OPRO_LOOP_URL"]
@@ -141,7 +141,7 @@ def comparable(artifact: dict[str, Any]) -> dict[str, Any]:
 
 def loop_model(url: str, name: str, **kw: Any) -> "Any":
     """A ModelConfig reaching the loopback server at `url` through litellm's openai provider."""
-    from pytest_opro.models.llm import ModelConfig
+    from pytest_opro.models.config import ModelConfig
 
     kw.setdefault("api_key", "sk-loop-not-secret")
     kw.setdefault("timeout", 5.0)
@@ -185,12 +185,12 @@ def preload_litellm() -> None:
     import pkgutil
 
     import pytest_opro
-    from pytest_opro.models import llm
+    from pytest_opro.models import litellm_bridge as llm
 
     for info in pkgutil.walk_packages(pytest_opro.__path__, "pytest_opro."):
-        if info.name != "pytest_opro.models.local":
+        if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
-    llm._get_litellm()
+    llm.get_litellm()
 
 
 @pytest.fixture(scope="session")

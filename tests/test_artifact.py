@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pytest_opro
-from pytest_opro.prompts import artifact as art
 from pytest_opro.errors import ArtifactError
+from pytest_opro.prompts import artifact as art
 from pytest_opro.prompts.examples import examples_from_records
 from pytest_opro.prompts.optimization import optimize
 

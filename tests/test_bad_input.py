@@ -8,21 +8,22 @@ import sqlite3
 import warnings
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.loopback import LoopbackServer
-from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import ExampleError
-from pytest_opro.prompts.examples import examples_from_records, split_examples
+from pytest_opro.models.cache import ResponseCache
 from pytest_opro.opro.checkpoint import Checkpoint
-from tests.loop_brain import inline_ready, make_records, write_project  # noqa: F401
+from pytest_opro.prompts.examples import examples_from_records, split_examples
+from tests.loop_brain import make_records, write_project
+from tests.loopback import LoopbackServer
 
 GOOD = "".join(json.dumps(r) + "\n" for r in make_records(20)).encode()
 
 CONFTEST = """
 import pytest
 from pytest_opro import PromptTask, load_examples
-from pytest_opro.models.llm import ModelConfig
+from pytest_opro.models.config import ModelConfig
 
 @pytest.fixture
 def task():

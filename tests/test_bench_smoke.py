@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bench.bench_concurrency import score_pass
 from bench.bench_common import model_config
+from bench.bench_concurrency import score_pass
+from pytest_opro.models.client import LLMClient, run_sync
 from tests.loopback import LoopbackServer
-from pytest_opro.models.llm import LLMClient, run_sync
 
 
 def test_concurrency_benchmark_smoke():

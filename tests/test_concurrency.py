@@ -10,9 +10,9 @@ import sys
 
 import yaml
 
-from tests.loopback import LoopbackServer
 from pytest_opro.prompts.artifact import load_artifact
-from tests.loop_brain import cache_entries, comparable, inline_ready, write_project  # noqa: F401
+from tests.loop_brain import cache_entries, comparable, write_project
+from tests.loopback import LoopbackServer
 
 TASKS = ("alpha", "bravo", "charlie", "delta")
 SETTINGS = {"max_steps": 2, "candidates": 3, "patience": 0}

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro.prompts.artifact import load_artifact, write_artifact
-from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import ProviderError
+from pytest_opro.models.cache import ResponseCache
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.prompts.artifact import load_artifact, write_artifact
 from pytest_opro.prompts.instruction_problem import score_instructions
-from pytest_opro.models.llm import LLMClient, run_sync
 from pytest_opro.prompts.optimization import optimize
-from tests.loop_brain import LoopBrain, inline_ready, loop_model, loop_task, make_records, write_project  # noqa: F401
+from tests.loop_brain import LoopBrain, loop_model, loop_task, make_records, write_project
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULT_RATE = 0.2

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_opro.prompts.gate import FINGERPRINT_LABELS, GateDecision, decide, stale_parts
 from pytest_opro.opro.stats import sign_test_one_sided
+from pytest_opro.prompts.gate import FINGERPRINT_LABELS, GateDecision, decide, stale_parts
 
 
 def outcomes(n: int, wrong: range | list[int] = ()) -> dict[str, float]:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytest_opro import PromptTask, optimize, metrics
-from pytest_opro.prompts.artifact import artifact_from_result, load_artifact, write_artifact
+from pytest_opro import PromptTask, metrics, optimize
 from pytest_opro.errors import MetricError
+from pytest_opro.opro.trajectory import normalise
+from pytest_opro.prompts.artifact import artifact_from_result, load_artifact, write_artifact
 from pytest_opro.prompts.examples import Example, examples_from_records
 from pytest_opro.prompts.extraction import extract_instruction, strip_invisible
-from pytest_opro.opro.trajectory import normalise
 from tests.loop_brain import make_records
 
 JINJA = "{{ 7*7 }}"

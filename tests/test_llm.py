@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
-from pytest_opro.models.llm import (
-    Budget, Completion, Ledger, LLMClient, ModelConfig, ModelUsage, estimate_cost, extract_text, run_sync,
-    supports_prefill,
-)
+from pytest_opro.models.cache import ResponseCache
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.models.config import Budget, ModelConfig
+from pytest_opro.models.litellm_bridge import extract_text, supports_prefill
+from pytest_opro.models.pricing import estimate_cost
+from pytest_opro.models.usage import Completion, Ledger, ModelUsage
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-DO-NOT-LEAK-1234"
@@ -49,13 +50,15 @@ def _run_py(code: str) -> str:
 def test_litellm_is_imported_only_at_first_call():
     out = _run_py("""
         import sys
-        import pytest_opro.models.llm as llm
-        from pytest_opro.models.llm import LLMClient, ModelConfig, register_provider, supports_prefill
+        import pytest_opro.models.litellm_bridge as llm
+        from pytest_opro.models.client import LLMClient
+        from pytest_opro.models.config import ModelConfig
+        from pytest_opro.models.litellm_bridge import register_provider, supports_prefill
         register_provider("dummy", object())
         LLMClient(); ModelConfig("openai/gpt-4o-mini")
         assert supports_prefill("local/smollm2") and supports_prefill("anthropic/claude-x")
         print("before", "litellm" in sys.modules)
-        lit = llm._get_litellm()
+        lit = llm.get_litellm()
         print("after", "litellm" in sys.modules)
         print("registered", any(i["provider"] == "dummy" for i in lit.custom_provider_map))
         import os; print("costmap", os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP"))

@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from pytest_opro.models import local
 from pytest_opro.errors import ProviderError
-from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
+from pytest_opro.models import local
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.models.config import ModelConfig
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
@@ -22,10 +23,10 @@ QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 def litellm():
     """litellm with the local/ provider registered (skips when llama-cpp-python is missing)."""
     pytest.importorskip("llama_cpp")
-    local.register()
-    from pytest_opro.models import llm
+    from pytest_opro.models import litellm_bridge
 
-    return llm._get_litellm()
+    litellm_bridge.ensure_local("local/smollm2")
+    return litellm_bridge.get_litellm()
 
 
 def ask(litellm, messages=QUESTION, **params):

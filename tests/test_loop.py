@@ -7,11 +7,11 @@ import re
 import pytest
 
 from pytest_opro import OptimizerSettings, PromptTask, optimize
-from pytest_opro.prompts.examples import examples_from_records
-from pytest_opro.prompts.extraction import extract_instruction
-from pytest_opro.models.llm import Budget
+from pytest_opro.models.config import Budget
 from pytest_opro.opro.meta_prompt import bucketize
 from pytest_opro.opro.trajectory import Candidate, Trajectory
+from pytest_opro.prompts.examples import examples_from_records
+from pytest_opro.prompts.extraction import extract_instruction
 
 from .fake_provider import FakeBrain
 

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
-from pytest_opro.models import openai_http
 from pytest_opro.errors import ConfigError, ProviderError
-from pytest_opro.models.llm import LLMClient, ModelConfig, _retry_after, run_sync
+from pytest_opro.models import openai_http
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.models.config import ModelConfig
+from pytest_opro.models.retry import retry_after_seconds
+from tests.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-http-DO-NOT-LEAK-5678"
@@ -106,7 +108,7 @@ def test_transport_choice():
 
 
 def test_task_keeps_the_transport():
-    from pytest_opro.prompts.task import model_config
+    from pytest_opro.models.config import model_config
 
     config = model_config(ModelConfig("openai/m", api_base="http://x/v1", transport="litellm"), {"temperature": 0})
     assert config.transport == "litellm" and config.params == {"temperature": 0}
@@ -178,8 +180,8 @@ def test_malformed_shape_and_5xx_are_retried_then_give_up():
 
 
 def test_retry_after_headers_are_read():
-    assert _retry_after(openai_http.RateLimitError("HTTP 429", 429, {"retry-after": "2"})) == 2.0
-    assert _retry_after(openai_http.RateLimitError("HTTP 429", 429, {"retry-after-ms": "1500"})) == 1.5
+    assert retry_after_seconds(openai_http.RateLimitError("HTTP 429", 429, {"retry-after": "2"})) == 2.0
+    assert retry_after_seconds(openai_http.RateLimitError("HTTP 429", 429, {"retry-after-ms": "1500"})) == 1.5
     script = [(429, {"error": {"message": "slow down"}}, {"retry-after-ms": "600"})]
     with ScriptedServer(script) as server:
         import time
@@ -261,7 +263,8 @@ def test_fast_path_never_imports_litellm_and_closes_its_pool():
     proc = _run_py("""
         import sys
         from tests.loopback import FaultPlan, LoopbackServer
-        from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
+        from pytest_opro.models.client import LLMClient, run_sync
+        from pytest_opro.models.config import ModelConfig
         from pytest_opro.prompts.optimization import optimize
         from tests.loop_brain import LoopBrain, loop_model, loop_task, make_records
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 import pytest_opro
+from pytest_opro.models import litellm_bridge as llm
 from pytest_opro.prompts import artifact as artifact_mod
-from pytest_opro.models import llm
 from tests.fake_provider import fake_handler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,10 +96,11 @@ def _heavy_modules_imported_once() -> None:
     """
     import importlib
 
-    for name in ("task", "optimization", "artifact", "gate", "fixture", "report", "report_files", "cache"):
+    for name in ("prompts.task", "prompts.optimization", "prompts.artifact", "prompts.gate", "plugin.fixture", "reporting.terminal",
+                 "reporting.json_report", "models.cache"):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask, pytest_opro.load_examples, pytest_opro.load_instruction  # noqa: B018
-    llm._get_litellm()
+    llm.get_litellm()
     try:  # its pytest plugin imports it at the end of every inner run otherwise (~2 s each)
         import hypothesis  # noqa: F401
     except ImportError:

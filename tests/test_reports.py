@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import pytest_opro
-from pytest_opro.models import llm
+from pytest_opro.models import litellm_bridge as llm
 from pytest_opro.reporting.json_report import REPORT_SCHEMA_VERSION
 from pytest_opro.reporting.markdown import markdown_from_report, md_fence, md_text
 
@@ -81,7 +81,8 @@ def _heavy_modules_imported_once() -> None:
     """Import litellm and the lazy plugin modules outside the inner runs (which restore sys.modules)."""
     import importlib
 
-    for name in ("task", "optimization", "artifact", "gate", "fixture", "report", "report_files", "cache", "plot"):
+    for name in ("prompts.task", "prompts.optimization", "prompts.artifact", "prompts.gate", "plugin.fixture", "reporting.terminal",
+                 "reporting.json_report", "models.cache", "reporting.plot"):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask  # noqa: B018
     import matplotlib.figure  # noqa: F401
@@ -90,7 +91,7 @@ def _heavy_modules_imported_once() -> None:
         import hypothesis  # noqa: F401
     except ImportError:
         pass
-    llm._get_litellm()
+    llm.get_litellm()
 
 
 @pytest.fixture
@@ -273,12 +274,11 @@ def test_markdown_and_json_of_a_failing_gate(suite: pytest.Pytester, monkeypatch
     assert task["top_candidates"][0]["text"] == WINNER
     assert undocumented_fields(report) == set()
 
-    from pytest_opro.reporting.plot import main as replot
-    from pytest_opro.reporting.json_report import main as to_markdown
+    from pytest_opro.reporting.cli import main as cli
 
-    assert replot([str(suite.path / "fail.json"), str(suite.path / "again")]) == 0
+    assert cli(["plot", str(suite.path / "fail.json"), str(suite.path / "again")]) == 0
     assert png_size(suite.path / "again/yesno.png") == (960, 540)
-    assert to_markdown([str(suite.path / "fail.json"), str(suite.path / "fail.md")]) == 0
+    assert cli(["markdown", str(suite.path / "fail.json"), str(suite.path / "fail.md")]) == 0
     text = suite.path.joinpath("fail.md").read_text(encoding="utf-8")
     assert text == markdown_from_report(report)
     assert text.startswith("## pytest-opro: FAIL, 1 of 1 prompt tasks gated did not pass\n")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.loop_brain import cache_entries, comparable, write_project
 from tests.loopback import LoopbackServer
-from tests.loop_brain import cache_entries, comparable, inline_ready, write_project  # noqa: F401
 
 SETTINGS = {"max_steps": 4, "candidates": 2, "patience": 0}
 LATENCY = 0.05

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from tests.loop_brain import write_project
 from tests.loopback import LoopbackServer
-from tests.loop_brain import inline_ready, write_project  # noqa: F401
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-proj-SECRET0penai7f3a9c1e5d",

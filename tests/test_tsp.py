@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_opro.models.llm import ModelConfig
+from pytest_opro.models.config import ModelConfig
 from pytest_opro.opro.meta_prompt import build_meta_prompt
 from pytest_opro.problems.tsp import (
     BEST_KNOWN,

@@ -8,6 +8,7 @@ Without either, only the actionlint test is skipped.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -113,7 +114,7 @@ def test_user_workflow_gates_pull_requests() -> None:
     assert "--opro-report=opro-report/report.json" in pytest_step["run"]
     assert "--opro-plot=opro-report/plots" in pytest_step["run"]
     assert all(v.startswith("${{ secrets.") for v in pytest_step["env"].values())
-    assert 'python -m pytest_opro.reporting.json_report opro-report/report.json >> "$GITHUB_STEP_SUMMARY"' in run_text(gate)
+    assert 'python -m pytest_opro.reporting markdown opro-report/report.json >> "$GITHUB_STEP_SUMMARY"' in run_text(gate)
     [upload] = uses(gate, "actions/upload-artifact")
     assert upload["with"]["path"] == "opro-report/" and upload["if"] == "${{ !cancelled() }}"
 
@@ -145,13 +146,13 @@ def test_workflow_commands_exist() -> None:
     for path in (CI, USER):
         text = path.read_text(encoding="utf-8")
         assert set(re.findall(r"--opro-[a-z-]+", text)) <= known, path.name
-        for module in re.findall(r"python -m (pytest_opro\.\w+)", text):
-            mod = __import__(module, fromlist=["main"])
-            assert callable(mod.main), module
+        for module in re.findall(r"python -m (pytest_opro[\w.]*)", text):
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, module
 
 
 def test_summary_command_renders_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_opro.reporting.json_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, main
+    from pytest_opro.reporting.cli import main
+    from pytest_opro.reporting.json_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 
     report = {
         "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, "plugin_version": "0", "mode": "gate",
@@ -162,10 +163,10 @@ def test_summary_command_renders_a_saved_report(tmp_path: Path, capsys: pytest.C
     }
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report), encoding="utf-8")
-    assert main([str(path)]) == 0
+    assert main(["markdown", str(path)]) == 0
     assert capsys.readouterr().out.startswith("## pytest-opro: no prompt task ran (gate mode)")
     path.write_text(json.dumps({**report, "schema_version": REPORT_SCHEMA_VERSION + 1}), encoding="utf-8")
-    assert main([str(path)]) == 1
+    assert main(["markdown", str(path)]) == 1
     assert "pip install -U pytest-opro" in capsys.readouterr().err
 
 

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from pytest_opro.errors import ConfigError
+
 CacheMode = Literal["rw", "ro", "off"]
 MODES = ("rw", "ro", "off")
 DB_NAME = "responses.sqlite3"
@@ -58,8 +60,6 @@ class ResponseCache:
 
     def __init__(self, directory: str | os.PathLike[str] = ".opro_cache", mode: CacheMode = "rw") -> None:
         if mode not in MODES:
-            from pytest_opro.errors import ConfigError
-
             raise ConfigError(f"cache mode {mode!r} is not one of {', '.join(MODES)}")
         self.directory = Path(directory)
         self.mode: CacheMode = mode
@@ -250,3 +250,14 @@ class ResponseCache:
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.directory)!r}, mode={self.mode!r})"
+
+
+def open_cache(cache: ResponseCache | str | Path | None, mode: str = "rw") -> ResponseCache | None:
+    """A ResponseCache from a directory, an existing cache, or None / mode "off" for no cache."""
+    if isinstance(cache, ResponseCache):
+        return cache
+    if cache is None or mode == "off":
+        return None
+    if mode not in ("rw", "ro"):
+        raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
+    return ResponseCache(cache, mode=mode)

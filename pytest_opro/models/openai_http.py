@@ -7,7 +7,7 @@ several milliseconds of CPU per call, which caps throughput at high concurrency.
 ``ModelConfig(transport="litellm")`` to go through litellm anyway.
 
 Errors are raised as the exception classes below. Their names match the OpenAI SDK's, so
-:mod:`pytest_opro.models.llm` retries and reports them exactly as it does litellm's. The API key is sent
+:mod:`pytest_opro.models.client` retries and reports them exactly as it does litellm's. The API key is sent
 in the ``Authorization`` header only. It never appears in a log line or an error message.
 """
 
@@ -20,6 +20,9 @@ import os
 import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from pytest_opro.models.config import provider_of
+from pytest_opro.models.retry import redact
 
 __all__ = [
     "APIConnectionError", "APIError", "APIStatusError", "APITimeoutError", "AuthenticationError",
@@ -117,24 +120,16 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str], secret: 
             detail = str(payload["detail"])
     except ValueError:
         detail = body[:300].decode("utf-8", "replace")
-    detail = _redact(" ".join(detail.split()), secret)
+    detail = redact(" ".join(detail.split()), secret)
     cls = _STATUS_ERRORS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
     return cls(f"HTTP {status}" + (f": {detail}" if detail else ""), status, headers)
 
 
-def _redact(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text
 
 
 # ----------------------------------------------------------------------------------------------
 # keys and request shape
 # ----------------------------------------------------------------------------------------------
-def provider_of(model: str) -> str:
-    return model.split("/", 1)[0] if "/" in model else ""
-
-
 def key_env_var(model: str) -> str:
     """The environment variable this transport reads the key from for `model`."""
     provider = provider_of(model)
@@ -302,7 +297,7 @@ class HTTPTransport:
         except asyncio.TimeoutError:
             raise APITimeoutError(f"timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise APIConnectionError(_redact(f"connection error: {type(exc).__name__}: {exc}", key)) from None
+            raise APIConnectionError(redact(f"connection error: {type(exc).__name__}: {exc}", key)) from None
         except OSError as exc:
             raise APIConnectionError(f"connection error: {type(exc).__name__}: {exc.strerror or exc}") from None
         if status >= 300:

@@ -10,72 +10,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
-from pytest_opro.models.llm import Completion, Ledger, LLMClient, ModelConfig
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.meta_prompt import build_meta_prompt
+from pytest_opro.opro.problem import Completer, Parsed, Problem, Reply, Score, check_failure_rate
 from pytest_opro.opro.stopping import EarlyStopping
 from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """What a problem found in one optimizer reply: a solution, or why there is none."""
-
-    solution: str | None
-    rejection: str | None = None
-
-
-@dataclass
-class Score:
-    """A solution's score on one split; `outcomes` maps example id to its score where that applies."""
-
-    value: float
-    n: int = 0
-    outcomes: dict[str, float] | None = None
-    failures: int = 0
-    error: str | None = None  # one failed call's message, when there were failures
-
-
-def check_failure_rate(failed: int, total: int, what: str, max_rate: float, cause: str | None = None) -> None:
-    """Stop the run (ProviderError) when more than `max_rate` of `total` calls failed for good.
-
-    Failed calls are never scored as wrong answers: below the threshold they are left out of the
-    mean, above it the run stops so that a provider outage cannot pass for a bad instruction.
-    `cause` is one failure's message, shown so the user knows what to fix.
-    """
-    if total and failed / total > max_rate:
-        first = f" (first: {cause})" if cause else ""
-        raise ProviderError(
-            f"{failed} of {total} {what} failed after retries{first}; more than max_failure_rate={max_rate:.0%}, "
-            "so the run stopped with its completed steps checkpointed: fix the provider and run again to resume"
-        )
-
-
-class Problem(Protocol):
-    """What the loop needs from a thing to optimise."""
-
-    higher_is_better: bool
-    has_validation: bool
-    meta_prompt: str
-    optimizer: ModelConfig
-
-    def meta_prompt_variables(self, step: int, rng: random.Random) -> dict[str, Any]:
-        """Problem description, exemplars and anything else its template shows."""
-
-    def format_score(self, value: float, settings: "OptimizerSettings") -> Any:
-        """How a score appears in the meta-prompt."""
-
-    def parse(self, text: str) -> Parsed:
-        """Extract one solution from optimizer output."""
-
-    def initial_solutions(self) -> list[str]:
-        """Solutions scored before the first step (the baseline)."""
-
-    async def score(self, solutions: list[str], split: str) -> list[Score]:
-        """Score each solution on `split` ("train", "validation" or "test")."""
 
 
 @dataclass
@@ -163,7 +105,7 @@ CandidateCallback = Callable[[Candidate], None]
 class _Run:
     """State of one loop run; split out so each step reads as a few named phases."""
 
-    def __init__(self, problem: Problem, client: LLMClient, settings: OptimizerSettings,
+    def __init__(self, problem: Problem, client: Completer, settings: OptimizerSettings,
                  on_step: StepCallback | None, on_candidate: CandidateCallback | None,
                  checkpoint: Checkpoint | None) -> None:
         self.problem = problem
@@ -230,7 +172,7 @@ class _Run:
                 break
         return accepted
 
-    def _judge(self, reply: Completion | ProviderError, call: int, seen: set[str]) -> Candidate:
+    def _judge(self, reply: Reply | ProviderError, call: int, seen: set[str]) -> Candidate:
         if isinstance(reply, ProviderError):
             return Candidate(self.step, "", rejection="optimizer call failed", call=call)
         parsed = self.problem.parse(reply.text)
@@ -285,7 +227,7 @@ class _Run:
         return best
 
     def report(self, accepted: list[Candidate]) -> StepReport:
-        total = self.client.ledger.total()
+        total = self.client.usage_totals()
         best_train = self._pick(accepted, "train", 1)
         best_val = self._pick(accepted, "validation", 1)
         rep = StepReport(
@@ -314,7 +256,7 @@ class _Run:
             "trajectory": self.trajectory.to_list(),
             "stopper": self.stopper.state(),
             "reports": [r.to_dict() for r in self.reports],
-            "ledger": self.client.ledger.to_dict(),
+            "ledger": self.client.usage_state(),
             "elapsed": self.elapsed_before + time.monotonic() - self.started,
         })
 
@@ -326,7 +268,7 @@ class _Run:
         self.trajectory.candidates = [Candidate.from_dict(c) for c in state["trajectory"]]
         self.stopper.restore(state["stopper"])
         self.reports = [StepReport(**r) for r in state["reports"]]
-        self.client.ledger.merge(Ledger.from_dict(state["ledger"]))
+        self.client.restore_usage(state["ledger"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
         return True
 
@@ -413,7 +355,7 @@ class _Run:
 
 async def run_loop(
     problem: Problem,
-    client: LLMClient,
+    client: Completer,
     settings: OptimizerSettings | None = None,
     *,
     on_step: StepCallback | None = None,
@@ -425,14 +367,6 @@ async def run_loop(
     return await run.run()
 
 
-def run_loop_sync(problem: Problem, client: LLMClient, settings: OptimizerSettings | None = None,
-                  **kwargs: Any) -> LoopResult:
-    """:func:`run_loop` for callers without an event loop."""
-    from pytest_opro.models.llm import run_sync
-
-    return run_sync(run_loop(problem, client, settings, **kwargs))
-
-
 __all__ = [
     "LoopResult",
     "OptimizerSettings",
@@ -441,5 +375,4 @@ __all__ = [
     "Score",
     "StepReport",
     "run_loop",
-    "run_loop_sync",
 ]

@@ -14,7 +14,10 @@ from typing import Any
 from pytest_opro.errors import TemplateError
 from pytest_opro.opro.templating import render
 
-TEMPLATE_PACKAGE = "pytest_opro.templates"
+
+def _templates() -> Any:
+    """The shipped ``templates`` folder (read as package data, without importing it)."""
+    return resources.files("pytest_opro").joinpath("templates")
 
 
 def template_source(spec: str) -> tuple[str, str]:
@@ -26,9 +29,9 @@ def template_source(spec: str) -> tuple[str, str]:
         if not path.is_file():
             raise TemplateError(f"meta-prompt template file not found: {spec}")
         return path.read_text(encoding="utf-8"), str(path)
-    resource = resources.files(TEMPLATE_PACKAGE).joinpath(f"{spec}.j2")
+    resource = _templates().joinpath(f"{spec}.j2")
     if not resource.is_file():
-        names = sorted(p.name[:-3] for p in resources.files(TEMPLATE_PACKAGE).iterdir() if p.name.endswith(".j2"))
+        names = sorted(p.name[:-3] for p in _templates().iterdir() if p.name.endswith(".j2"))
         raise TemplateError(f"unknown meta-prompt template {spec!r}; shipped ones: {', '.join(names)}")
     return resource.read_text(encoding="utf-8"), f"templates/{spec}.j2"
 

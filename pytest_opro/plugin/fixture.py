@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_opro.errors import OproError
-from pytest_opro.plugin.session import OproSession, TaskRecord
+from pytest_opro.plugin.session import OproSession
+from pytest_opro.reporting.outcome import TaskRecord, TaskStatus, task_ok
 
 
 class OproFixture:
@@ -62,9 +63,7 @@ class OproFixture:
         self._record_properties(record)
         if failure is not None:  # failed outside `except`: no chained traceback in the report
             pytest.fail(failure, pytrace=False)
-        if record.status in ("missing", "stale", "failed", "error"):
-            pytest.fail(record.message, pytrace=False)
-        if record.status == "no gain" and not session.options.allow_no_gain:
+        if not task_ok(record.status, allow_no_gain=bool(session.options.allow_no_gain)):
             pytest.fail(record.message, pytrace=False)
         return record
 
@@ -72,7 +71,7 @@ class OproFixture:
         props = {
             "opro_task": record.task,
             "opro_mode": record.mode,
-            "opro_status": record.status,
+            "opro_status": TaskStatus(record.status).value,
             "opro_test_score": record.test,
             "opro_baseline_test_score": record.baseline_test,
             "opro_recorded_score": record.recorded,

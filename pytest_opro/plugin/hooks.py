@@ -10,7 +10,7 @@ import pytest
 from pytest_opro.plugin.options import add_options, read_options
 
 if TYPE_CHECKING:
-    from pytest_opro.plugin.session import OproSession
+    pass
 
 SESSION_KEY = pytest.StashKey["OproSession"]()
 DESELECTED_KEY = pytest.StashKey[int]()
@@ -85,7 +85,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect the records a worker sent."""
-    from pytest_opro.plugin.session import TaskRecord
+    from pytest_opro.reporting.outcome import TaskRecord
 
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
     output = getattr(node, "workeroutput", {})
@@ -110,9 +110,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not opro_session.needs_finish():
         return
-    from pytest_opro.reporting.json_report import finish_run
-
-    notes, status = finish_run(opro_session, deselected=config.stash.get(DESELECTED_KEY, 0))
+    notes, status = opro_session.finish(deselected=config.stash.get(DESELECTED_KEY, 0))
     config.stash[NOTES_KEY] = notes
     if status is not None and session.exitstatus == 0:
         session.exitstatus = status

@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 import pytest
 
-
 _TRUTH = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 

@@ -22,7 +22,7 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
     """A function of the example's defaults (``steps``, ``candidates``, ``seed``) that returns runner
     keyword arguments: with the plugin active, its client (response cache and ``--opro-max-*``
     budget), the ``--opro-*`` options that override the defaults, and progress lines naming `name`."""
-    from pytest_opro.models.llm import Budget
+    from pytest_opro.models.config import Budget
     from pytest_opro.plugin.hooks import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)

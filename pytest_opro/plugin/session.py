@@ -7,58 +7,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from pytest_opro.errors import OproError
 from pytest_opro.plugin.options import Options
+from pytest_opro.reporting.outcome import RECORD_USAGE, TaskRecord, TaskStatus
 
 OPTIMIZE_COMMAND = "pytest --opro-optimize"
-
-
-@dataclass
-class TaskRecord:
-    """One task's outcome in this run, for the summary, reports and xdist transport (plain data)."""
-
-    task: str
-    mode: str  # "optimize" or "gate"
-    nodeid: str
-    artifact: str
-    status: str  # "written", "no gain", "passed", "failed", "missing", "stale", "error"
-    instruction: str = ""
-    message: str = ""
-    baseline_test: float | None = None
-    test: float | None = None
-    test_ci: tuple[float, float] | None = None
-    recorded: float | None = None
-    delta: float | None = None
-    p_value: float | None = None
-    verdict: str | None = None
-    calls: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    failures: int = 0
-    cost_usd: float = 0.0
-    seconds: float = 0.0
-    stop_reason: str = ""
-    steps_run: int = 0
-    result: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskRecord":
-        data = dict(data)
-        if data.get("test_ci") is not None:
-            data["test_ci"] = tuple(data["test_ci"])
-        return cls(**data)
-
-
-#: The usage totals a TaskRecord carries.
-RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
 
 
 @dataclass
@@ -96,7 +55,8 @@ class OproSession:
 
     def client(self) -> Any:
         """A model client on the shared cache, with this run's budget (one per task run)."""
-        from pytest_opro.models.llm import Budget, LLMClient
+        from pytest_opro.models.client import LLMClient
+        from pytest_opro.models.config import Budget
 
         self.used = True
 
@@ -144,9 +104,9 @@ class OproSession:
     def optimize(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
         """Run OPRO for `task`, write its artifact and return the record (status "written" / "no gain")."""
         from pytest_opro import __version__
+        from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import artifact_from_result, write_artifact
         from pytest_opro.prompts.optimization import estimate, optimize_async
-        from pytest_opro.models.llm import run_sync
 
         path = self.artifact_path(module_path, task)
         settings = self.settings(task)
@@ -189,7 +149,7 @@ class OproSession:
         write_artifact(path, artifact_from_result(data, __version__, top))
         if self.hook is not None:
             self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
-        from pytest_opro.models.llm import usage_totals
+        from pytest_opro.models.usage import usage_totals
 
         totals = usage_totals(data["usage"], RECORD_USAGE)
         test = result.scores["test"]
@@ -198,7 +158,7 @@ class OproSession:
             mode="optimize",
             nodeid=nodeid,
             artifact=str(path),
-            status="written" if result.improved else "no gain",
+            status=TaskStatus.WRITTEN if result.improved else TaskStatus.NO_GAIN,
             instruction=result.instruction,
             baseline_test=result.baseline_scores["test"].value,
             test=test.value,
@@ -222,23 +182,23 @@ class OproSession:
         """Score the committed instruction on test and decide; the record's status says how it went."""
         started = time.monotonic()
         path = self.artifact_path(module_path, task)
-        record = TaskRecord(task=task.name, mode="gate", nodeid=nodeid, artifact=str(path), status="passed")
+        record = TaskRecord(task=task.name, mode="gate", nodeid=nodeid, artifact=str(path), status=TaskStatus.PASSED)
         self.records.append(record)
         try:
             self._gate(task, path, nodeid, record)
         except OproError as exc:  # a corrupt artifact, a provider that cannot be reached, ...
-            record.status, record.message = "error", f"opro {task.name}: {exc}"
+            record.status, record.message = TaskStatus.ERROR, f"opro {task.name}: {exc}"
         record.seconds = time.monotonic() - started
         return record
 
     def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
+        from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import load_artifact
         from pytest_opro.prompts.gate import decide, stale_parts
-        from pytest_opro.models.llm import run_sync
         from pytest_opro.prompts.optimization import score_instruction_async
 
         if not path.exists():
-            record.status = "missing"
+            record.status = TaskStatus.MISSING
             record.message = (
                 f"opro {task.name}: no artifact at {path}. Create it with:\n"
                 f"  {OPTIMIZE_COMMAND} {nodeid}\nthen commit {path.parent.name}/{path.name}"
@@ -254,13 +214,13 @@ class OproSession:
                 f"{', '.join(changed)}. Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
             )
             if not self.options.allow_stale:
-                record.status, record.message = "stale", text + " (or pass --opro-allow-stale to gate anyway)."
+                record.status, record.message = TaskStatus.STALE, text + " (or pass --opro-allow-stale to gate anyway)."
                 return
             warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=2)
         client = self.client()
         now = run_sync(score_instruction_async(task, artifact.instruction, "test", client=client, scorer=scorer))
         if now.failures:
-            record.status = "error"
+            record.status = TaskStatus.ERROR
             record.message = (
                 f"opro {task.name}: {now.failures} of {now.failures + now.n} scorer calls failed after retries; "
                 "the gate cannot decide. Check the provider and run again."
@@ -276,11 +236,11 @@ class OproSession:
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
         usage = client.ledger.to_dict()
-        from pytest_opro.models.llm import usage_totals
+        from pytest_opro.models.usage import usage_totals
 
         for key, value in usage_totals(usage, RECORD_USAGE).items():
             setattr(record, key, value)
-        record.status = "passed" if decision.passed else "failed"
+        record.status = TaskStatus.PASSED if decision.passed else TaskStatus.FAILED
         record.verdict = decision.verdict
         record.recorded, record.test, record.delta = decision.recorded, decision.now, decision.delta
         record.test_ci = (now.ci_low, now.ci_high)
@@ -292,7 +252,7 @@ class OproSession:
 
     def error(self, task_name: str, nodeid: str, exc: OproError, artifact: str = "") -> TaskRecord:
         record = TaskRecord(
-            task=task_name, mode="error", nodeid=nodeid, artifact=artifact, status="error", message=str(exc)
+            task=task_name, mode="error", nodeid=nodeid, artifact=artifact, status=TaskStatus.ERROR, message=str(exc)
         )
         self.records.append(record)
         return record
@@ -313,3 +273,39 @@ class OproSession:
                 if path not in known:
                     found.append(path)
         return found
+
+    # -- the end of the run ----------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """This run's report as plain data (see ``docs/report-schema.md``)."""
+        from pytest_opro.reporting.json_report import json_report
+
+        opts = self.options
+        return json_report(self.records, self.rootpath, optimize=bool(opts.optimize), tolerance=opts.tolerance,
+                           alpha=opts.alpha, allow_no_gain=bool(opts.allow_no_gain))
+
+    def finish(self, deselected: int) -> tuple[list[str], int | None]:
+        """Notes for the terminal summary and an exit status to set (None: leave pytest's)."""
+        notes: list[str] = []
+        status: int | None = None
+        if self.options.optimize and not self.records and not self.used:
+            notes.append("opro: --opro-optimize ran but no test called opro.check(task): no prompt task was selected")
+            status = pytest.ExitCode.NO_TESTS_COLLECTED
+        if deselected == 0 and self.records:
+            for path in self.obsolete_artifacts():
+                notes.append(f"opro: obsolete artifact {path}: no task of that name ran; delete it if the task is gone")
+        if self.options.report:
+            from pytest_opro.reporting.json_report import write_report
+
+            path = Path(self.options.report)
+            write_report(self.report(), path)
+            notes.append(f"opro: report written to {path}")
+        if self.options.plot:
+            from pytest_opro.reporting.plot import plot_report
+
+            directory = Path(self.options.plot)
+            written = plot_report(self.report(), directory)
+            if written:
+                notes.append(f"opro: {len(written)} plot{'s' if len(written) != 1 else ''} written to {directory}")
+            else:
+                notes.append(f"opro: no plot written to {directory}: no task had an optimisation history")
+        return notes, status

@@ -12,7 +12,15 @@ from pytest_opro.problems.linear_regression import (
     run_linear_regression,
     run_linear_regression_async,
 )
-from pytest_opro.problems.tsp import Reference, TspProblem, TspReport, random_points, reference_tours, run_tsp, run_tsp_async
+from pytest_opro.problems.tsp import (
+    Reference,
+    TspProblem,
+    TspReport,
+    random_points,
+    reference_tours,
+    run_tsp,
+    run_tsp_async,
+)
 
 __all__ = [
     "LinearRegressionProblem",

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any, Callable, TypedDict
 
 from pytest_opro.models.cache import ResponseCache
-from pytest_opro.models.llm import Budget, LLMClient
-from pytest_opro.opro.loop import CandidateCallback, LoopResult, OptimizerSettings, Problem, StepCallback, run_loop
+from pytest_opro.models.client import LLMClient
+from pytest_opro.models.config import Budget
+from pytest_opro.opro.loop import CandidateCallback, LoopResult, OptimizerSettings, StepCallback, run_loop
+from pytest_opro.opro.problem import Problem
 
 
 class RunOptions(TypedDict, total=False):
@@ -39,7 +41,7 @@ async def run_problem(problem: Problem, settings: OptimizerSettings, *,
 def open_client(cache: ResponseCache | str | Path | None, cache_mode: str, budget: Budget | None,
                 concurrency: int) -> LLMClient:
     """An LLMClient with the response cache and budget prompt tasks use."""
-    from pytest_opro.prompts.optimization import open_cache
+    from pytest_opro.models.cache import open_cache
 
     return LLMClient(cache=open_cache(cache, cache_mode), concurrency=concurrency, budget=budget)
 

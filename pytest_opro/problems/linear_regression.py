@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_opro.models.llm import LLMClient, ModelConfig, run_sync
-from pytest_opro.opro.loop import LoopResult, OptimizerSettings, Parsed, Score
-from pytest_opro.prompts.task import DEFAULT_MODEL, model_config
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.models.config import DEFAULT_MODEL, ModelConfig, model_config
+from pytest_opro.opro.loop import LoopResult, OptimizerSettings
+from pytest_opro.opro.problem import Parsed, Score
 from pytest_opro.problems.common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
 
 if TYPE_CHECKING:

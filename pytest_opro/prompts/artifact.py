@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from pytest_opro.opro.atomic import write_text_atomic
 from pytest_opro.errors import ArtifactError
-from pytest_opro.models.llm import usage_totals
+from pytest_opro.models.usage import usage_totals
+from pytest_opro.opro.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "task", "instruction", "position", "scores", "test_outcomes", "fingerprint")

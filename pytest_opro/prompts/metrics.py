@@ -477,7 +477,7 @@ def _code_digest(fn: Callable[..., Any]) -> str:
     try:
         text = inspect.getsource(fn).encode("utf-8")
     except (OSError, TypeError):
-        code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+        code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)  # noqa: B004
         text = (code.co_code + repr((code.co_consts, code.co_names)).encode("utf-8")) if code is not None \
             else repr(fn).encode("utf-8")
     return hashlib.sha256(text).hexdigest()[:8]

@@ -8,15 +8,18 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from pytest_opro.models.cache import ResponseCache
 from pytest_opro.errors import ConfigError
-from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
-from pytest_opro.models.llm import Budget, LLMClient, ModelConfig, estimate_cost, run_sync
+from pytest_opro.models.cache import ResponseCache, open_cache
+from pytest_opro.models.client import LLMClient, run_sync
+from pytest_opro.models.config import Budget, ModelConfig, ModelSpec
+from pytest_opro.models.pricing import estimate_cost
 from pytest_opro.opro.checkpoint import Checkpoint
+from pytest_opro.opro.loop import CandidateCallback, OptimizerSettings, StepCallback, run_loop
+from pytest_opro.opro.problem import Score, check_failure_rate
 from pytest_opro.opro.trajectory import Candidate
-from pytest_opro.opro.loop import CandidateCallback, OptimizerSettings, Score, StepCallback, check_failure_rate, run_loop
+from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
 from pytest_opro.prompts.result import Estimate, Result, SplitScore
-from pytest_opro.prompts.task import ModelSpec, PromptTask
+from pytest_opro.prompts.task import PromptTask
 
 #: Rough prompt size used for the cost estimate when a task has no examples to measure (tokens).
 _CHARS_PER_TOKEN = 4
@@ -74,17 +77,6 @@ def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, setti
         "settings": settings.to_dict(),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def open_cache(cache: ResponseCache | str | Path | None, mode: str = "rw") -> ResponseCache | None:
-    """A ResponseCache from a directory, an existing cache, or None / mode "off" for no cache."""
-    if isinstance(cache, ResponseCache):
-        return cache
-    if cache is None or mode == "off":
-        return None
-    if mode not in ("rw", "ro"):
-        raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
-    return ResponseCache(cache, mode=mode)
 
 
 async def optimize_async(
@@ -193,4 +185,4 @@ def score_instruction(task: PromptTask, instruction: str, split: str = "test", *
     return run_sync(score_instruction_async(task, instruction, split, **kwargs))
 
 
-__all__ = ["build_settings", "optimize", "optimize_async", "score_instruction", "settings_for", "estimate", "open_cache"]
+__all__ = ["build_settings", "optimize", "optimize_async", "score_instruction", "settings_for", "estimate"]

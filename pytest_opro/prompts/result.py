@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_opro.opro.loop import Score, StepReport
-from pytest_opro.opro.trajectory import Candidate
+from pytest_opro.opro.loop import StepReport
+from pytest_opro.opro.problem import Score
 from pytest_opro.opro.stats import mean_interval, mean_interval_from_mean
+from pytest_opro.opro.trajectory import Candidate
 
 SPLITS = ("train", "validation", "test")
 

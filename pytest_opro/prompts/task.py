@@ -8,46 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from pytest_opro.errors import ConfigError, ExampleError
-from pytest_opro.prompts.examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
-from pytest_opro.models.llm import ModelConfig
-from pytest_opro.prompts.metrics import Metric, resolve
+from pytest_opro.models.config import ModelConfig, ModelSpec, model_config
 from pytest_opro.opro.templating import render, variables_used
+from pytest_opro.prompts.examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
+from pytest_opro.prompts.metrics import Metric, resolve
 
 #: Where an instruction can go. "slot" means the template has an explicit ``{{ instruction }}``.
 POSITIONS = ("Q_begin", "Q_end", "A_begin", "system", "slot")
-
-#: The embedded offline model, used when nothing else is configured.
-DEFAULT_MODEL = "local/smollm2"
 
 #: Scorer defaults: greedy decoding, short answers.
 DEFAULT_SCORER_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 64}
 #: Optimizer defaults from the paper: temperature 1.0, one candidate per call.
 DEFAULT_OPTIMIZER_PARAMS: dict[str, Any] = {"temperature": 1.0, "max_tokens": 200}
 
-ModelSpec = Union[str, ModelConfig, None]
 MetricSpec = Union[str, Metric, Callable[[str, Example], float]]
-
-
-def model_config(spec: ModelSpec, defaults: Mapping[str, Any], fallback: str = DEFAULT_MODEL) -> ModelConfig:
-    """Turn a model string or ModelConfig into a ModelConfig with `defaults` under its own params."""
-    if spec is None:
-        return ModelConfig(model=fallback, params=dict(defaults))
-    if isinstance(spec, str):
-        if not spec.strip():
-            raise ConfigError("model string is empty: use e.g. 'local/smollm2' or 'openai/gpt-4o-mini'")
-        return ModelConfig(model=spec.strip(), params=dict(defaults))
-    if isinstance(spec, ModelConfig):
-        merged = {**defaults, **dict(spec.params)}
-        return ModelConfig(
-            model=spec.model,
-            params=merged,
-            api_base=spec.api_base,
-            api_key=spec.api_key,
-            timeout=spec.timeout,
-            max_retries=spec.max_retries,
-            transport=spec.transport,
-        )
-    raise ConfigError(f"model must be a litellm model string or ModelConfig, got {type(spec).__name__}")
 
 
 def _sha(data: Any) -> str:

@@ -11,33 +11,31 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
-from pytest_opro.plugin.session import OproSession, TaskRecord
+from pytest_opro.reporting.outcome import TaskRecord, task_ok
 
 REPORT_SCHEMA = "pytest-opro-report"
 REPORT_SCHEMA_VERSION = 1
 TOP_CANDIDATES = 5
 SPLITS = ("train", "validation", "test")
-OK_STATUSES = ("written", "passed")
 
 
 # -- the machine-readable report ---------------------------------------------------------------
-def json_report(session: OproSession) -> dict[str, Any]:
-    """The whole report as plain data (see ``docs/report-schema.md``)."""
+def json_report(records: Sequence[TaskRecord], rootpath: Path, *, optimize: bool, tolerance: float, alpha: float,
+                allow_no_gain: bool = False) -> dict[str, Any]:
+    """The whole report as plain data (see ``docs/report-schema.md``); `tolerance` in points."""
     from pytest_opro import __version__
 
-    tasks = [task_entry(r, session.rootpath, allow_no_gain=bool(session.options.allow_no_gain)) for r in session.records]
+    tasks = [task_entry(r, rootpath, allow_no_gain=allow_no_gain) for r in records]
     return {
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "mode": "optimize" if session.options.optimize else "gate",
-        "settings": {"tolerance": session.options.tolerance / 100.0, "alpha": session.options.alpha},
+        "mode": "optimize" if optimize else "gate",
+        "settings": {"tolerance": tolerance / 100.0, "alpha": alpha},
         "summary": _summary(tasks),
         "tasks": tasks,
     }
@@ -79,8 +77,8 @@ def _load_artifact_data(record: TaskRecord) -> dict[str, Any] | None:
     """The committed artifact a gate record was checked against, when it can be read."""
     if not record.artifact or not Path(record.artifact).exists():
         return None
-    from pytest_opro.prompts.artifact import load_artifact
     from pytest_opro.errors import OproError
+    from pytest_opro.prompts.artifact import load_artifact
 
     try:
         return load_artifact(record.artifact).data
@@ -104,7 +102,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         "nodeid": record.nodeid,
         "mode": record.mode,
         "status": record.status,
-        "ok": record.status in OK_STATUSES or (record.status == "no gain" and allow_no_gain),
+        "ok": task_ok(record.status, allow_no_gain=allow_no_gain),
         "artifact": _relative(record.artifact, rootpath),
         "message": record.message,
         "instruction": record.instruction,
@@ -224,76 +222,11 @@ def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDAT
 
 
 # -- writing -----------------------------------------------------------------------------------
-def markdown_report(session: OproSession) -> str:
-    """A markdown report for humans (e.g. ``$GITHUB_STEP_SUMMARY`` or a pull request body)."""
-    from pytest_opro.reporting.markdown import markdown_from_report
-
-    return markdown_from_report(json_report(session))
-
-
-def write_report(session: OproSession, path: Path) -> None:
-    """Write the report to `path`: ``.json`` machine-readable, anything else markdown."""
-    report = json_report(session)
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Write `report` to `path`: ``.json`` machine-readable, anything else markdown."""
     if path.suffix == ".json":
         write_text_atomic(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
         from pytest_opro.reporting.markdown import markdown_from_report
 
         write_text_atomic(path, markdown_from_report(report))
-
-
-def finish_run(session: OproSession, deselected: int) -> tuple[list[str], int | None]:
-    """Notes for the terminal summary and an exit status to set (None: leave pytest's)."""
-    notes: list[str] = []
-    status: int | None = None
-    if session.options.optimize and not session.records and not session.used:
-        notes.append("opro: --opro-optimize ran but no test called opro.check(task): no prompt task was selected")
-        status = pytest.ExitCode.NO_TESTS_COLLECTED
-    if deselected == 0 and session.records:
-        for path in session.obsolete_artifacts():
-            notes.append(f"opro: obsolete artifact {path}: no task of that name ran; delete it if the task is gone")
-    if session.options.report:
-        path = Path(session.options.report)
-        write_report(session, path)
-        notes.append(f"opro: report written to {path}")
-    if session.options.plot:
-        from pytest_opro.reporting.plot import plot_report
-
-        directory = Path(session.options.plot)
-        written = plot_report(json_report(session), directory)
-        if written:
-            notes.append(f"opro: {len(written)} plot{'s' if len(written) != 1 else ''} written to {directory}")
-        else:
-            notes.append(f"opro: no plot written to {directory}: no task had an optimisation history")
-    return notes, status
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_opro.reporting.json_report REPORT.json [OUT.md]``: markdown from a saved JSON report.
-
-    Without OUT.md the markdown goes to standard output, e.g. ``>> "$GITHUB_STEP_SUMMARY"``.
-    """
-    import sys
-
-    from pytest_opro.reporting.markdown import markdown_from_report
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) not in (1, 2):
-        print("usage: python -m pytest_opro.reporting.json_report REPORT.json [OUT.md]", file=sys.stderr)
-        return 2
-    report = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    version = report.get("schema_version")
-    if report.get("schema") != REPORT_SCHEMA or not isinstance(version, int) or version > REPORT_SCHEMA_VERSION:
-        print(f"{args[0]}: not a pytest-opro report this version reads (schema_version {version!r}); "
-              "upgrade with: pip install -U pytest-opro", file=sys.stderr)
-        return 1
-    text = markdown_from_report(report)
-    if len(args) == 2:
-        write_text_atomic(Path(args[1]), text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@ score so far on each split as lines, the baseline instruction's validation score
 line, the winner, and the step where the run stopped (early stopping in red). Plots are drawn from
 task entries of the JSON report (``docs/report-schema.md``), so a saved report can be re-plotted::
 
-    python -m pytest_opro.reporting.plot report.json plots/
+    python -m pytest_opro.reporting plot report.json plots/
 
 matplotlib is an optional extra: ``pip install "pytest-opro[plot]"``. It is imported only when a
 plot is drawn, and without pyplot (no GUI backend, no global state).
@@ -14,11 +14,9 @@ plot is drawn, and without pyplot (no GUI backend, no global state).
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
-import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 INSTALL_HINT = 'pip install "pytest-opro[plot]"'
 FIGSIZE = (8.0, 4.5)  # inches
@@ -200,23 +198,3 @@ def plot_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
     used: set[str] = set()
     directory = Path(directory)
     return [plot_task(e, directory / plot_filename(e["task"], used)) for e in report["tasks"] if e["candidates"]]
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """``python -m pytest_opro.reporting.plot REPORT.json DIR``: re-plot a saved JSON report."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print("usage: python -m pytest_opro.reporting.plot REPORT.json DIR", file=sys.stderr)
-        return 2
-    problem = missing_requirement()
-    if problem:
-        print(problem.replace("--opro-plot", "plotting"), file=sys.stderr)
-        return 1
-    report = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    for written in plot_report(report, args[1]):
-        print(written)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
-"""The terminal summary section "opro" (JSON reports live in report_files.py, markdown in report_markdown.py)."""
+"""The terminal summary section "opro" (the JSON report is in json_report.py, markdown in markdown.py)."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from pytest_opro.plugin.session import TaskRecord
+from pytest_opro.reporting.outcome import TaskRecord
 
 
 def _pct(value: float | None) -> str:

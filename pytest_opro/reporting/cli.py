@@ -1,0 +1,87 @@
+"""``python -m pytest_opro.reporting`` (or ``pytest-opro``): work with a saved JSON report.
+
+- ``markdown REPORT.json [OUT.md]``: the markdown report (to standard output without OUT.md, e.g.
+  ``>> "$GITHUB_STEP_SUMMARY"``).
+- ``plot REPORT.json DIR``: one PNG per task with an optimisation history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.reporting.json_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
+
+PROG = "python -m pytest_opro.reporting"
+
+
+class ReportError(Exception):
+    """The file is not a report this version can read."""
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A saved JSON report, checked to be one this version reads."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read a JSON report ({exc})") from None
+    version = report.get("schema_version") if isinstance(report, dict) else None
+    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(version, int) \
+            or version > REPORT_SCHEMA_VERSION:
+        raise ReportError(f"{path}: not a pytest-opro report this version reads (schema_version {version!r}); "
+                          "upgrade with: pip install -U pytest-opro")
+    return report
+
+
+def _markdown(args: argparse.Namespace) -> int:
+    from pytest_opro.reporting.markdown import markdown_from_report
+
+    text = markdown_from_report(load_report(args.report))
+    if args.out:
+        write_text_atomic(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pytest_opro.reporting.plot import missing_requirement, plot_report
+
+    report = load_report(args.report)
+    problem = missing_requirement()
+    if problem:
+        print(problem.replace("--opro-plot", "plotting"), file=sys.stderr)
+        return 1
+    for written in plot_report(report, args.directory):
+        print(written)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line's arguments."""
+    top = argparse.ArgumentParser(prog=PROG, description="Work with a saved pytest-opro JSON report.")
+    commands = top.add_subparsers(dest="command", required=True)
+    md = commands.add_parser("markdown", help="write the markdown report")
+    md.add_argument("report", help="the JSON report (pytest --opro-report report.json)")
+    md.add_argument("out", nargs="?", help="where to write the markdown (default: standard output)")
+    md.set_defaults(run=_markdown)
+    pl = commands.add_parser("plot", help="draw one PNG per task")
+    pl.add_argument("report", help="the JSON report")
+    pl.add_argument("directory", help="where to write the plots")
+    pl.set_defaults(run=_plot)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for usage errors, 1 for unreadable reports)."""
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except ReportError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return status

@@ -1,0 +1,77 @@
+"""Task outcomes: the statuses a task can end in, the one rule that says pass or fail, and the
+per-task record that the summary, the reports and xdist workers share.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class TaskStatus(str, enum.Enum):
+    """How one prompt task ended in a run (the value is what reports and artifacts say)."""
+
+    WRITTEN = "written"  # optimised; the artifact now holds a better instruction
+    NO_GAIN = "no gain"  # optimised; nothing beat the baseline, which was written
+    PASSED = "passed"  # gated; no significant drop
+    FAILED = "failed"  # gated; a significant drop beyond the tolerance
+    MISSING = "missing"  # gated; there is no artifact yet
+    STALE = "stale"  # gated; the artifact was made for another task, model or data
+    ERROR = "error"  # the run could not finish (bad input, provider outage, budget)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def task_ok(status: TaskStatus | str, *, allow_no_gain: bool = False) -> bool:
+    """The one pass/fail rule: written and passed are fine, no gain only when allowed."""
+    status = TaskStatus(status)
+    return status in (TaskStatus.WRITTEN, TaskStatus.PASSED) or (status is TaskStatus.NO_GAIN and allow_no_gain)
+
+
+@dataclass
+class TaskRecord:
+    """One task's outcome in this run, for the summary, reports and xdist transport (plain data)."""
+
+    task: str
+    mode: str  # "optimize" or "gate"
+    nodeid: str
+    artifact: str
+    status: TaskStatus
+    instruction: str = ""
+    message: str = ""
+    baseline_test: float | None = None
+    test: float | None = None
+    test_ci: tuple[float, float] | None = None
+    recorded: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    verdict: str | None = None
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    stop_reason: str = ""
+    steps_run: int = 0
+    result: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = TaskStatus(self.status).value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaskRecord":
+        data = dict(data)
+        if data.get("test_ci") is not None:
+            data["test_ci"] = tuple(data["test_ci"])
+        data["status"] = TaskStatus(data["status"])
+        return cls(**data)
+
+
+#: The usage totals a TaskRecord carries.
+RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
