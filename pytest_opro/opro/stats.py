@@ -49,4 +49,4 @@ def sign_test_one_sided(worse: int, better: int) -> float:
     n = worse + better
     if n == 0 or worse == 0:
         return 1.0
-    return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n)
+    return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / float(2**n))
