@@ -18,12 +18,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+#: public name -> (module, attribute); attribute None exports the module itself
+_EXPORTS: dict[str, tuple[str, str | None]] = {
     "PromptTask": ("prompts.task", "PromptTask"),
     "Example": ("prompts.examples", "Example"),
     "load_examples": ("prompts.examples", "load_examples"),
     "split_examples": ("prompts.examples", "split_examples"),
-    "metrics": ("prompts", "metrics"),
+    "metrics": ("prompts.metrics", None),
     "optimize": ("prompts.optimization", "optimize"),
     "optimize_async": ("prompts.optimization", "optimize_async"),
     "score_instruction": ("prompts.optimization", "score_instruction"),
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> Any:
     from importlib import import_module
 
     module, attr = _EXPORTS[name]
-    value = getattr(import_module(f"{__name__}.{module}"), attr)
+    imported = import_module(f"{__name__}.{module}")
+    value = imported if attr is None else getattr(imported, attr)
     globals()[name] = value
     return value
