@@ -44,6 +44,8 @@ def __getattr__(name: str) -> Any:
     from importlib import import_module
 
     module, attr = _EXPORTS[name]
-    value = getattr(import_module(f"{__name__}.{module}"), attr)
+    value = getattr(import_module(f"{__name__}.{module}"), attr, None)
+    if value is None:  # a submodule (``metrics``) that its package does not import itself
+        value = import_module(f"{__name__}.{module}.{attr}")
     globals()[name] = value
     return value

@@ -8,41 +8,73 @@ Built in (use them by name in a task, e.g. ``metric="numeric"``):
 - ``numeric``: the number the output gives (see :func:`extract_number`) equals the target's, within 1e-6.
 - ``choice``: the option the output picks (see :func:`extract_choice`) is the target.
 - ``regex(pattern)``: the pattern's first capture group (or whole match) equals the target, normalised.
-- ``custom(fn)``: any ``fn(output, example) -> float`` in [0, 1].
+- ``token_f1``: SQuAD-style F1 of the words shared by output and target (graded, for short free text).
+- ``json_fields(...)``: the share of expected JSON fields the reply gets right (see :mod:`.structured`).
+- ``judge(rubric, model=...)``: a judge model grades the output against a rubric (see :mod:`.judge`).
+- ``custom(fn)``: any ``fn(output, example) -> float`` in [0, 1] (an ``async def`` works too).
 
 Every metric has a ``name`` and a ``version``; both go into the task fingerprint, so a committed
 score is not compared with one measured by a metric that has since changed. Built-in metrics never
 raise on any output text.
+
+Two kinds of metric fit the same slot:
+
+- a plain metric is ``__call__(output, example) -> float``; it may also have
+  ``grade(output, example) -> Graded`` to say *why* an output scored as it did (``json_fields``
+  records "not JSON" that way, so a report can say "12 of 40 replies were not JSON");
+- a model-graded (or otherwise asynchronous) metric has ``async score_many(outputs, examples, client)``
+  returning one float or :class:`Graded` per output. It calls models through the run's ``LLMClient``
+  (cache, budget, ledger), all outputs of a scoring pass in one concurrent batch. A
+  ``Graded(None, reason)`` is a failed grading (like a failed model call: left out of the mean,
+  counted in failures), never a 0. ``fingerprint_parts()`` adds entries to the task fingerprint and
+  ``calls_per_output`` / ``model`` feed the pre-run estimate.
+
+:func:`grade_outputs` scores a batch with either kind; user callables keep working unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 import math
 import numbers
 import re
 import string
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from pytest_opro.errors import MetricError
 from pytest_opro.prompts.examples import Example
 
+if TYPE_CHECKING:
+    from pytest_opro.models.client import LLMClient
+    from pytest_opro.models.config import ModelSpec
+
 __all__ = [
+    "Graded",
     "Metric",
+    "ModelGradedMetric",
     "Normalized",
     "choice",
     "contains",
     "custom",
     "exact",
     "extract_choice",
+    "extract_json",
     "extract_number",
+    "grade_outputs",
+    "json_fields",
+    "judge",
     "normalize",
     "normalized",
     "numeric",
     "regex",
     "resolve",
+    "token_f1",
 ]
 
 
@@ -54,6 +86,84 @@ class Metric(Protocol):
     version: str
 
     def __call__(self, output: str, example: Example) -> float: ...
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One output's grade: ``value`` in [0, 1] and, optionally, why (``reason``, a short label
+    that reports count, e.g. "not JSON"). ``value=None`` means the output could not be graded (a
+    judge reply without a readable grade, a failed judge call): it is counted as a failure with
+    ``reason`` as the message, never scored 0."""
+
+    value: float | None
+    reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.value is None
+
+
+@runtime_checkable
+class ModelGradedMetric(Protocol):
+    """A metric that grades a batch of outputs asynchronously and may call models through `client`."""
+
+    name: str
+    version: str
+
+    async def score_many(
+        self, outputs: Sequence[str], examples: Sequence[Example], client: "LLMClient"
+    ) -> Sequence["float | Graded"]: ...
+
+
+def _checked(metric: Any, value: Any, example: Example) -> Graded:
+    """`value` (a number, bool or Graded) as a Graded in [0, 1]; anything else is a MetricError."""
+    name = getattr(metric, "name", type(metric).__name__)
+    if isinstance(value, Graded):
+        if value.value is None:
+            return value
+        graded, number = value, value.value
+    else:
+        graded, number = None, value
+    if isinstance(number, bool):
+        number = 1.0 if number else 0.0
+    if not isinstance(number, numbers.Real):
+        raise MetricError(
+            f"metric {name!r} returned {type(number).__name__} {number!r:.60} for example {example.id!r}; "
+            "a metric must return a number in [0, 1]"
+        )
+    number = float(number)
+    if not 0.0 <= number <= 1.0:  # also rejects NaN
+        raise MetricError(
+            f"metric {name!r} returned {number!r} for example {example.id!r}; a metric must return a number in [0, 1]"
+        )
+    return Graded(number, graded.reason if graded is not None else None)
+
+
+async def grade_outputs(
+    metric: Any, outputs: Sequence[str], examples: Sequence[Example], client: "LLMClient | None" = None
+) -> list[Graded]:
+    """Grade `outputs[i]` against `examples[i]` with any kind of metric, all in one batch.
+
+    A metric with ``score_many`` gets the whole batch and the client (its model calls run
+    concurrently); a metric with ``grade`` gives reasons; any other is called once per output.
+    """
+    if len(outputs) != len(examples):
+        raise ValueError(f"grade_outputs: {len(outputs)} outputs for {len(examples)} examples")
+    if not outputs:
+        return []
+    score_many = getattr(metric, "score_many", None)
+    if score_many is not None:
+        values = list(await score_many(list(outputs), list(examples), client))
+        if len(values) != len(outputs):
+            raise MetricError(
+                f"metric {getattr(metric, 'name', metric)!r}: score_many returned {len(values)} scores "
+                f"for {len(outputs)} outputs"
+            )
+        return [_checked(metric, v, ex) for v, ex in zip(values, examples)]
+    grade = getattr(metric, "grade", None)
+    if grade is not None:
+        return [_checked(metric, grade(out, ex), ex) for out, ex in zip(outputs, examples)]
+    return [_checked(metric, metric(out, ex), ex) for out, ex in zip(outputs, examples)]
 
 
 class _BuiltinMetric:
@@ -441,6 +551,30 @@ class _Choice(_BuiltinMetric):
         return 1.0 if picked is not None and picked == normalize(example.target) else 0.0
 
 
+# ------------------------------------------------------------------------------------------ token F1
+
+
+def _f1(prediction: str, truth: str) -> float:
+    pred, gold = normalize(prediction, articles=True).split(), normalize(truth, articles=True).split()
+    if not pred or not gold:
+        return 1.0 if pred == gold else 0.0
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+class _TokenF1(_BuiltinMetric):
+    """SQuAD's F1: words shared by output and answer (after :func:`normalize` without a/an/the),
+    harmonic mean of precision and recall, best over the target and its aliases."""
+
+    name = "token_f1"
+
+    def score(self, output: str, example: Example) -> float:
+        return max(_f1(output, answer) for answer in _answers(example))
+
+
 # ------------------------------------------------------------------------------------- regex, custom
 
 
@@ -490,30 +624,39 @@ class _Custom:
         self.version = version
         self.digest = _code_digest(fn)
 
+    def _raised(self, exc: Exception, example: Example) -> MetricError:
+        return MetricError(
+            f"metric {self.name!r} raised {type(exc).__name__}: {exc} (example {example.id!r}); fix the metric"
+        )
+
     def __call__(self, output: str, example: Example) -> float:
         try:
             value = self.fn(output, example)
         except Exception as exc:  # noqa: BLE001 - the user's function; report which one failed
-            raise MetricError(
-                f"metric {self.name!r} raised {type(exc).__name__}: {exc} (example {example.id!r}); fix the metric"
-            ) from exc
-        if isinstance(value, bool):
-            return 1.0 if value else 0.0
-        if not isinstance(value, numbers.Real):
-            raise MetricError(
-                f"metric {self.name!r} returned {type(value).__name__} {value!r:.60} for example {example.id!r}; "
-                "a metric must return a number in [0, 1]"
-            )
-        value = float(value)
-        if not 0.0 <= value <= 1.0:  # also rejects NaN
-            raise MetricError(
-                f"metric {self.name!r} returned {value!r} for example {example.id!r}; "
-                "a metric must return a number in [0, 1]"
-            )
-        return value
+            raise self._raised(exc, example) from exc
+        graded = _checked(self, value, example)
+        if graded.value is None:
+            raise MetricError(f"metric {self.name!r} could not grade example {example.id!r}: {graded.reason}")
+        return graded.value
 
     def __repr__(self) -> str:
         return f"<metric {self.name}@{self.version}>"
+
+
+class _AsyncCustom(_Custom):
+    """A user's ``async def fn(output, example)``: the outputs of a batch are graded concurrently."""
+
+    def __call__(self, output: str, example: Example) -> float:
+        raise MetricError(f"metric {self.name!r} is asynchronous; it scores through a task's scoring pass")
+
+    async def score_many(self, outputs: Sequence[str], examples: Sequence[Example], client: Any) -> list[Any]:
+        async def one(output: str, example: Example) -> Any:
+            try:
+                return await self.fn(output, example)
+            except Exception as exc:  # noqa: BLE001 - the user's function; report which one failed
+                raise self._raised(exc, example) from exc
+
+        return list(await asyncio.gather(*(one(o, e) for o, e in zip(outputs, examples))))
 
 
 def custom(fn: Callable[[str, Example], Any], name: str | None = None, version: str = "1") -> Metric:
@@ -526,7 +669,55 @@ def custom(fn: Callable[[str, Example], Any], name: str | None = None, version: 
         raise MetricError(f"custom metric must be callable (output, example) -> float, got {type(fn).__name__}")
     if name is None:
         name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
-    return _Custom(fn, str(name), str(version))
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return (_AsyncCustom if is_async else _Custom)(fn, str(name), str(version))
+
+
+def json_fields(
+    fields: Sequence[str] | Mapping[str, str] | None = None,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    compare: str = "normalized",
+    expected: Callable[[Example], Mapping[str, Any]] | None = None,
+) -> Metric:
+    """The share of expected JSON fields a reply gets right; see :class:`pytest_opro.prompts.structured.JsonFields`.
+
+    ``fields`` lists the fields to check (default: every key of the expected object), or maps each
+    to its comparison ("exact", "normalized" or "numeric"; ``compare`` is the default). The
+    expected object is the example's target read as JSON, or ``expected(example)``. ``schema`` (a
+    JSON Schema, checked with the ``jsonschema`` library) makes a reply that violates it score 0.
+    A reply with no JSON object in it scores 0 with the reason "not JSON".
+    """
+    from pytest_opro.prompts.structured import JsonFields
+
+    return JsonFields(fields, schema=schema, compare=compare, expected=expected)
+
+
+def extract_json(text: str) -> tuple[Any, str | None]:
+    """The first JSON value in a reply (bare, fenced, or with prose around it) and None, or (None, why)."""
+    from pytest_opro.prompts.structured import extract_json as _extract
+
+    return _extract(text)
+
+
+def judge(
+    rubric: str,
+    model: "ModelSpec" = None,
+    *,
+    scale: tuple[int, int] = (1, 5),
+    votes: int = 1,
+    template: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    reference: bool = True,
+    name: str = "judge",
+) -> "ModelGradedMetric":
+    """A judge model grades each output against `rubric` (and the reference answer); see
+    :class:`pytest_opro.prompts.judge.Judge`. The grade on `scale` maps to [0, 1]; `votes=k`
+    averages k judgments drawn with distinct sample indices."""
+    from pytest_opro.prompts.judge import Judge
+
+    return Judge(rubric, model, scale=scale, votes=votes, template=template, params=params, reference=reference,
+                 name=name)
 
 
 exact: Metric = _Exact()
@@ -534,8 +725,9 @@ normalized: Metric = Normalized()
 contains: Metric = _Contains()
 numeric: Metric = _Numeric()
 choice: Metric = _Choice()
+token_f1: Metric = _TokenF1()
 
-_BY_NAME: dict[str, Metric] = {m.name: m for m in (exact, normalized, contains, numeric, choice)}
+_BY_NAME: dict[str, Metric] = {m.name: m for m in (exact, normalized, contains, numeric, choice, token_f1)}
 
 
 def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
@@ -552,6 +744,12 @@ def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
         raise MetricError(f"unknown metric {spec!r}; known metrics: {known} (or pass a callable)")
     if isinstance(spec, (_BuiltinMetric, _Custom)):
         return spec
+    if callable(getattr(spec, "score_many", None)) or callable(getattr(spec, "grade", None)):
+        if not isinstance(getattr(spec, "name", None), str) or not isinstance(getattr(spec, "version", None), str):
+            raise MetricError(
+                f"metric object {type(spec).__name__} needs a 'name' and a 'version' (strings) for the fingerprint"
+            )
+        return spec  # type: ignore[return-value]
     if isinstance(spec, Metric) and isinstance(getattr(spec, "name", None), str):
         return custom(spec, name=spec.name, version=str(getattr(spec, "version", "1")))
     if callable(spec):

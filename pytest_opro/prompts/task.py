@@ -166,8 +166,12 @@ class PromptTask:
         return f"{base}+{digest}" if digest else base
 
     def fingerprint(self, scorer: ModelConfig | None = None) -> dict[str, str]:
-        """Short hashes of everything that changes a score; the gate compares them one by one."""
+        """Short hashes of everything that changes a score; the gate compares them one by one.
+
+        A model-graded metric adds its own entries (judge model, parameters, rubric, template)."""
         scorer = scorer or self.scorer_config()
+        parts = getattr(self._metric, "fingerprint_parts", None)
+        extra = {str(k): str(v) for k, v in parts().items()} if callable(parts) else {}
         return {
             "template": _sha(
                 {"template": self.template, "position": self.position, "system": self.system_prompt}
@@ -178,4 +182,5 @@ class PromptTask:
             "metric": self._metric_id(),
             "scorer_model": scorer.model,
             "scorer_params": _sha(dict(scorer.params)),
+            **extra,
         }
