@@ -669,7 +669,8 @@ def custom(fn: Callable[[str, Example], Any], name: str | None = None, version: 
         raise MetricError(f"custom metric must be callable (output, example) -> float, got {type(fn).__name__}")
     if name is None:
         name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    call = vars(type(fn)).get("__call__")  # an object whose class defines ``async def __call__``
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
     return (_AsyncCustom if is_async else _Custom)(fn, str(name), str(version))
 
 

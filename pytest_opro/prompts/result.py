@@ -24,6 +24,7 @@ class SplitScore:
     failures: int = 0
     outcomes: dict[str, float] | None = None
     notes: dict[str, int] | None = None  # why outputs scored as they did, e.g. {"not JSON": 12}
+    error: str | None = None  # one failure's message, when some answers could not be scored
 
     @classmethod
     def from_score(cls, score: Score, keep_outcomes: bool = False) -> "SplitScore":
@@ -37,6 +38,7 @@ class SplitScore:
             failures=score.failures,
             outcomes=dict(score.outcomes or {}) if keep_outcomes else None,
             notes=dict(sorted(score.notes.items())) if score.notes else None,
+            error=score.error,
         )
 
     def describe_notes(self) -> str:
@@ -54,8 +56,9 @@ class SplitScore:
         data = asdict(self)
         if data["outcomes"] is None:
             data.pop("outcomes")
-        if data["notes"] is None:
-            data.pop("notes")
+        for key in ("notes", "error"):
+            if data[key] is None:
+                data.pop(key)
         return data
 
 
