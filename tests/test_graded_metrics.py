@@ -11,6 +11,7 @@ import re
 from collections import Counter
 
 import pytest
+import yaml
 
 from pytest_opro import OptimizerSettings, PromptTask, metrics, optimize
 from pytest_opro.errors import BudgetExhausted, MetricError, TemplateError
@@ -442,3 +443,75 @@ def test_ledger_counts_per_role_and_survives_a_checkpoint() -> None:
     assert restored.to_dict() == ledger.to_dict() and restored.roles_dict() == ledger.roles_dict()
     old_checkpoint = Ledger.from_state(ledger.to_dict())  # written before roles existed
     assert old_checkpoint.to_dict() == ledger.to_dict() and old_checkpoint.roles_dict() == {}
+
+
+# -- through the plugin: optimise, gate from the cache, stale when the rubric changes ----------------
+
+JUDGE_CONFTEST = """
+import os
+import pathlib
+import sys
+
+sys.path.insert(0, {repo!r})
+
+import pytest
+import yaml
+from pytest_opro import PromptTask, load_examples, metrics
+from tests.fake_provider import FakeBrain, install
+
+HERE = pathlib.Path(__file__).parent
+
+
+def reply(messages):
+    text = "\\n".join(m["content"] for m in messages)
+    if "Answer to grade:" in text:
+        return "Grade: 5" if "carefully" in text.split("Answer to grade:")[1] else "Grade: 2"
+    return "I will answer " + ("carefully" if "carefully" in text else "quickly")
+
+
+@pytest.fixture
+def judged_task():
+    install(FakeBrain(scorer=reply))
+    rubric = os.environ.get("OPRO_TEST_RUBRIC", "Careful answers are best.")
+    return PromptTask(name="judged", examples=load_examples(HERE / "data.jsonl"), template="{{{{ input }}}}",
+                      metric=metrics.judge(rubric, "fake/judge"), scorer="fake/scorer", optimizer="fake/optimizer",
+                      settings={{"max_steps": 2, "candidates": 4}})
+"""
+
+
+def test_plugin_optimises_gates_from_cache_and_goes_stale_on_a_new_rubric(pytester, monkeypatch) -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    pytester.makeconftest(JUDGE_CONFTEST.format(repo=str(repo)))
+    rows = [{"id": f"t{i:02d}", "input": f"Topic {i}: explain it.", "target": f"An explanation of topic {i}."}
+            for i in range(20)]
+    pytester.path.joinpath("data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pytester.makepyfile(test_judged="def test_judged(opro, judged_task):\n    opro.check(judged_task)\n")
+    quiet = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "--opro-report=report.json")
+
+    optimised = pytester.runpytest_subprocess("--opro-optimize", *quiet)
+    optimised.assert_outcomes(passed=1)
+    optimised.stdout.fnmatch_lines(["*scorer*judge)*"])  # the estimate counts judge calls
+    artifact = yaml.safe_load(pytester.path.joinpath("__opro__", "judged.yaml").read_text(encoding="utf-8"))
+    assert "carefully" in artifact["instruction"] and artifact["scores"]["test"]["score"] == 1.0
+    assert artifact["baseline"]["scores"]["test"]["score"] == 0.25
+    assert artifact["judge"] == {"model": "fake/judge", "params": {"max_tokens": 256, "temperature": 0.0}}
+    judged, scored = artifact["run"]["by_role"]["judge"], artifact["run"]["by_role"]["scorer"]
+    # one judgment per answer; answers that repeat (same output, same example) are judged once, then cached
+    assert judged["calls"] + judged["cache_hits"] == scored["calls"] + scored["cache_hits"]
+    assert 0 < judged["calls"] < scored["calls"]
+    report = json.loads(pytester.path.joinpath("report.json").read_text(encoding="utf-8"))
+    assert report["tasks"][0]["usage"]["by_role"]["judge"]["calls"] > 0
+
+    gated = pytester.runpytest_subprocess(*quiet)
+    gated.assert_outcomes(passed=1)
+    (task,) = json.loads(pytester.path.joinpath("report.json").read_text(encoding="utf-8"))["tasks"]
+    assert task["status"] == "passed" and task["usage"]["calls"] == 0  # scorer and judge replayed from the cache
+    assert task["usage"]["cache_hits"] == 2 * task["gate"]["n"]
+    assert task["gate"]["test"] == "sign"  # the winner scores 1.0 on every test example
+
+    monkeypatch.setenv("OPRO_TEST_RUBRIC", "Short answers are best.")
+    stale = pytester.runpytest_subprocess(*quiet)
+    stale.assert_outcomes(failed=1)
+    stale.stdout.fnmatch_lines(["*artifact judged.yaml is stale: changed since it was written: judge rubric.*"])
