@@ -515,3 +515,13 @@ def test_plugin_optimises_gates_from_cache_and_goes_stale_on_a_new_rubric(pytest
     stale = pytester.runpytest_subprocess(*quiet)
     stale.assert_outcomes(failed=1)
     stale.stdout.fnmatch_lines(["*artifact judged.yaml is stale: changed since it was written: judge rubric.*"])
+
+
+def test_judge_key_and_endpoint_never_reach_fingerprint_or_artifact(fake_llm: FakeBrain) -> None:
+    secret = "sk-judge-secret-123"
+    judge = metrics.judge(RUBRIC, ModelConfig("fake/judge", api_key=secret, api_base="http://127.0.0.1:9/v1"))
+    task = weather_task(judge, n=10)
+    fake_llm.scorer = scripted(lambda text, n: "Grade: 3")
+    result = optimize(task, settings=OptimizerSettings(max_steps=1, candidates=1, patience=0), cache=None)
+    text = json.dumps(artifact_from_result(result.to_dict(), "0", [])) + json.dumps(task.fingerprint())
+    assert secret not in text and "127.0.0.1:9" not in text

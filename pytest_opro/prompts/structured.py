@@ -199,7 +199,7 @@ class JsonFields:
 def _validator(schema: Mapping[str, Any]) -> Any:
     """A jsonschema validator for `schema` (its declared draft, else the newest), checked once."""
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - a dependency of pytest-opro
         raise MetricError("json_fields(schema=...) needs the jsonschema package: pip install jsonschema") from None
     cls = jsonschema.validators.validator_for(schema)
