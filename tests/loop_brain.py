@@ -127,7 +127,7 @@ def write_project(root: Path, names: Sequence[str] = ("alpha",), n_examples: int
 
 
 VOLATILE_RUN_KEYS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries",
-                     "failures", "wall_seconds")
+                     "failures", "wall_seconds", "by_role")
 
 
 def comparable(artifact: dict[str, Any]) -> dict[str, Any]:

@@ -35,8 +35,8 @@ class RecordingClient(LLMClient):
 
     max_call_retries = 0
 
-    async def complete(self, config, messages, *, sample_index=0):
-        out = await super().complete(config, messages, sample_index=sample_index)
+    async def complete(self, config, messages, *, sample_index=0, role=None):
+        out = await super().complete(config, messages, sample_index=sample_index, role=role)
         self.max_call_retries = max(self.max_call_retries, out.retries)
         return out
 

@@ -176,7 +176,7 @@ def test_second_identical_run_is_replayed_from_cache(fake_llm: FakeBrain, tmp_pa
     assert sum(fake_llm.calls.values()) == calls_after_first  # zero provider calls
     assert all(u["calls"] == 0 for u in second.usage.values())
     assert sum(u["cache_hits"] for u in second.usage.values()) == sum(u["calls"] for u in first.usage.values())
-    strip = lambda d: {k: v for k, v in d.items() if k not in ("usage", "wall_seconds", "reports")}
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("usage", "usage_by_role", "wall_seconds", "reports")}
     assert strip(second.to_dict()) == strip(first.to_dict())
 
 

@@ -343,7 +343,7 @@ def test_resolve():
     assert metrics.resolve(metrics.choice) is metrics.choice
     assert metrics.resolve("regex:(\\d+)")("7", ex("7")) == 1.0
     with pytest.raises(MetricError, match=r"unknown metric 'bleu'; known metrics: choice, contains, exact, "
-                                          r"normalized, numeric, regex:<pattern>"):
+                                          r"normalized, numeric, token_f1, regex:<pattern>"):
         metrics.resolve("bleu")
     with pytest.raises(MetricError, match="must be a name, a Metric or a callable"):
         metrics.resolve(3)

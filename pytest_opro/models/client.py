@@ -36,6 +36,23 @@ T = TypeVar("T")
 RETRY_BASE = 0.5
 RETRY_CAP = 20.0
 DEFAULT_CONCURRENCY = 16
+class _Counters:
+    """Adds to several ModelUsage records at once (a call's model and its role): ``c.calls += 1``."""
+
+    __slots__ = ("_targets",)
+
+    def __init__(self, targets: tuple[ModelUsage, ...]) -> None:
+        object.__setattr__(self, "_targets", targets)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._targets[0], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        delta = value - getattr(self._targets[0], name)
+        for target in self._targets:
+            setattr(target, name, getattr(target, name) + delta)
+
+
 # --------------------------------------------------------------------------------------------
 class LLMClient:
     """Makes chat calls (litellm, or direct HTTP for OpenAI-compatible servers) with caching, a
@@ -71,12 +88,12 @@ class LLMClient:
         return self.ledger.total()
 
     def usage_state(self) -> dict[str, Any]:
-        """Usage per model as plain data, for checkpoints."""
-        return self.ledger.to_dict()
+        """Usage per model and per role as plain data, for checkpoints."""
+        return self.ledger.state()
 
     def restore_usage(self, state: Mapping[str, Any]) -> None:
         """Count usage saved by :meth:`usage_state` (a resumed run counts what it paid before)."""
-        self.ledger.merge(Ledger.from_dict(state))
+        self.ledger.merge(Ledger.from_state(state))
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -91,13 +108,15 @@ class LLMClient:
         ceiling = min(self.retry_cap, self.retry_base * (2 ** attempt))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
-    async def complete(self, config: ModelConfig, messages: list[dict], *, sample_index: int = 0) -> Completion:
+    async def complete(self, config: ModelConfig, messages: list[dict], *, sample_index: int = 0,
+                       role: str | None = None) -> Completion:
         """One chat completion: from the cache when possible, else from the provider.
 
-        Raises ProviderError when the call fails for good and BudgetExhausted when a budget
-        limit is reached before the call (cache hits are never blocked).
+        `role` ("scorer", "optimizer", "judge") is what the call is for: the ledger counts usage per
+        model and per role. Raises ProviderError when the call fails for good and BudgetExhausted
+        when a budget limit is reached before the call (cache hits are never blocked).
         """
-        usage = self.ledger.usage(config.model)
+        usage = _Counters(self.ledger.usages(config.model, role))
         key = None
         cache = self.cache
         if cache is not None and getattr(cache, "mode", "rw") != "off":
@@ -205,7 +224,7 @@ class LLMClient:
                                      api_base=config.api_base, api_key=config.api_key, timeout=config.timeout)
 
     async def complete_many(
-        self, config: ModelConfig, requests: Sequence[tuple[list[dict[str, Any]], int]]
+        self, config: ModelConfig, requests: Sequence[tuple[list[dict[str, Any]], int]], *, role: str | None = None
     ) -> list[Completion | ProviderError]:
         """Run many calls concurrently; a call that failed for good comes back as its ProviderError.
 
@@ -216,7 +235,7 @@ class LLMClient:
 
         async def one(messages: list[dict], sample_index: int) -> Completion | ProviderError | BudgetExhausted:
             try:
-                return await self.complete(config, messages, sample_index=sample_index)
+                return await self.complete(config, messages, sample_index=sample_index, role=role)
             except BudgetExhausted as exc:
                 return exc
             except ProviderError as exc:

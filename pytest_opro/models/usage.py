@@ -34,14 +34,34 @@ class ModelUsage:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+#: The roles a call can be made in; the ledger also counts usage per role.
+ROLES = ("scorer", "optimizer", "judge")
+
+
 @dataclass
 class Ledger:
+    """Usage per model string, and the same usage per role (scorer / optimizer / judge).
+
+    ``to_dict()`` is the per-model view (what artifacts and reports always had); ``roles_dict()`` is
+    the per-role one. A call made without a role is counted per model only.
+    """
+
     by_model: dict[str, ModelUsage] = field(default_factory=dict)
+    by_role: dict[str, ModelUsage] = field(default_factory=dict)
 
     def usage(self, model: str) -> ModelUsage:
         if model not in self.by_model:
             self.by_model[model] = ModelUsage()
         return self.by_model[model]
+
+    def role_usage(self, role: str) -> ModelUsage:
+        if role not in self.by_role:
+            self.by_role[role] = ModelUsage()
+        return self.by_role[role]
+
+    def usages(self, model: str, role: str | None) -> tuple[ModelUsage, ...]:
+        """The counters one call updates: its model's and, when it has one, its role's."""
+        return (self.usage(model),) if not role else (self.usage(model), self.role_usage(role))
 
     def total(self) -> ModelUsage:
         total = ModelUsage()
@@ -52,9 +72,29 @@ class Ledger:
     def merge(self, other: "Ledger") -> None:
         for model, usage in other.by_model.items():
             self.usage(model).add(usage)
+        for role, usage in other.by_role.items():
+            self.role_usage(role).add(usage)
 
     def to_dict(self) -> dict[str, Any]:
         return {model: asdict(usage) for model, usage in sorted(self.by_model.items())}
+
+    def roles_dict(self) -> dict[str, Any]:
+        """Usage per role as plain data, e.g. ``{"judge": {"calls": 40, ...}, "scorer": {...}}``."""
+        return {role: asdict(usage) for role, usage in sorted(self.by_role.items())}
+
+    def state(self) -> dict[str, Any]:
+        """Both views as plain data, for checkpoints (read back by :meth:`from_state`)."""
+        return {"ledger_format": 2, "models": self.to_dict(), "roles": self.roles_dict()}
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> "Ledger":
+        """A ledger from :meth:`state`, or from an older checkpoint's per-model ``to_dict()``."""
+        data = dict(data or {})
+        if data.get("ledger_format") == 2:
+            ledger = cls.from_dict(data.get("models") or {})
+            ledger.by_role = cls.from_dict(data.get("roles") or {}).by_model
+            return ledger
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Ledger":

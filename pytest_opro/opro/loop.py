@@ -119,7 +119,7 @@ class _Run:
         for attempt in range(settings.reask + 1):
             base = self.step * 10_000 + attempt * settings.candidates
             requests = [(messages, base + i) for i in range(wanted)]
-            replies = await self.client.complete_many(self.problem.optimizer, requests)
+            replies = await self.client.complete_many(self.problem.optimizer, requests, role="optimizer")
             failed = sum(isinstance(r, ProviderError) for r in replies)
             # An outage must stop the run, not burn steps whose candidates all "failed".
             check_failure_rate(failed, len(replies), "optimizer calls", settings.max_failure_rate)

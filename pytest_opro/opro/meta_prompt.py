@@ -20,19 +20,20 @@ def _templates() -> Any:
     return resources.files("pytest_opro").joinpath("templates")
 
 
-def template_source(spec: str) -> tuple[str, str]:
-    """Return (source, origin) for a template name, a path to a file, or literal source."""
+def template_source(spec: str, what: str = "meta-prompt template") -> tuple[str, str]:
+    """Return (source, origin) for a shipped template's name, a path to a ``.j2`` file, or literal
+    source; `what` names the kind of template in error messages."""
     if "{{" in spec or "{%" in spec:
-        return spec, "meta-prompt template (inline)"
+        return spec, f"{what} (inline)"
     if spec.endswith(".j2") or "/" in spec or "\\" in spec:
         path = Path(spec)
         if not path.is_file():
-            raise TemplateError(f"meta-prompt template file not found: {spec}")
+            raise TemplateError(f"{what} file not found: {spec}")
         return path.read_text(encoding="utf-8"), str(path)
     resource = _templates().joinpath(f"{spec}.j2")
     if not resource.is_file():
         names = sorted(p.name[:-3] for p in _templates().iterdir() if p.name.endswith(".j2"))
-        raise TemplateError(f"unknown meta-prompt template {spec!r}; shipped ones: {', '.join(names)}")
+        raise TemplateError(f"unknown {what} {spec!r}; shipped ones: {', '.join(names)}")
     return resource.read_text(encoding="utf-8"), f"templates/{spec}.j2"
 
 

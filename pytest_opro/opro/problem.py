@@ -43,8 +43,12 @@ class UsageTotals(Protocol):
 class Completer(Protocol):
     """What the loop calls models through; the models package implements it."""
 
-    async def complete_many(self, model: Any, requests: Sequence[Request], /) -> Sequence[Reply | ProviderError]:
-        """Answer every request; a call that failed for good comes back as its ProviderError."""
+    async def complete_many(
+        self, model: Any, requests: Sequence[Request], /, *, role: str | None = None
+    ) -> Sequence[Reply | ProviderError]:
+        """Answer every request; a call that failed for good comes back as its ProviderError.
+
+        `role` says what the calls are for ("optimizer" from the loop), for accounting per role."""
         ...
 
     def usage_totals(self) -> UsageTotals:
@@ -77,6 +81,7 @@ class Score:
     outcomes: dict[str, float] | None = None
     failures: int = 0
     error: str | None = None  # one failed call's message, when there were failures
+    notes: dict[str, int] | None = None  # why outputs scored as they did, counted (e.g. {"not JSON": 12})
 
 
 def check_failure_rate(failed: int, total: int, what: str, max_rate: float, cause: str | None = None) -> None:

@@ -145,6 +145,10 @@ class OproSession:
             )
         )
         data = result.to_dict()
+        won, base = result.scores["test"], result.baseline_scores["test"]
+        if won.notes or base.notes:  # e.g. how many replies were not JSON, before and after
+            self.write_line(f"opro {task.name}: test replies of the baseline: {base.describe_notes() or 'no notes'}; "
+                            f"of the winner: {won.describe_notes() or 'no notes'}")
         top = [c.to_dict() for c in result.top_candidates(10)]
         write_artifact(path, artifact_from_result(data, __version__, top))
         if self.hook is not None:
@@ -222,7 +226,8 @@ class OproSession:
         if now.failures:
             record.status = TaskStatus.ERROR
             record.message = (
-                f"opro {task.name}: {now.failures} of {now.failures + now.n} scorer calls failed after retries; "
+                f"opro {task.name}: {now.failures} of {now.failures + now.n} answers could not be scored "
+                f"(a scorer or judge call failed after retries, or a judge gave no readable grade; first: {now.error}); "
                 "the gate cannot decide. Check the provider and run again."
             )
             return
@@ -248,7 +253,9 @@ class OproSession:
         record.message = decision.message(
             task.name, rerun=f"{OPTIMIZE_COMMAND} {nodeid}", artifact=f"{path.parent.name}/{path.name}"
         )
-        record.decision = decision.to_dict()
+        if now.notes:  # e.g. "3 of 24 replies: not JSON"
+            record.message += f"\n  now: {now.describe_notes()}"
+        record.decision = {**decision.to_dict(), "notes": dict(now.notes or {})}
 
     def error(self, task_name: str, nodeid: str, exc: OproError, artifact: str = "") -> TaskRecord:
         record = TaskRecord(

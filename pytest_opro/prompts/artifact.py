@@ -58,7 +58,10 @@ def _round(value: Any) -> Any:
 
 
 def _score_block(score: dict[str, Any]) -> dict[str, Any]:
-    return {"score": score["value"], "n": score["n"], "ci95": _FlowList([score["ci_low"], score["ci_high"]])}
+    block = {"score": score["value"], "n": score["n"], "ci95": _FlowList([score["ci_low"], score["ci_high"]])}
+    if score.get("notes"):  # why replies scored as they did, e.g. {"not JSON": 12} (test split)
+        block["notes"] = dict(score["notes"])
+    return block
 
 
 USAGE_FIELDS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "failures")
@@ -82,6 +85,7 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
         },
         "scorer": result["scorer"],
         "optimizer": result["optimizer"],
+        **({"judge": result["judge"]} if result.get("judge") else {}),
         "fingerprint": result["fingerprint"],
         "optimizer_settings": result["settings"],
         "run": {
@@ -89,6 +93,8 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "best_step": result["best_step"],
             "stop_reason": result["stop_reason"],
             **totals,
+            **({"by_role": {role: {k: u[k] for k in USAGE_FIELDS if k in u}
+                            for role, u in result["usage_by_role"].items()}} if result.get("usage_by_role") else {}),
             "wall_seconds": result["wall_seconds"],
             "rejections": result["rejections"],
         },

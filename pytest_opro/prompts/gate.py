@@ -1,9 +1,11 @@
 """The regression gate: is the committed instruction still as good as when it was recorded?
 
 The decision pairs the recorded per-example test outcomes with fresh ones on the same examples.
-It fails only when the drop is larger than the tolerance AND significant under an exact one-sided
-McNemar (sign) test, or when the score falls under the task's absolute floor. Improvements and
-insignificant wobbles pass.
+It fails only when the drop is larger than the tolerance AND significant under a one-sided paired
+test, or when the score falls under the task's absolute floor. Improvements and insignificant
+wobbles pass. The paired test is :func:`pytest_opro.opro.stats.paired_test`: the exact McNemar (sign)
+test when every outcome is 0 or 1, a sign-flip permutation test on the per-example differences when
+scores are graded (token F1, JSON fields, a judge), exact or with a recorded number of resamples.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_opro.opro.stats import sign_test_one_sided
+from pytest_opro.opro.stats import paired_test
 
 _EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
 
@@ -24,7 +26,14 @@ FINGERPRINT_LABELS = {
     "metric": "metric",
     "scorer_model": "scorer model",
     "scorer_params": "scorer parameters",
+    "judge_model": "judge model",
+    "judge_params": "judge parameters",
+    "judge_rubric": "judge rubric",
+    "judge_template": "judge template",
 }
+
+#: Random sign patterns the permutation test draws when exact enumeration is too large (seeded).
+RESAMPLES = 10_000
 
 
 class Verdict(str, enum.Enum):
@@ -56,6 +65,17 @@ class GateDecision:
     tolerance: float = 0.02
     alpha: float = 0.05
     floor: float | None = None
+    test: str = "sign"  # the paired test that ran: "sign" (0/1 outcomes) or "permutation" (graded scores)
+    resamples: int = 0  # random sign patterns the permutation test drew (0: exact)
+
+    def describe_test(self) -> str:
+        """The paired test that ran and what it counted, for the message."""
+        if self.test == "sign":
+            return (f"paired sign test: {len(self.worse_ids)} right->wrong, {len(self.better_ids)} wrong->right, "
+                    f"one-sided p={self.p_value:.3g}")
+        how = "exact over every sign pattern" if self.resamples == 0 else f"{self.resamples} seeded resamples"
+        return (f"paired permutation test (sign-flip on per-example score differences, {how}): "
+                f"{len(self.worse_ids)} lower, {len(self.better_ids)} higher, one-sided p={self.p_value:.3g}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,12 +100,12 @@ class GateDecision:
         lines = [
             head,
             f"  recorded {self.recorded:.1%} -> now {self.now:.1%}  (delta {self.delta * 100:+.1f} points, n={self.n})",
-            f"  paired sign test: {len(self.worse_ids)} right->wrong, {len(self.better_ids)} wrong->right, "
-            f"one-sided p={self.p_value:.3g} (fails when p < {self.alpha:g} and drop > {self.tolerance * 100:g} points)",
+            f"  {self.describe_test()} (fails when p < {self.alpha:g} and drop > {self.tolerance * 100:g} points)",
         ]
         if self.worse_ids:
             shown = ", ".join(self.worse_ids[:10]) + (" ..." if len(self.worse_ids) > 10 else "")
-            lines.append(f"  first ids that flipped right->wrong: {shown}")
+            what = "flipped right->wrong" if self.test == "sign" else "scored lower"
+            lines.append(f"  first ids that {what}: {shown}")
         if not self.passed:
             lines.append(
                 f"  if the change is intended, re-run: {rerun} (and commit {artifact}); "
@@ -107,9 +127,12 @@ def decide(
     n = len(ids)
     rec = sum(recorded[i] for i in ids) / n if n else 0.0
     cur = sum(now[i] for i in ids) / n if n else 0.0
-    worse = [i for i in ids if now[i] < recorded[i]]
-    better = [i for i in ids if now[i] > recorded[i]]
-    p_value = sign_test_one_sided(len(worse), len(better))
+    # Differences within float noise are ties (as in paired_test).
+    worse = [i for i in ids if now[i] < recorded[i] - 1e-12]
+    better = [i for i in ids if now[i] > recorded[i] + 1e-12]
+    # One-sided: is the recorded instruction's score better than today's on the same examples?
+    test = paired_test([now[i] for i in ids], [recorded[i] for i in ids], resamples=RESAMPLES, seed=0)
+    p_value = test.p_value
     delta = cur - rec
     if n == 0:
         verdict, passed = Verdict.NO_SHARED_EXAMPLES, False
@@ -121,7 +144,8 @@ def decide(
         verdict, passed = Verdict.IMPROVED, True
     else:
         verdict, passed = Verdict.PASS, True
-    return GateDecision(passed, verdict, rec, cur, delta, p_value, n, worse, better, tolerance, alpha, floor)
+    return GateDecision(passed, verdict, rec, cur, delta, p_value, n, worse, better, tolerance, alpha, floor,
+                        test.method, test.resamples)
 
 
 def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
@@ -130,7 +154,7 @@ def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
     for key in sorted(set(recorded) | set(current)):
         if recorded.get(key) != current.get(key):
             label = FINGERPRINT_LABELS.get(key, key)
-            if key in ("scorer_model", "metric"):
+            if key in ("scorer_model", "metric", "judge_model"):
                 label = f"{label} ({recorded.get(key)} -> {current.get(key)})"
             changed.append(label)
     return changed

@@ -14,6 +14,7 @@ from pytest_opro.opro.problem import Parsed, Score
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.prompts.examples import Example
 from pytest_opro.prompts.extraction import extract_instruction
+from pytest_opro.prompts.metrics import Graded, grade_outputs
 from pytest_opro.prompts.task import PromptTask
 
 PLACEHOLDER = "<INS>"
@@ -99,17 +100,37 @@ async def score_instructions(
         for instruction in instructions
         for ex in examples
     ]
-    replies = await client.complete_many(scorer, requests)
-    scores: list[Score] = []
+    replies = await client.complete_many(scorer, requests, role="scorer")
     n = len(examples)
+    # Every answer of every instruction is graded in one batch: a model-graded metric makes all its
+    # judge calls concurrently, through the same client (cache, budget, ledger).
+    answered = [k for k, reply in enumerate(replies) if not isinstance(reply, ProviderError)]
+    graded = await grade_outputs(
+        task.metric_obj,
+        [replies[k].text for k in answered],  # type: ignore[union-attr]
+        [examples[k % n] for k in answered],
+        client,
+    )
+    grades: dict[int, Graded] = dict(zip(answered, graded))
+    scores: list[Score] = []
     for i in range(len(instructions)):
         outcomes: dict[str, float] = {}
+        notes: dict[str, int] = {}
         failures, error = 0, None
-        for ex, reply in zip(examples, replies[i * n:(i + 1) * n]):
+        for j, ex in enumerate(examples):
+            k = i * n + j
+            reply = replies[k]
             if isinstance(reply, ProviderError):
                 failures, error = failures + 1, error or str(reply)
                 continue
-            outcomes[ex.id] = float(task.score_output(reply.text, ex))
+            grade = grades[k]
+            if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
+                failures, error = failures + 1, error or grade.reason
+                continue
+            outcomes[ex.id] = grade.value
+            if grade.reason:
+                notes[grade.reason] = notes.get(grade.reason, 0) + 1
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
-        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error))
+        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error,
+                            notes=notes or None))
     return scores

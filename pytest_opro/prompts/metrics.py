@@ -8,52 +8,71 @@ Built in (use them by name in a task, e.g. ``metric="numeric"``):
 - ``numeric``: the number the output gives (see :func:`extract_number`) equals the target's, within 1e-6.
 - ``choice``: the option the output picks (see :func:`extract_choice`) is the target.
 - ``regex(pattern)``: the pattern's first capture group (or whole match) equals the target, normalised.
-- ``custom(fn)``: any ``fn(output, example) -> float`` in [0, 1].
+- ``token_f1``: SQuAD-style F1 of the words shared by output and target (graded, for short free text).
+- ``json_fields(...)``: the share of expected JSON fields the reply gets right (see :mod:`.structured`).
+- ``judge(rubric, model=...)``: a judge model grades the output against a rubric (see :mod:`.judge`).
+- ``custom(fn)``: any ``fn(output, example) -> float`` in [0, 1] (an ``async def`` works too).
 
 Every metric has a ``name`` and a ``version``; both go into the task fingerprint, so a committed
 score is not compared with one measured by a metric that has since changed. Built-in metrics never
 raise on any output text.
+
+Two kinds of metric fit the same slot:
+
+- a plain metric is ``__call__(output, example) -> float``; it may also have
+  ``grade(output, example) -> Graded`` to say *why* an output scored as it did (``json_fields``
+  records "not JSON" that way, so a report can say "12 of 40 replies were not JSON");
+- a model-graded (or otherwise asynchronous) metric has ``async score_many(outputs, examples, client)``
+  returning one float or :class:`Graded` per output. It calls models through the run's ``LLMClient``
+  (cache, budget, ledger), all outputs of a scoring pass in one concurrent batch. A
+  ``Graded(None, reason)`` is a failed grading (like a failed model call: left out of the mean,
+  counted in failures), never a 0. ``fingerprint_parts()`` adds entries to the task fingerprint and
+  ``calls_per_output`` / ``model`` feed the pre-run estimate.
+
+:func:`grade_outputs` scores a batch with either kind; user callables keep working unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import inspect
 import math
-import numbers
 import re
-import string
 import unicodedata
+from collections import Counter
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 from pytest_opro.errors import MetricError
+from pytest_opro.prompts.answers import _answers, extract_number, normalize
 from pytest_opro.prompts.examples import Example
+from pytest_opro.prompts.metric_types import Graded, Metric, ModelGradedMetric, _checked, code_digest, grade_outputs
+
+if TYPE_CHECKING:
+    from pytest_opro.models.config import ModelSpec
 
 __all__ = [
+    "Graded",
     "Metric",
+    "ModelGradedMetric",
     "Normalized",
     "choice",
     "contains",
     "custom",
     "exact",
     "extract_choice",
+    "extract_json",
     "extract_number",
+    "grade_outputs",
+    "json_fields",
+    "judge",
     "normalize",
     "normalized",
     "numeric",
     "regex",
     "resolve",
+    "token_f1",
 ]
-
-
-@runtime_checkable
-class Metric(Protocol):
-    """Anything with a ``name``, a ``version`` and ``__call__(output, example) -> float`` in [0, 1]."""
-
-    name: str
-    version: str
-
-    def __call__(self, output: str, example: Example) -> float: ...
 
 
 class _BuiltinMetric:
@@ -68,33 +87,6 @@ class _BuiltinMetric:
 
     def __repr__(self) -> str:
         return f"<metric {self.name}@{self.version}>"
-
-
-def _answers(example: Example) -> list[str]:
-    """The target followed by its aliases."""
-    return [example.target, *example.aliases]
-
-
-# ------------------------------------------------------------------------------------- normalisation
-
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_PUNCT = set(string.punctuation)
-
-
-def normalize(text: str, *, articles: bool = False) -> str:
-    """Lower case, NFKC, punctuation removed, whitespace collapsed; ``articles=True`` also drops a/an/the.
-
-    Punctuation is deleted rather than replaced by spaces (SQuAD convention): "U.S." -> "us".
-    """
-    text = unicodedata.normalize("NFKC", text or "").casefold()
-    text = "".join(
-        " " if ch.isspace() else ch
-        for ch in text
-        if not (ch in _PUNCT or unicodedata.category(ch).startswith("P"))
-    )
-    if articles:
-        text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
 
 
 class _Exact(_BuiltinMetric):
@@ -134,152 +126,6 @@ class _Contains(_BuiltinMetric):
 
 
 # ------------------------------------------------------------------------------------------- numbers
-
-_DIGIT_NUMBER = re.compile(
-    r"(?<![\w.])(?P<sign>[-\u2212])?(?P<cur>[$\u20ac\u00a3\u00a5])?(?P<sign2>[-\u2212])?"
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?!\d)"
-)
-
-_UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9,
-}
-_TEENS = {
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}
-_TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
-}
-_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
-_NUMBER_WORDS = {**_UNITS, **_TEENS, **_TENS, "hundred": 100, **_SCALES}
-_WORD_ALT = "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
-_WORD_NUMBER = re.compile(
-    rf"\b(?:{_WORD_ALT})\b(?:(?:[\s-]+|\s+and\s+)\b(?:{_WORD_ALT})\b)*", re.IGNORECASE
-)
-_WORD_TOKEN = re.compile(r"[a-z]+", re.IGNORECASE)
-
-_NUM_ANCHORS = (
-    re.compile(r"####"),
-    re.compile(r"\\boxed\{"),
-    re.compile(
-        r"\b(?:final\s+)?answer\s*(?:is|would\s+be|will\s+be|should\s+be|=|:)\s*:?|\banswer\b\s*(?=[-$\d])",
-        re.IGNORECASE,
-    ),
-)
-
-
-class _Num(NamedTuple):
-    start: int
-    end: int
-    value: float
-
-
-def _word_kind(word: str) -> str:
-    if word in _UNITS:
-        return "zero" if word == "zero" else "unit"
-    if word in _TEENS:
-        return "teen"
-    if word in _TENS:
-        return "ten"
-    if word == "hundred":
-        return "hundred"
-    return "scale"
-
-
-def _parse_word_numbers(match: re.Match[str]) -> list[_Num]:
-    """Split a run of number words into numbers: "twenty-one" -> 21, "one two" -> 1, 2."""
-    out: list[_Num] = []
-    total = current = 0
-    last: str | None = None
-    start = end = -1
-    last_scale = math.inf
-
-    def flush() -> None:
-        nonlocal total, current, last, start, last_scale
-        if last is not None:
-            out.append(_Num(start, end, float(total + current)))
-        total = current = 0
-        last = None
-        last_scale = math.inf
-
-    base = match.start()
-    for tok in _WORD_TOKEN.finditer(match.group(0)):
-        word = tok.group(0).lower()
-        if word == "and":
-            if last not in ("hundred", "scale"):
-                flush()
-            continue
-        kind = _word_kind(word)
-        breaks = (
-            last == "zero"
-            or (kind == "zero" and last is not None)
-            or (kind in ("unit", "teen") and last in ("unit", "teen"))
-            or (kind == "teen" and last == "ten")
-            or (kind == "ten" and last in ("unit", "teen", "ten"))
-            or (kind == "hundred" and last in ("ten", "hundred"))
-            or (kind == "scale" and _SCALES[word] >= last_scale)
-        )
-        if breaks:
-            flush()
-        if last is None:
-            start = base + tok.start()
-        end = base + tok.end()
-        if kind in ("unit", "teen", "ten", "zero"):
-            current += _NUMBER_WORDS[word]
-        elif kind == "hundred":
-            current = (current or 1) * 100
-        else:
-            total += (current or 1) * _SCALES[word]
-            current = 0
-            last_scale = _SCALES[word]
-        last = kind
-    flush()
-    return out
-
-
-def _numbers(text: str) -> list[_Num]:
-    """Every number in ``text`` (digits, "1,234", "$5", "-3", "50%", "twenty-one"), in order."""
-    found: list[_Num] = []
-    for m in _DIGIT_NUMBER.finditer(text):
-        raw = m.group("num").replace(",", "")
-        try:
-            value = float(raw)
-        except ValueError:  # pragma: no cover - the pattern only admits valid numbers
-            continue
-        if m.group("sign") or m.group("sign2"):
-            value = -value
-        found.append(_Num(m.start(), m.end(), value))
-    for m in _WORD_NUMBER.finditer(text):
-        found.extend(_parse_word_numbers(m))
-    found.sort(key=lambda n: n.start)
-    return found
-
-
-def extract_number(text: str) -> float | None:
-    """The number a (possibly rambling) answer gives, or None.
-
-    Order of preference, as in GSM8K scoring: the first number after the last ``####``; in
-    ``\\boxed{...}``; the first number on the line after the last "answer is" / "answer:" that has
-    one; otherwise the last number in the text. Thousands separators, currency signs, a minus sign,
-    a trailing percent sign (dropped: "50%" reads as 50) and number words ("twenty-one",
-    "one hundred and five") are understood.
-    """
-    text = unicodedata.normalize("NFKC", text or "")
-    nums = _numbers(text)
-    if not nums:
-        return None
-    for anchor in _NUM_ANCHORS:
-        for m in reversed(list(anchor.finditer(text))):
-            pos = m.end()
-            newline = text.find("\n", pos + len(text[pos:]) - len(text[pos:].lstrip()))
-            stop = len(text) if newline < 0 else newline
-            after = [n for n in nums if pos <= n.start < stop]
-            if after:
-                return after[0].value
-    return nums[-1].value
-
 
 class _Numeric(_BuiltinMetric):
     name = "numeric"
@@ -441,6 +287,30 @@ class _Choice(_BuiltinMetric):
         return 1.0 if picked is not None and picked == normalize(example.target) else 0.0
 
 
+# ------------------------------------------------------------------------------------------ token F1
+
+
+def _f1(prediction: str, truth: str) -> float:
+    pred, gold = normalize(prediction, articles=True).split(), normalize(truth, articles=True).split()
+    if not pred or not gold:
+        return 1.0 if pred == gold else 0.0
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+class _TokenF1(_BuiltinMetric):
+    """SQuAD's F1: words shared by output and answer (after :func:`normalize` without a/an/the),
+    harmonic mean of precision and recall, best over the target and its aliases."""
+
+    name = "token_f1"
+
+    def score(self, output: str, example: Example) -> float:
+        return max(_f1(output, answer) for answer in _answers(example))
+
+
 # ------------------------------------------------------------------------------------- regex, custom
 
 
@@ -470,50 +340,47 @@ def regex(pattern: str, flags: int = 0) -> Metric:
     return _Regex(pattern, flags)
 
 
-def _code_digest(fn: Callable[..., Any]) -> str:
-    """A short hash of a function's source (or bytecode), so editing it marks artifacts stale."""
-    import inspect
-
-    try:
-        text = inspect.getsource(fn).encode("utf-8")
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)  # noqa: B004
-        text = (code.co_code + repr((code.co_consts, code.co_names)).encode("utf-8")) if code is not None \
-            else repr(fn).encode("utf-8")
-    return hashlib.sha256(text).hexdigest()[:8]
-
 
 class _Custom:
     def __init__(self, fn: Callable[[str, Example], Any], name: str, version: str) -> None:
         self.fn = fn
         self.name = name
         self.version = version
-        self.digest = _code_digest(fn)
+        self.digest = code_digest(fn)
+
+    def _raised(self, exc: Exception, example: Example) -> MetricError:
+        return MetricError(
+            f"metric {self.name!r} raised {type(exc).__name__}: {exc} (example {example.id!r}); fix the metric"
+        )
 
     def __call__(self, output: str, example: Example) -> float:
         try:
             value = self.fn(output, example)
         except Exception as exc:  # noqa: BLE001 - the user's function; report which one failed
-            raise MetricError(
-                f"metric {self.name!r} raised {type(exc).__name__}: {exc} (example {example.id!r}); fix the metric"
-            ) from exc
-        if isinstance(value, bool):
-            return 1.0 if value else 0.0
-        if not isinstance(value, numbers.Real):
-            raise MetricError(
-                f"metric {self.name!r} returned {type(value).__name__} {value!r:.60} for example {example.id!r}; "
-                "a metric must return a number in [0, 1]"
-            )
-        value = float(value)
-        if not 0.0 <= value <= 1.0:  # also rejects NaN
-            raise MetricError(
-                f"metric {self.name!r} returned {value!r} for example {example.id!r}; "
-                "a metric must return a number in [0, 1]"
-            )
-        return value
+            raise self._raised(exc, example) from exc
+        graded = _checked(self, value, example)
+        if graded.value is None:
+            raise MetricError(f"metric {self.name!r} could not grade example {example.id!r}: {graded.reason}")
+        return graded.value
 
     def __repr__(self) -> str:
         return f"<metric {self.name}@{self.version}>"
+
+
+class _AsyncCustom(_Custom):
+    """A user's ``async def fn(output, example)``: the outputs of a batch are graded concurrently."""
+
+    def __call__(self, output: str, example: Example) -> float:
+        raise MetricError(f"metric {self.name!r} is asynchronous; it scores through a task's scoring pass")
+
+    async def score_many(self, outputs: Sequence[str], examples: Sequence[Example], client: Any) -> list[Any]:
+        async def one(output: str, example: Example) -> Any:
+            try:
+                return await self.fn(output, example)
+            except Exception as exc:  # noqa: BLE001 - the user's function; report which one failed
+                raise self._raised(exc, example) from exc
+
+        return list(await asyncio.gather(*(one(o, e) for o, e in zip(outputs, examples))))
 
 
 def custom(fn: Callable[[str, Example], Any], name: str | None = None, version: str = "1") -> Metric:
@@ -526,7 +393,56 @@ def custom(fn: Callable[[str, Example], Any], name: str | None = None, version: 
         raise MetricError(f"custom metric must be callable (output, example) -> float, got {type(fn).__name__}")
     if name is None:
         name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
-    return _Custom(fn, str(name), str(version))
+    call = vars(type(fn)).get("__call__")  # an object whose class defines ``async def __call__``
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+    return (_AsyncCustom if is_async else _Custom)(fn, str(name), str(version))
+
+
+def json_fields(
+    fields: Sequence[str] | Mapping[str, str] | None = None,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    compare: str = "normalized",
+    expected: Callable[[Example], Mapping[str, Any]] | None = None,
+) -> Metric:
+    """The share of expected JSON fields a reply gets right; see :class:`pytest_opro.prompts.structured.JsonFields`.
+
+    ``fields`` lists the fields to check (default: every key of the expected object), or maps each
+    to its comparison ("exact", "normalized" or "numeric"; ``compare`` is the default). The
+    expected object is the example's target read as JSON, or ``expected(example)``. ``schema`` (a
+    JSON Schema, checked with the ``jsonschema`` library) makes a reply that violates it score 0.
+    A reply with no JSON object in it scores 0 with the reason "not JSON".
+    """
+    from pytest_opro.prompts.structured import JsonFields
+
+    return JsonFields(fields, schema=schema, compare=compare, expected=expected)
+
+
+def extract_json(text: str) -> tuple[Any, str | None]:
+    """The first JSON value in a reply (bare, fenced, or with prose around it) and None, or (None, why)."""
+    from pytest_opro.prompts.structured import extract_json as _extract
+
+    return _extract(text)
+
+
+def judge(
+    rubric: str,
+    model: "ModelSpec" = None,
+    *,
+    scale: tuple[int, int] = (1, 5),
+    votes: int = 1,
+    template: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    reference: bool = True,
+    name: str = "judge",
+) -> "ModelGradedMetric":
+    """A judge model grades each output against `rubric` (and the reference answer); see
+    :class:`pytest_opro.prompts.judge.Judge`. The grade on `scale` maps to [0, 1]; `votes=k`
+    averages k judgments drawn with distinct sample indices."""
+    from pytest_opro.prompts.judge import Judge
+
+    return Judge(rubric, model, scale=scale, votes=votes, template=template, params=params, reference=reference,
+                 name=name)
 
 
 exact: Metric = _Exact()
@@ -534,8 +450,9 @@ normalized: Metric = Normalized()
 contains: Metric = _Contains()
 numeric: Metric = _Numeric()
 choice: Metric = _Choice()
+token_f1: Metric = _TokenF1()
 
-_BY_NAME: dict[str, Metric] = {m.name: m for m in (exact, normalized, contains, numeric, choice)}
+_BY_NAME: dict[str, Metric] = {m.name: m for m in (exact, normalized, contains, numeric, choice, token_f1)}
 
 
 def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
@@ -552,6 +469,12 @@ def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
         raise MetricError(f"unknown metric {spec!r}; known metrics: {known} (or pass a callable)")
     if isinstance(spec, (_BuiltinMetric, _Custom)):
         return spec
+    if callable(getattr(spec, "score_many", None)) or callable(getattr(spec, "grade", None)):
+        if not isinstance(getattr(spec, "name", None), str) or not isinstance(getattr(spec, "version", None), str):
+            raise MetricError(
+                f"metric object {type(spec).__name__} needs a 'name' and a 'version' (strings) for the fingerprint"
+            )
+        return spec  # type: ignore[return-value]
     if isinstance(spec, Metric) and isinstance(getattr(spec, "name", None), str):
         return custom(spec, name=spec.name, version=str(getattr(spec, "version", "1")))
     if callable(spec):

@@ -63,7 +63,16 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         optimizer.model, meta_tokens * optimizer_calls, opt_out * optimizer_calls, optimizer_calls
     )
     cost = None if scorer_cost is None or optimizer_cost is None else scorer_cost + optimizer_cost
-    return Estimate(optimizer_calls + scorer_calls, optimizer_calls, scorer_calls, cost)
+    # A model-graded metric asks its judge `calls_per_output` times for every answer it grades.
+    metric = task.metric_obj
+    judge_model = getattr(metric, "model", None)
+    judge_calls = scorer_calls * int(getattr(metric, "calls_per_output", 0) or 0)
+    if judge_calls and isinstance(judge_model, ModelConfig):
+        judge_prompt = 150 + prompt_tokens + scorer_out + len(str(getattr(metric, "rubric", ""))) // _CHARS_PER_TOKEN
+        judge_out = int(judge_model.params.get("max_tokens", 256))
+        judge_cost = estimate_cost(judge_model.model, judge_prompt * judge_calls, judge_out * judge_calls, judge_calls)
+        cost = None if cost is None or judge_cost is None else cost + judge_cost
+    return Estimate(optimizer_calls + scorer_calls + judge_calls, optimizer_calls, scorer_calls, cost, judge_calls)
 
 
 def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:
@@ -139,6 +148,8 @@ async def optimize_async(
         stop_reason=loop.stop_reason,
         reports=loop.reports,
         usage=client.ledger.to_dict(),
+        usage_by_role=client.ledger.roles_dict(),
+        judge=_judge_record(task),
         wall_seconds=time.monotonic() - started,
         estimate=guess,
         scorer=scorer_cfg.public_dict(),
@@ -149,6 +160,12 @@ async def optimize_async(
     if saver is not None:
         saver.clear()
     return result
+
+
+def _judge_record(task: PromptTask) -> dict[str, Any] | None:
+    """The judge model and parameters of a model-graded metric (None for other metrics)."""
+    model = getattr(task.metric_obj, "model", None)
+    return model.public_dict() if isinstance(model, ModelConfig) else None
 
 
 def _stored_score(task: PromptTask, cand: Candidate, split: str) -> SplitScore:

@@ -21,6 +21,8 @@ class SplitScore:
     ci_high: float
     failures: int = 0
     outcomes: dict[str, float] | None = None
+    notes: dict[str, int] | None = None  # why outputs scored as they did, e.g. {"not JSON": 12}
+    error: str | None = None  # one failure's message, when some answers could not be scored
 
     @classmethod
     def from_score(cls, score: Score, keep_outcomes: bool = False) -> "SplitScore":
@@ -33,7 +35,14 @@ class SplitScore:
             ci_high=high,
             failures=score.failures,
             outcomes=dict(score.outcomes or {}) if keep_outcomes else None,
+            notes=dict(sorted(score.notes.items())) if score.notes else None,
+            error=score.error,
         )
+
+    def describe_notes(self) -> str:
+        """The notes in words: "12 of 40 replies: not JSON; 3 of 40 replies: schema violation"."""
+        total = self.n
+        return "; ".join(f"{count} of {total} replies: {reason}" for reason, count in (self.notes or {}).items())
 
     @classmethod
     def from_mean(cls, value: float, n: int, failures: int = 0) -> "SplitScore":
@@ -45,6 +54,9 @@ class SplitScore:
         data = asdict(self)
         if data["outcomes"] is None:
             data.pop("outcomes")
+        for key in ("notes", "error"):
+            if data[key] is None:
+                data.pop(key)
         return data
 
 
@@ -56,12 +68,14 @@ class Estimate:
     optimizer_calls: int
     scorer_calls: int
     cost_usd: float | None
+    judge_calls: int = 0  # calls a model-graded metric makes (scorer calls x votes)
 
     def describe(self) -> str:
         cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
+        judge = f", {self.judge_calls} judge" if self.judge_calls else ""
         return (
             f"at most {self.calls} calls ({self.optimizer_calls} optimizer, "
-            f"{self.scorer_calls} scorer), {cost}"
+            f"{self.scorer_calls} scorer{judge}), {cost}"
         )
 
 
@@ -88,6 +102,8 @@ class Result:
     optimizer: dict[str, Any]
     settings: dict[str, Any]
     fingerprint: dict[str, str] = field(default_factory=dict)
+    usage_by_role: dict[str, dict[str, Any]] = field(default_factory=dict)  # scorer / optimizer / judge
+    judge: dict[str, Any] | None = None  # the judge model of a model-graded metric, as recorded
 
     @property
     def train_validation_gap(self) -> float:
@@ -120,6 +136,8 @@ class Result:
             "stop_reason": self.stop_reason,
             "reports": [r.to_dict() for r in self.reports],
             "usage": self.usage,
+            "usage_by_role": self.usage_by_role,
+            "judge": self.judge,
             "wall_seconds": self.wall_seconds,
             "estimate": asdict(self.estimate),
             "scorer": self.scorer,

@@ -102,6 +102,11 @@ class PromptTask:
         return f"task {self.name!r} template"
 
     @property
+    def metric_obj(self) -> Metric:
+        """The resolved metric (its name, version and fingerprint parts go into the fingerprint)."""
+        return self._metric
+
+    @property
     def splits(self) -> Splits:
         """Train, validation and test examples, assigned by a stable hash of each id."""
         return self._splits
@@ -159,8 +164,12 @@ class PromptTask:
         return f"{base}+{digest}" if digest else base
 
     def fingerprint(self, scorer: ModelConfig | None = None) -> dict[str, str]:
-        """Short hashes of everything that changes a score; the gate compares them one by one."""
+        """Short hashes of everything that changes a score; the gate compares them one by one.
+
+        A model-graded metric adds its own entries (judge model, parameters, rubric, template)."""
         scorer = scorer or self.scorer_config()
+        parts = getattr(self._metric, "fingerprint_parts", None)
+        extra = {str(k): str(v) for k, v in parts().items()} if callable(parts) else {}
         return {
             "template": _sha(
                 {"template": self.template, "position": self.position, "system": self.system_prompt}
@@ -171,4 +180,5 @@ class PromptTask:
             "metric": self._metric_id(),
             "scorer_model": scorer.model,
             "scorer_params": _sha(dict(scorer.params)),
+            **extra,
         }

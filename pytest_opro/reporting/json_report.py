@@ -58,19 +58,20 @@ def _summary(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _split_score(value: float, n: int, low: float, high: float) -> dict[str, Any]:
-    return {"value": value, "n": n, "ci_low": low, "ci_high": high}
+def _split_score(value: float, n: int, low: float, high: float, notes: dict[str, int] | None = None) -> dict[str, Any]:
+    return {"value": value, "n": n, "ci_low": low, "ci_high": high, "notes": dict(notes or {})}
 
 
 def _result_scores(scores: dict[str, Any]) -> dict[str, Any]:
-    return {s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"]) for s, v in scores.items() if s in SPLIT_NAMES}
+    return {s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"], v.get("notes"))
+            for s, v in scores.items() if s in SPLIT_NAMES}
 
 
 def _artifact_scores(scores: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for split, block in (scores or {}).items():
         low, high = (block.get("ci95") or [None, None])[:2]
-        out[split] = _split_score(block.get("score"), block.get("n"), low, high)
+        out[split] = _split_score(block.get("score"), block.get("n"), low, high, block.get("notes"))
     return out
 
 
@@ -118,6 +119,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "cost_usd": record.cost_usd,
             "seconds": record.seconds,
             "by_model": {},
+            "by_role": {},
         },
         "run": None,
         "top_candidates": [],
@@ -132,6 +134,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "winner": _result_scores(result["scores"]),
         }
         entry["usage"]["by_model"] = result.get("usage", {})
+        entry["usage"]["by_role"] = result.get("usage_by_role") or {}
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
                                   result.get("settings", {}), result.get("scorer"), result.get("optimizer"))
         entry["candidates"] = [
@@ -185,6 +188,9 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "floor": d["floor"],
             "worse_ids": list(d["worse_ids"]),
             "better_ids": list(d["better_ids"]),
+            "test": d.get("test", "sign"),
+            "resamples": d.get("resamples", 0),
+            "notes": dict(d.get("notes") or {}),
         }
     return entry
 
