@@ -1,8 +1,11 @@
-"""Small statistics used by results and the gate: intervals and the exact paired test."""
+"""Small statistics used by results, selection and the gate: intervals and paired one-sided tests."""
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -50,3 +53,96 @@ def sign_test_one_sided(worse: int, better: int) -> float:
     if n == 0 or worse == 0:
         return 1.0
     return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n)
+
+
+# Differences smaller than this count as ties (scores are floats in [0, 1]).
+_TIE = 1e-12
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The outcome of `paired_test`: is a candidate better than a baseline on the same examples?
+
+    `better` / `worse` count the examples where the candidate scored higher / lower (ties are in
+    neither), `n` is the number of paired examples. `method` is "sign" (exact one-sided sign test,
+    used when every score is 0 or 1) or "permutation" (sign-flip permutation test on the paired
+    differences). `resamples` is how many random sign-flips estimated the p-value; 0 means the
+    p-value is exact (the sign test, or the permutation test enumerated over every sign pattern).
+    """
+
+    p_value: float
+    better: int
+    worse: int
+    n: int
+    method: str
+    resamples: int
+
+    def as_dict(self) -> dict:
+        return {
+            "p_value": self.p_value,
+            "better": self.better,
+            "worse": self.worse,
+            "n": self.n,
+            "method": self.method,
+            "resamples": self.resamples,
+        }
+
+
+def paired_test(
+    baseline: Sequence[float], candidate: Sequence[float], *, resamples: int = 10_000, seed: int = 0
+) -> PairedTest:
+    """One-sided: is `candidate` better than `baseline` on the same examples?
+
+    `baseline[i]` and `candidate[i]` are the two scores of example i. When every score is 0 or 1 this
+    is the exact one-sided sign (McNemar) test on the discordant pairs. Otherwise it is a sign-flip
+    permutation test on the differences `candidate[i] - baseline[i]`: under "no difference" each
+    difference is equally likely positive or negative, and the p-value is the share of sign patterns
+    whose sum is at least the observed sum. With m non-zero differences, every pattern is enumerated
+    when 2**m <= resamples (exact, `resamples=0` in the result); otherwise `resamples` random
+    patterns drawn with `random.Random(seed)` estimate it as (1 + hits) / (1 + resamples).
+    """
+    if len(baseline) != len(candidate):
+        raise ValueError(f"paired_test needs paired scores: {len(baseline)} baseline vs {len(candidate)} candidate")
+    n = len(baseline)
+    diffs = [float(c) - float(b) for b, c in zip(baseline, candidate)]
+    better = sum(1 for d in diffs if d > _TIE)
+    worse = sum(1 for d in diffs if d < -_TIE)
+    if all(float(v) in (0.0, 1.0) for v in (*baseline, *candidate)):
+        # sign_test_one_sided(k, m) = P(at least k of the discordant pairs go one way | no change)
+        return PairedTest(sign_test_one_sided(better, worse), better, worse, n, "sign", 0)
+    nonzero = [d for d in diffs if abs(d) > _TIE]
+    if not nonzero or better == 0:
+        return PairedTest(1.0, better, worse, n, "permutation", 0)
+    observed = sum(nonzero) - 1e-9  # tolerance: patterns equal to the observed sum count as hits
+    # Group equal magnitudes: the sum over a group of c flips of size v is v * (2K - c), K ~ Bin(c, 1/2).
+    groups: dict[float, int] = {}
+    for d in nonzero:
+        key = round(abs(d), 12)
+        groups[key] = groups.get(key, 0) + 1
+    m = len(nonzero)
+    if resamples <= 0 or 2**m <= max(resamples, 1):
+        return PairedTest(_exact_flip_p(groups, observed), better, worse, n, "permutation", 0)
+    rng = random.Random(seed)
+    items = sorted(groups.items())
+    hits = 0
+    for _ in range(resamples):
+        total = 0.0
+        for value, count in items:
+            total += value * (2 * rng.getrandbits(count).bit_count() - count)
+        if total >= observed:
+            hits += 1
+    return PairedTest((1 + hits) / (1 + resamples), better, worse, n, "permutation", resamples)
+
+
+def _exact_flip_p(groups: dict[float, int], observed: float) -> float:
+    """P(sum of randomly signed differences >= observed), by convolving the groups' binomials."""
+    dist: dict[float, float] = {0.0: 1.0}
+    for value, count in sorted(groups.items()):
+        weights = [math.comb(count, k) / 2**count for k in range(count + 1)]
+        nxt: dict[float, float] = {}
+        for total, prob in dist.items():
+            for k, w in enumerate(weights):
+                key = round(total + value * (2 * k - count), 9)
+                nxt[key] = nxt.get(key, 0.0) + prob * w
+        dist = nxt
+    return min(1.0, sum(prob for total, prob in dist.items() if total >= observed))
