@@ -70,13 +70,18 @@ class Parsed:
 
 @dataclass
 class Score:
-    """A solution's score on one split; `outcomes` maps example id to its score where that applies."""
+    """A solution's score on one split; `outcomes` maps example id to its score where that applies.
+
+    `answers` maps example id to the answer the metric read (None when it found none), for problems
+    whose targets are labels; the loop keeps its distribution to flag answer collapse.
+    """
 
     value: float
     n: int = 0
     outcomes: dict[str, float] | None = None
     failures: int = 0
     error: str | None = None  # one failed call's message, when there were failures
+    answers: dict[str, str | None] | None = None
 
 
 def check_failure_rate(failed: int, total: int, what: str, max_rate: float, cause: str | None = None) -> None:

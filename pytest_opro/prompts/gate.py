@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pytest_opro.opro.stats import sign_test_one_sided
+from pytest_opro.prompts.splits import LEGACY_RULE
 
 _EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
 
@@ -20,6 +21,7 @@ FINGERPRINT_LABELS = {
     "examples_train": "train examples",
     "examples_validation": "validation examples",
     "examples_test": "test examples",
+    "split_rule": "split rule",
     "metric": "metric",
     "scorer_model": "scorer model",
     "scorer_params": "scorer parameters",
@@ -42,6 +44,8 @@ class GateDecision:
     tolerance: float = 0.02
     alpha: float = 0.05
     floor: float | None = None
+    #: The committed instruction's answer collapse on test now (answer, count, n, share), if any.
+    collapse: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +74,12 @@ class GateDecision:
         if self.worse_ids:
             shown = ", ".join(self.worse_ids[:10]) + (" ..." if len(self.worse_ids) > 10 else "")
             lines.append(f"  first ids that flipped right->wrong: {shown}")
+        if self.collapse:
+            c = self.collapse
+            lines.append(
+                f'  answer collapse: the committed instruction answers "{c["answer"]}" to {c["count"]} of {c["n"]} '
+                "test examples; its score is that label's share of the split, not skill at the task"
+            )
         if not self.passed:
             lines.append(
                 f"  if the change is intended, re-run: {rerun} (and commit {artifact}); "
@@ -109,12 +119,20 @@ def decide(
 
 
 def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
-    """What changed between the artifact's fingerprint and the task's, in words."""
+    """What changed between the artifact's fingerprint and the task's, in words.
+
+    An artifact written before splits could be stratified has no ``split_rule``: it was split by
+    plain hash (``"hash"``), so it is still current for a task that splits that way.
+    """
+    recorded = dict(recorded)
+    if "split_rule" in current and "split_rule" not in recorded:
+        recorded["split_rule"] = LEGACY_RULE
     changed = []
-    for key in sorted(set(recorded) | set(current)):
+    keys = sorted(set(recorded) | set(current), key=lambda k: (k != "split_rule", k))  # the cause first
+    for key in keys:
         if recorded.get(key) != current.get(key):
             label = FINGERPRINT_LABELS.get(key, key)
-            if key in ("scorer_model", "metric"):
+            if key in ("scorer_model", "metric", "split_rule"):
                 label = f"{label} ({recorded.get(key)} -> {current.get(key)})"
             changed.append(label)
     return changed

@@ -102,14 +102,19 @@ async def score_instructions(
     replies = await client.complete_many(scorer, requests)
     scores: list[Score] = []
     n = len(examples)
+    read_answers = task.targets_repeat  # answer-collapse diagnostics only mean something for labels
     for i in range(len(instructions)):
         outcomes: dict[str, float] = {}
+        answers: dict[str, str | None] = {}
         failures, error = 0, None
         for ex, reply in zip(examples, replies[i * n:(i + 1) * n]):
             if isinstance(reply, ProviderError):
                 failures, error = failures + 1, error or str(reply)
                 continue
             outcomes[ex.id] = float(task.score_output(reply.text, ex))
+            if read_answers:
+                answers[ex.id] = task.answer(reply.text, ex)
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
-        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error))
+        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error,
+                            answers=answers if read_answers else None))
     return scores

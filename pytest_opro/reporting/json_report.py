@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.prompts.artifact import top_answer
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
 
 REPORT_SCHEMA = "pytest-opro-report"
@@ -119,6 +120,8 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "by_model": {},
         },
         "run": None,
+        "selection": None,
+        "collapse": None,
         "top_candidates": [],
         "steps": [],
         "candidates": [],
@@ -134,8 +137,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
                                   result.get("settings", {}), result.get("scorer"), result.get("optimizer"))
         entry["candidates"] = [
-            {k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")} for c in result["trajectory"]
+            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")}, "top_answer": top_answer(c)}
+            for c in result["trajectory"]
         ]
+        entry["selection"] = result.get("selection")
+        entry["collapse"] = result.get("collapse")
         entry["steps"] = list(result.get("reports", []))
         entry["top_candidates"] = _top_from_trajectory(result["trajectory"])
     elif record.mode == "gate":
@@ -152,9 +158,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                                       run.get("rejections") or {}, data.get("optimizer_settings") or {},
                                       data.get("scorer"), data.get("optimizer"))
             entry["top_candidates"] = [
-                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation")}}
+                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer")}}
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
             ]
+            entry["selection"] = data.get("selection")
+            entry["collapse"] = data.get("collapse")
             base_scores = entry["scores"]["baseline"]
             baseline_point = {
                 "step": 0,
@@ -184,6 +192,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "floor": d["floor"],
             "worse_ids": list(d["worse_ids"]),
             "better_ids": list(d["better_ids"]),
+            "collapse": d.get("collapse"),
         }
     return entry
 
@@ -215,7 +224,8 @@ def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDAT
         if key in seen:
             continue
         seen.add(key)
-        out.append({"rank": len(out) + 1, **{k2: c.get(k2) for k2 in ("step", "text", "train", "validation")}})
+        out.append({"rank": len(out) + 1, **{k2: c.get(k2) for k2 in ("step", "text", "train", "validation")},
+                    "top_answer": top_answer(c)})
         if len(out) == k:
             break
     return out
