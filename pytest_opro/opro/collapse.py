@@ -31,10 +31,15 @@ class Collapse:
 
     def describe(self) -> str:
         """E.g. ``answers "plausible" to 30 of 30``."""
-        return f'answers "{self.answer}" to {self.count} of {self.n}'
+        return describe(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "share": self.share}
+
+
+def describe(found: Mapping[str, Any]) -> str:
+    """A collapse as plain data (``answer``, ``count``, ``n``) in words: ``answers "plausible" to 30 of 30``."""
+    return f'answers "{found["answer"]}" to {found["count"]} of {found["n"]}'
 
 
 def distribution(answers: Iterable[str | None]) -> dict[str, int]:

@@ -20,11 +20,6 @@ from pytest_opro.reporting.outcome import RECORD_USAGE, TaskRecord, TaskStatus
 OPTIMIZE_COMMAND = "pytest --opro-optimize"
 
 
-def describe_collapse(found: dict[str, Any]) -> str:
-    """``answers "plausible" to 30 of 30`` for a collapse dict."""
-    return f'answers "{found["answer"]}" to {found["count"]} of {found["n"]}'
-
-
 @dataclass
 class OproSession:
     """State of prompt tasks in one pytest run (lives in ``config.stash``)."""
@@ -126,8 +121,10 @@ class OproSession:
         def on_step(report: Any) -> None:
             best_val = "-" if report.best_validation is None else f"{report.best_validation:.1%}"
             best_train = "-" if report.best_train is None else f"{report.best_train:.1%}"
+            from pytest_opro.opro.collapse import describe
+
             collapsed = "".join(
-                f" | collapse: a step {report.step} candidate {describe_collapse(c)} on validation"
+                f" | collapse: a step {report.step} candidate {describe(c)} on validation"
                 for c in report.collapsed
             )
             self.write_line(

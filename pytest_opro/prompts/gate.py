@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_opro.opro.collapse import describe
 from pytest_opro.opro.stats import sign_test_one_sided
 from pytest_opro.prompts.splits import LEGACY_RULE
 
@@ -75,10 +76,9 @@ class GateDecision:
             shown = ", ".join(self.worse_ids[:10]) + (" ..." if len(self.worse_ids) > 10 else "")
             lines.append(f"  first ids that flipped right->wrong: {shown}")
         if self.collapse:
-            c = self.collapse
             lines.append(
-                f'  answer collapse: the committed instruction answers "{c["answer"]}" to {c["count"]} of {c["n"]} '
-                "test examples; its score is that label's share of the split, not skill at the task"
+                f"  answer collapse: the committed instruction {describe(self.collapse)} test examples; "
+                "its score is that label's share of the split, not skill at the task"
             )
         if not self.passed:
             lines.append(

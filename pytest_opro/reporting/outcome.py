@@ -83,8 +83,7 @@ def collapse_notes(collapse: dict[str, Any] | None, *, kept_baseline: bool | Non
 
     `collapse` is a Result's (or artifact's) ``collapse`` block, `gate` the gate's fresh one on test.
     """
-    def said(found: dict[str, Any]) -> str:
-        return f'answers "{found["answer"]}" to {found["count"]} of {found["n"]}'
+    from pytest_opro.opro.collapse import describe as said
 
     lines: list[str] = []
     if collapse:
