@@ -23,7 +23,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "PromptTask": ("prompts.task", "PromptTask"),
     "Example": ("prompts.examples", "Example"),
     "load_examples": ("prompts.examples", "load_examples"),
-    "split_examples": ("prompts.examples", "split_examples"),
+    "split_examples": ("prompts.splits", "split_examples"),
     "metrics": ("prompts.metrics", None),
     "optimize": ("prompts.optimization", "optimize"),
     "optimize_async": ("prompts.optimization", "optimize_async"),

@@ -72,6 +72,9 @@ class LoopBrain:
         return "no" if self.targets[match] == "yes" else "yes"
 
 
+#: Settings under every project and task here: a winner needs no significance on 4 validation examples.
+MECHANICS: dict[str, Any] = {"select_alpha": 1}
+
 CONFTEST = '''
 import os
 import pytest
@@ -111,8 +114,13 @@ def test_prompt(opro, name):
 
 def write_project(root: Path, names: Sequence[str] = ("alpha",), n_examples: int = 20,
                   settings: dict[str, Any] | None = None, timeout: float = 5.0, retries: int = 4) -> LoopBrain:
-    """A pytest project in `root` with one task per name; returns the brain that knows its examples."""
-    settings = settings or {"max_steps": 4, "candidates": 2, "patience": 0}
+    """A pytest project in `root` with one task per name; returns the brain that knows its examples.
+
+    These projects test mechanics (resume, faults, concurrency), not selection statistics: with 4
+    validation examples no winner can be significant, so ``select_alpha`` is 1 (no significance
+    test) unless `settings` says otherwise.
+    """
+    settings = {**MECHANICS, **(settings or {"max_steps": 4, "candidates": 2, "patience": 0})}
     root.mkdir(parents=True, exist_ok=True)
     (root / "conftest.py").write_text(
         textwrap.dedent(CONFTEST).format(settings=settings, timeout=timeout, retries=retries), encoding="utf-8")
@@ -156,7 +164,7 @@ def loop_task(name: str, records: list[dict[str, Any]], scorer: Any, optimizer: 
 
     return PromptTask(name=name, examples=examples_from_records(records), metric="choice", scorer=scorer,
                       optimizer=optimizer,
-                      settings=settings or {"max_steps": 4, "candidates": 2, "patience": 0})
+                      settings={**MECHANICS, **(settings or {"max_steps": 4, "candidates": 2, "patience": 0})})
 
 
 def cache_entries(cache_dir: Path) -> int:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pytest_opro.errors import ExampleError
 from pytest_opro.models.cache import ResponseCache
 from pytest_opro.opro.checkpoint import Checkpoint
-from pytest_opro.prompts.examples import examples_from_records, split_examples
+from pytest_opro.prompts.examples import examples_from_records
+from pytest_opro.prompts.splits import split_examples
 from tests.loop_brain import make_records, write_project
 from tests.loopback import LoopbackServer
 

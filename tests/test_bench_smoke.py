@@ -21,3 +21,22 @@ def test_concurrency_benchmark_smoke() -> None:
     assert cells[1:3] == ["16", "32"]  # concurrency 16, 32 calls made
     in_flight = int(re.search(r"max in flight (\d+)", row).group(1))  # type: ignore[union-attr]
     assert 1 <= in_flight <= 16
+
+
+def _run_bench(script: str, *args: str) -> str:
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_selection_benchmark_smoke() -> None:
+    """A few seeds of bench/bench_selection.py: the new rule ships noise far less often than the old one."""
+    out = _run_bench("bench_selection.py", "--seeds", "40", "--val", "40", "--alphas", "0.05")
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in out.splitlines() if line.startswith("| 40 |"))}
+    old, new = rows["old (best on val, min_delta 0)"], rows["new (alpha 0.05)"]
+    percent = lambda cell: float(cell.rstrip("%"))  # noqa: E731
+    assert percent(old[2]) >= 50 and percent(new[2]) <= 10  # false-ship rate in the worst no-better world
+    assert percent(new[4]) >= 20  # a 20-point gain does get through
+    assert old[-1] == new[-1]  # the same scorer calls: only the rule differs

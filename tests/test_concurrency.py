@@ -19,13 +19,14 @@ SETTINGS = {"max_steps": 2, "candidates": 3, "patience": 0}
 
 
 def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypatch, inline_ready):
+    # --opro-allow-no-gain: this is about the shared cache; whether a task finds a gain does not matter
     project = tmp_path / "proj"
     brain = write_project(project, names=TASKS, settings=SETTINGS)
     with LoopbackServer(answer=brain, latency=0.01) as server:
         env = {**os.environ, "OPRO_LOOP_URL": server.url}
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-             "-n", "4", "--opro-optimize", "--opro-concurrency=8"],
+             "-n", "4", "--opro-optimize", "--opro-allow-no-gain", "--opro-concurrency=8"],
             cwd=project, env=env, capture_output=True, text=True, timeout=600)
         paid = server.requests
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -50,7 +51,7 @@ def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypat
         # a second run in one process is answered entirely from that cache, with the same results
         monkeypatch.setenv("OPRO_LOOP_URL", server.url)
         result = pytester.runpytest_inprocess(str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-                                              "-p", "no:xdist", "--opro-optimize")
+                                              "-p", "no:xdist", "--opro-optimize", "--opro-allow-no-gain")
         assert result.ret == 0, result.stdout.str()
         assert server.requests == paid
     for name in TASKS:

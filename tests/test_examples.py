@@ -11,14 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_opro.errors import ConfigError, ExampleError
-from pytest_opro.prompts.examples import (
-    DEFAULT_FRACTIONS,
-    Example,
-    examples_fingerprint,
-    examples_from_records,
-    load_examples,
-    split_examples,
-)
+from pytest_opro.prompts.examples import Example, examples_fingerprint, examples_from_records, load_examples
+from pytest_opro.prompts.splits import DEFAULT_FRACTIONS, split_examples
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BIGBENCH = {
@@ -304,7 +298,7 @@ def test_adding_examples_never_moves_others(base, extra, seed):
 @settings(max_examples=60, deadline=None, database=None)
 @given(names=st.lists(ids, min_size=30, max_size=60, unique=True), seed=st.integers(0, 10**6))
 def test_split_follows_cumulative_fractions_of_the_hash_position(names, seed):
-    from pytest_opro.prompts.examples import split_position
+    from pytest_opro.prompts.splits import split_position
 
     examples = [Example(id=i, input=i, target="t") for i in names]
     try:

@@ -475,7 +475,7 @@ def judged_task():
     rubric = os.environ.get("OPRO_TEST_RUBRIC", "Careful answers are best.")
     return PromptTask(name="judged", examples=load_examples(HERE / "data.jsonl"), template="{{{{ input }}}}",
                       metric=metrics.judge(rubric, "fake/judge"), scorer="fake/scorer", optimizer="fake/optimizer",
-                      settings={{"max_steps": 2, "candidates": 4}})
+                      settings={{"max_steps": 2, "candidates": 4, "select_alpha": 1}})
 """
 
 

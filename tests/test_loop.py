@@ -126,7 +126,9 @@ def test_winner_is_chosen_on_validation_not_train(fake_llm: FakeBrain) -> None:
 
     fake_llm.scorer = keyword_scorer(task, rules)
     fake_llm.optimizer = ["<INS>memorise the training set</INS>", "<INS>a general method</INS>"]
-    result = optimize(task, settings=OptimizerSettings(max_steps=1, candidates=2, patience=0), cache=None)
+    # select_alpha=1: this is about which split picks the winner, not about the significance test
+    settings = OptimizerSettings(max_steps=1, candidates=2, patience=0, select_alpha=1)
+    result = optimize(task, settings=settings, cache=None)
     by_text = {c.text: c for c in result.trajectory}
     assert by_text["memorise the training set"].train == 1.0
     assert by_text["memorise the training set"].validation == 0.0
@@ -204,13 +206,23 @@ def test_bucketize(value: float, buckets: int, shown: int) -> None:
     assert bucketize(value, buckets) == shown
 
 
-@pytest.mark.parametrize("min_delta, winner", [(0.0, "one more right"), (0.2, "")])
-def test_a_gain_within_min_delta_keeps_the_baseline(fake_llm: FakeBrain, min_delta: float, winner: str) -> None:
+@pytest.mark.parametrize(
+    "select_alpha, min_delta, winner",
+    [
+        (1.0, 0.0, "one more right"),  # no significance test: the old rule ships one lucky example
+        (1.0, 0.2, ""),  # ... unless min_delta asks for more
+        (0.05, 0.0, ""),  # one example better of eight is no evidence (p = 0.5)
+    ],
+)
+def test_a_gain_within_min_delta_or_noise_keeps_the_baseline(
+    fake_llm: FakeBrain, select_alpha: float, min_delta: float, winner: str
+) -> None:
     task = make_task()
     lucky = task.splits.validation[0].input
     fake_llm.scorer = keyword_scorer(task, lambda text, ex: "one more right" in text and ex.input == lucky)
     fake_llm.optimizer = ["<INS>one more right</INS>"]
-    settings = OptimizerSettings(max_steps=1, candidates=1, patience=0, min_delta=min_delta)
+    settings = OptimizerSettings(max_steps=1, candidates=1, patience=0, min_delta=min_delta, select_alpha=select_alpha)
     result = optimize(task, settings=settings, cache=None)
     assert result.instruction == winner
     assert result.improved is (winner != "")
+    assert result.selection["best"]["better"] == 1 and result.selection["best"]["worse"] == 0

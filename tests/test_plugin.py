@@ -57,7 +57,7 @@ def make_task():
         install(new_brain()).learn(examples)
         kwargs.setdefault("scorer", "fake/scorer")
         kwargs.setdefault("optimizer", "fake/optimizer")
-        kwargs.setdefault("settings", {{"max_steps": 2}})
+        kwargs.setdefault("settings", {{"max_steps": 2, "select_alpha": 1}})
         kwargs.setdefault("metric", "choice")
         return PromptTask(name=name, examples=examples, **kwargs)
 
@@ -341,7 +341,7 @@ def test_precedence_cli_over_task_over_ini(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         test_sports="""
         def test_sports(opro, make_task):
-            opro.check(make_task(settings={"max_steps": 1}))
+            opro.check(make_task(settings={"max_steps": 1, "select_alpha": 1}))
         """
     )
     optimize(suite).assert_outcomes(passed=1)

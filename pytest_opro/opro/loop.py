@@ -14,8 +14,10 @@ from typing import Any, Callable
 
 from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
+from pytest_opro.opro.collapse import collapse, distribution
 from pytest_opro.opro.meta_prompt import build_meta_prompt
 from pytest_opro.opro.problem import Completer, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.selection import Selection, select
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stopping import EarlyStopping
 from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
@@ -37,6 +39,8 @@ class StepReport:
     cache_hits: int
     cost_usd: float
     elapsed: float
+    #: Candidates of this step scored on validation whose answers collapsed onto one value.
+    collapsed: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +57,7 @@ class LoopResult:
     stop_reason: str
     reports: list[StepReport] = field(default_factory=list)
     best_step: int = 0
+    selection: Selection | None = None
 
     @property
     def rejections(self) -> dict[str, int]:
@@ -92,6 +97,10 @@ class _Run:
                 cand.train, cand.train_failures = score.value, score.failures
             else:
                 cand.validation, cand.validation_failures = score.value, score.failures
+                if score.outcomes is not None:
+                    cand.validation_outcomes = dict(score.outcomes)
+                if score.answers is not None:
+                    cand.validation_answers = distribution(score.answers.values())
         self._check_failures(scores, split)
 
     def _check_failures(self, scores: list[Score], split: str) -> None:
@@ -165,11 +174,14 @@ class _Run:
         )
         return ranked[:k]
 
-    def winner(self, baseline: list[Candidate]) -> Candidate:
-        """The best candidate on validation (train for problems without one).
+    def winner(self, baseline: list[Candidate]) -> tuple[Candidate, Selection | None]:
+        """The winner, and how it was chosen.
 
-        A candidate replaces the best baseline solution only when it beats it by more than
-        ``min_delta``: a gain that small is what noise on a small validation split gives.
+        With per-example validation outcomes (prompt tasks), :func:`pytest_opro.opro.selection.select`
+        decides: a candidate replaces the best baseline solution only when a paired one-sided test
+        on validation says it is better at ``select_alpha``, Holm-corrected over every candidate
+        scored on validation, and by more than ``min_delta``. Problems without such outcomes (or
+        without validation) take the best score, when it beats the baseline by more than ``min_delta``.
         """
         field_name = "validation" if self.problem.has_validation else "train"
         scored = [c for c in self.trajectory.scored() if getattr(c, field_name) is not None]
@@ -179,15 +191,34 @@ class _Run:
             return (sign * getattr(c, field_name), sign * (c.train or 0.0), -c.step, -c.call)
 
         if not scored:
-            return baseline[0]
-        best = max(scored, key=key)
+            return baseline[0], None
         base = [c for c in scored if c.step == 0]
+        if (self.problem.has_validation and self.problem.higher_is_better and base
+                and all(c.validation_outcomes is not None for c in base)):
+            base_best = max(base, key=key)
+            compared = [c for c in scored if c.step > 0 and c.validation_outcomes is not None]
+            return select(
+                base_best, compared, outcomes=lambda c: c.validation_outcomes, score=lambda c: c.validation,
+                alpha=self.settings.select_alpha, min_delta=self.settings.min_delta, seed=self.settings.seed,
+            )
+        best = max(scored, key=key)
         if base and best.step > 0:
             base_best = max(base, key=key)
             gain = sign * (getattr(best, field_name) - getattr(base_best, field_name))
             if gain <= self.settings.min_delta:
-                return base_best
-        return best
+                return base_best, None
+        return best, None
+
+    def collapsed(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
+        """The answer collapses among `candidates` scored on validation."""
+        flagged = []
+        for c in candidates:
+            if c.validation_answers is None or c.validation_outcomes is None:
+                continue
+            found = collapse(c.validation_answers, len(c.validation_outcomes), self.settings.collapse_share)
+            if found is not None:
+                flagged.append({"step": c.step, "call": c.call, **found.to_dict()})
+        return flagged
 
     def report(self, accepted: list[Candidate]) -> StepReport:
         total = self.client.usage_totals()
@@ -206,6 +237,7 @@ class _Run:
             cache_hits=total.cache_hits,
             cost_usd=total.cost_usd,
             elapsed=self.elapsed_before + time.monotonic() - self.started,
+            collapsed=self.collapsed([c for c in accepted if c.validation is not None]),
         )
         self.reports.append(rep)
         return rep
@@ -304,7 +336,7 @@ class _Run:
             self.trajectory.candidates = [c for c in self.trajectory.candidates if c.step < self.step]
             self.step -= 1
             stop_reason = f"budget: {exc}"
-        best = self.winner(baseline)
+        best, selection = self.winner(baseline)
         return LoopResult(
             best=best,
             baseline=baseline,
@@ -313,6 +345,7 @@ class _Run:
             stop_reason=stop_reason,
             reports=self.reports,
             best_step=best.step,
+            selection=selection,
         )
 
 

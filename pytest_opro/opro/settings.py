@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_opro.errors import ConfigError
+from pytest_opro.opro.collapse import DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -25,6 +26,11 @@ class OptimizerSettings:
     seed: int = 0
     max_failure_rate: float = 0.1
     reask: int = 0
+    #: Significance level of the winner's paired test on validation, Holm-corrected over the
+    #: candidates compared (see pytest_opro.opro.selection; bench/RESULTS.md for why 0.05).
+    select_alpha: float = 0.05
+    #: Share of one answer from which a validated candidate is flagged as collapsed.
+    collapse_share: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
         checks = {
@@ -39,6 +45,8 @@ class OptimizerSettings:
             "validate_top": self.validate_top >= 1,
             "max_failure_rate": 0 <= self.max_failure_rate <= 1,
             "reask": self.reask >= 0,
+            "select_alpha": 0 < self.select_alpha <= 1,
+            "collapse_share": 0 < self.collapse_share <= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -21,7 +21,12 @@ def normalise(text: str) -> str:
 
 @dataclass
 class Candidate:
-    """One proposed solution and what became of it."""
+    """One proposed solution and what became of it.
+
+    For problems with per-example outcomes, a candidate scored on validation keeps them
+    (`validation_outcomes`, example id -> score: the winner's paired test uses them) and, where the
+    problem reads answers, their distribution (`validation_answers`, answer -> count).
+    """
 
     step: int
     text: str
@@ -31,13 +36,16 @@ class Candidate:
     call: int = 0
     train_failures: int = 0
     validation_failures: int = 0
+    validation_outcomes: dict[str, float] | None = None
+    validation_answers: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Candidate":
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

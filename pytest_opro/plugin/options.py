@@ -91,6 +91,8 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
     OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
+    OptionSpec("select-alpha", _probability, None, "optimise: significance level a winner must reach on validation "
+               "(paired test, Holm-corrected over the candidates compared; default 0.05)", "P"),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),
     OptionSpec("tolerance", _tolerance, 2.0, "gate: accuracy drop in points tolerated (default 2)", "POINTS"),

@@ -80,7 +80,8 @@ class OproSession:
     def settings(self, task: Any) -> Any:
         from pytest_opro.prompts.optimization import build_settings
 
-        names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed"}
+        names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed",
+                 "select_alpha": "select_alpha"}
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}
         return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")
@@ -120,10 +121,16 @@ class OproSession:
         def on_step(report: Any) -> None:
             best_val = "-" if report.best_validation is None else f"{report.best_validation:.1%}"
             best_train = "-" if report.best_train is None else f"{report.best_train:.1%}"
+            from pytest_opro.opro.collapse import describe
+
+            collapsed = "".join(
+                f" | collapse: a step {report.step} candidate {describe(c)} on validation"
+                for c in report.collapsed
+            )
             self.write_line(
                 f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
                 f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
-                f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
+                f"${report.cost_usd:.4f} {report.elapsed:.1f}s{collapsed}"
             )
             if self.hook is not None:
                 self.hook.pytest_opro_step(task=task, report=report)
@@ -174,10 +181,12 @@ class OproSession:
             **totals,
         )
         if not result.improved:
+            why = (result.selection or {}).get("reason") or (
+                f"no candidate beat the baseline on validation ({result.baseline_scores['validation'].value:.1%})"
+            )
             record.message = (
-                f"opro {task.name}: no candidate beat the baseline on validation "
-                f"({result.baseline_scores['validation'].value:.1%}); artifact written with the baseline. "
-                "Pass --opro-allow-no-gain to accept, or try more --opro-steps / another model."
+                f"opro {task.name}: {why}; artifact written with the baseline. "
+                "Pass --opro-allow-no-gain to accept, or try more --opro-steps, more validation examples or another model."
             )
         self.records.append(record)
         return record
@@ -198,7 +207,7 @@ class OproSession:
     def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
         from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import load_artifact
-        from pytest_opro.prompts.gate import decide, stale_parts
+        from pytest_opro.prompts.gate import FINGERPRINT_LABELS, decide, stale_parts
         from pytest_opro.prompts.optimization import score_instruction_async
 
         if not path.exists():
@@ -213,9 +222,13 @@ class OproSession:
         scorer = task.scorer_config(self.model(task, "scorer"))
         changed = stale_parts(artifact.fingerprint, task.fingerprint(scorer))
         if changed:
+            why = ""
+            if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):
+                why = (" The split rule changed: the examples are now divided into train, validation and test "
+                       "another way, so the recorded test outcomes are not on the task's test split.")
             text = (
                 f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
-                f"{', '.join(changed)}. Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
+                f"{', '.join(changed)}.{why} Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
             )
             if not self.options.allow_stale:
                 record.status, record.message = TaskStatus.STALE, text + " (or pass --opro-allow-stale to gate anyway)."
@@ -238,6 +251,11 @@ class OproSession:
             alpha=self.options.alpha,
             floor=task.floor,
         )
+        if now.answers:
+            from pytest_opro.opro.collapse import collapse
+
+            found = collapse(now.answers, now.n, self.settings(task).collapse_share)
+            decision.collapse = found.to_dict() if found else None
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
         usage = client.ledger.to_dict()

@@ -83,6 +83,10 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "instruction": result["baseline_instruction"],
             "scores": {split: _score_block(s) for split, s in result["baseline_scores"].items()},
         },
+        # how the winner was chosen, and answer collapse (schema 1 additions; absent in older artifacts)
+        **({"selection": _selection_block(result["selection"])} if result.get("selection") else {}),
+        **({"collapse": result["collapse"], "answers": result["answers"]}
+           if any(result.get("answers", {}).values()) else {}),
         "scorer": result["scorer"],
         "optimizer": result["optimizer"],
         **({"judge": result["judge"]} if result.get("judge") else {}),
@@ -99,12 +103,34 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "rejections": result["rejections"],
         },
         "top_candidates": [
-            {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"]} for c in top
+            {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"],
+             **({"top_answer": top_answer(c)} if top_answer(c) else {})}
+            for c in top
         ],
         "plugin_version": plugin_version,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
     return _round(data)
+
+
+def top_answer(candidate: dict[str, Any]) -> dict[str, Any] | None:
+    """A validated candidate's most common answer on validation: answer, count, n and share."""
+    counts, outcomes = candidate.get("validation_answers"), candidate.get("validation_outcomes")
+    if not counts or not outcomes:
+        return None
+    answer, count = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return {"answer": answer, "count": count, "n": len(outcomes), "share": count / len(outcomes)}
+
+
+def _selection_block(selection: dict[str, Any]) -> dict[str, Any]:
+    """The selection test as the artifact records it: decision, reason, alpha, correction and counts."""
+    keep = ("step", "score", "gain", "better", "worse", "n", "p_value", "adjusted_p", "method")
+    out = {k: selection[k] for k in ("kept_baseline", "reason", "split", "comparisons", "alpha", "correction",
+                                      "min_delta")}
+    for who in ("chosen", "best"):
+        block = selection.get(who)
+        out[who] = {k: block[k] for k in keep} if block else None
+    return out
 
 
 def dump(data: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Example sets: loading JSONL, YAML and CSV files, and stable hash-based train/validation/test splits.
+"""Example sets: loading JSONL, YAML and CSV files (splits are in :mod:`pytest_opro.prompts.splits`).
 
 An example file holds one record per example::
 
@@ -20,10 +20,8 @@ Keys other than the above next to an ``input`` are kept in ``metadata``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +29,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from pytest_opro.errors import ConfigError, ExampleError
+from pytest_opro.errors import ExampleError
 from pytest_opro.hashing import canonical_json, sha256_hex
 
 __all__ = [
-    "DEFAULT_FRACTIONS",
     "Example",
-    "Splits",
-    "SPLIT_NAMES",
     "examples_fingerprint",
     "examples_from_records",
     "load_examples",
-    "split_examples",
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines", ".jsonlines", ".ndjson")
@@ -430,113 +424,6 @@ def _string_list(value: Any, where: str, field_name: str) -> list[str]:
 
 def _content_id(inp: str | Mapping[str, Any]) -> str:
     return "h" + sha256_hex(canonical_json(dict(inp) if isinstance(inp, Mapping) else inp), 15)
-
-
-# ---------------------------------------------------------------------------------------------- splits
-
-SPLIT_NAMES = ("train", "validation", "test")
-
-#: Default (train, validation, test) fractions.
-#:
-#: - test is the biggest (half) because the CI regression gate runs a paired test on it, and a paired
-#:   test on few examples has no power to tell a real drop from noise;
-#: - train is scored for *every* candidate instruction at every step (8 a step by default), so it
-#:   dominates cost and is kept small;
-#: - validation only scores the few best candidates of each step (for early stopping), so it can be
-#:   smaller still.
-DEFAULT_FRACTIONS: tuple[float, float, float] = (0.3, 0.2, 0.5)
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Examples per split, each in the order of the original example list."""
-
-    train: tuple[Example, ...]
-    validation: tuple[Example, ...]
-    test: tuple[Example, ...]
-
-    def get(self, name: str) -> tuple[Example, ...]:
-        """The split called ``name``: ``"train"``, ``"validation"`` or ``"test"``."""
-        if name not in SPLIT_NAMES:
-            raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLIT_NAMES)}")
-        return getattr(self, name)
-
-
-def split_position(example_id: str, seed: int = 0) -> float:
-    """The example's uniform position in [0, 1): a function of ``(seed, id)`` alone."""
-    digest = hashlib.sha256(f"{seed}:{example_id}".encode("utf-8")).digest()
-    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
-
-
-def split_examples(
-    examples: Sequence[Example],
-    *,
-    seed: int = 0,
-    fractions: Sequence[float] | None = None,
-    counts: Sequence[int] | None = None,
-) -> Splits:
-    """Assign each example to train, validation or test by a stable hash of ``(seed, id)``.
-
-    With ``fractions`` (default :data:`DEFAULT_FRACTIONS`), an example's split depends only on its
-    own id and the seed: adding or removing examples never moves the others, so a committed score
-    stays comparable as the set grows. Split sizes are then only approximately proportional.
-
-    With ``counts=(n_train, n_validation, n_test)`` (takes precedence over ``fractions``), examples
-    are ordered by the same hash and taken in turn: sizes are exact, but adding an example can shift
-    others from one split to the next.
-
-    A split with a non-zero share that ends up empty raises ExampleError; a zero share gives an
-    intentionally empty split (e.g. no validation split).
-    """
-    examples = tuple(examples)
-    if not examples:
-        raise ExampleError("no examples to split; load at least one example")
-    pos = {ex.id: split_position(ex.id, seed) for ex in examples}
-    buckets: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
-
-    if counts is not None:
-        counts = tuple(counts)
-        if len(counts) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
-            raise ConfigError(f"split counts {counts!r} must be three non-negative integers (train, validation, test)")
-        if sum(counts) > len(examples):
-            raise ExampleError(
-                f"split counts train={counts[0]}, validation={counts[1]}, test={counts[2]} need {sum(counts)} "
-                f"examples but there are {len(examples)}; add examples or lower the counts"
-            )
-        ranked = sorted(examples, key=lambda ex: (pos[ex.id], ex.id))
-        chosen: dict[int, int] = {}
-        start = 0
-        for k, n in enumerate(counts):
-            for ex in ranked[start:start + n]:
-                chosen[id(ex)] = k
-            start += n
-        for ex in examples:
-            if id(ex) in chosen:
-                buckets[chosen[id(ex)]].append(ex)
-        shares: tuple[float, ...] = tuple(float(c) for c in counts)
-        described = f"counts train={counts[0]}, validation={counts[1]}, test={counts[2]}"
-    else:
-        fr = tuple(DEFAULT_FRACTIONS if fractions is None else fractions)
-        if len(fr) != 3 or any(
-            isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0 for f in fr
-        ):
-            raise ConfigError(f"split fractions {fr!r} must be three non-negative numbers (train, validation, test)")
-        if abs(sum(fr) - 1.0) > 1e-6:
-            raise ConfigError(f"split fractions {fr!r} must add up to 1 (they add up to {sum(fr):g})")
-        cut1, cut2 = fr[0], fr[0] + fr[1]
-        for ex in examples:
-            u = pos[ex.id]
-            buckets[0 if u < cut1 else 1 if u < cut2 else 2].append(ex)
-        shares = tuple(float(f) for f in fr)
-        described = f"fractions train={fr[0]:g}, validation={fr[1]:g}, test={fr[2]:g}"
-
-    for k, name in enumerate(SPLIT_NAMES):
-        if shares[k] > 0 and not buckets[k]:
-            raise ExampleError(
-                f"split {name!r} is empty ({described} over {len(examples)} examples); "
-                f"add examples or raise the {name} share (set it to 0 to go without a {name} split)"
-            )
-    return Splits(train=tuple(buckets[0]), validation=tuple(buckets[1]), test=tuple(buckets[2]))
 
 
 def examples_fingerprint(examples: Iterable[Example]) -> str:

@@ -14,7 +14,9 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_opro.opro.collapse import describe
 from pytest_opro.opro.stats import paired_test
+from pytest_opro.prompts.splits import LEGACY_RULE
 
 _EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
 
@@ -23,6 +25,7 @@ FINGERPRINT_LABELS = {
     "examples_train": "train examples",
     "examples_validation": "validation examples",
     "examples_test": "test examples",
+    "split_rule": "split rule",
     "metric": "metric",
     "scorer_model": "scorer model",
     "scorer_params": "scorer parameters",
@@ -67,6 +70,8 @@ class GateDecision:
     floor: float | None = None
     test: str = "sign"  # the paired test that ran: "sign" (0/1 outcomes) or "permutation" (graded scores)
     resamples: int = 0  # random sign patterns the permutation test drew (0: exact)
+    #: The committed instruction's answer collapse on test now (answer, count, n, share), if any.
+    collapse: dict[str, Any] | None = None
 
     def describe_test(self) -> str:
         """The paired test that ran and what it counted, for the message."""
@@ -106,6 +111,11 @@ class GateDecision:
             shown = ", ".join(self.worse_ids[:10]) + (" ..." if len(self.worse_ids) > 10 else "")
             what = "flipped right->wrong" if self.test == "sign" else "scored lower"
             lines.append(f"  first ids that {what}: {shown}")
+        if self.collapse:
+            lines.append(
+                f"  answer collapse: the committed instruction {describe(self.collapse)} test examples; "
+                "its score is that label's share of the split, not skill at the task"
+            )
         if not self.passed:
             lines.append(
                 f"  if the change is intended, re-run: {rerun} (and commit {artifact}); "
@@ -149,12 +159,20 @@ def decide(
 
 
 def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
-    """What changed between the artifact's fingerprint and the task's, in words."""
+    """What changed between the artifact's fingerprint and the task's, in words.
+
+    An artifact written before splits could be stratified has no ``split_rule``: it was split by
+    plain hash (``"hash"``), so it is still current for a task that splits that way.
+    """
+    recorded = dict(recorded)
+    if "split_rule" in current and "split_rule" not in recorded:
+        recorded["split_rule"] = LEGACY_RULE
     changed = []
-    for key in sorted(set(recorded) | set(current)):
+    keys = sorted(set(recorded) | set(current), key=lambda k: (k != "split_rule", k))  # the cause first
+    for key in keys:
         if recorded.get(key) != current.get(key):
             label = FINGERPRINT_LABELS.get(key, key)
-            if key in ("scorer_model", "metric", "judge_model"):
+            if key in ("scorer_model", "metric", "judge_model", "split_rule"):
                 label = f"{label} ({recorded.get(key)} -> {current.get(key)})"
             changed.append(label)
     return changed

@@ -112,10 +112,12 @@ async def score_instructions(
         client,
     )
     grades: dict[int, Graded] = dict(zip(answered, graded))
+    read_answers = task.targets_repeat  # answer-collapse diagnostics only mean something for labels
     scores: list[Score] = []
     for i in range(len(instructions)):
         outcomes: dict[str, float] = {}
         notes: dict[str, int] = {}
+        answers: dict[str, str | None] = {}
         failures, error = 0, None
         for j, ex in enumerate(examples):
             k = i * n + j
@@ -130,7 +132,9 @@ async def score_instructions(
             outcomes[ex.id] = grade.value
             if grade.reason:
                 notes[grade.reason] = notes.get(grade.reason, 0) + 1
+            if read_answers:
+                answers[ex.id] = task.answer(reply.text, ex)
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
         scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error,
-                            notes=notes or None))
+                            notes=notes or None, answers=answers if read_answers else None))
     return scores

@@ -56,6 +56,7 @@ __all__ = [
     "Metric",
     "ModelGradedMetric",
     "Normalized",
+    "answer_of",
     "choice",
     "contains",
     "custom",
@@ -85,12 +86,34 @@ class _BuiltinMetric:
     def score(self, output: str, example: Example) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def answer(self, output: str, example: Example) -> str | None:
+        """The answer this metric reads in `output` (what it compares with the target), or None."""
+        return _short(normalize(output or ""))
+
     def __repr__(self) -> str:
         return f"<metric {self.name}@{self.version}>"
 
 
+def _short(text: str, width: int = 60) -> str | None:
+    """An answer as it is counted for collapse diagnostics: None when empty, cut to `width` characters."""
+    text = " ".join(text.split())
+    return (text[: width - 1] + "…" if len(text) > width else text) or None
+
+
+def answer_of(metric: Metric, output: str, example: Example) -> str | None:
+    """The answer `metric` reads in `output`; for a custom metric, the normalised output (first 60 chars)."""
+    reader = getattr(metric, "answer", None)
+    try:
+        return reader(output, example) if reader is not None else _short(normalize(output or ""))
+    except Exception:  # noqa: BLE001 - a diagnostic must never break scoring
+        return None
+
+
 class _Exact(_BuiltinMetric):
     name = "exact"
+
+    def answer(self, output: str, example: Example) -> str | None:
+        return _short((output or "").strip())
 
     def score(self, output: str, example: Example) -> float:
         out = output.strip()
@@ -129,6 +152,12 @@ class _Contains(_BuiltinMetric):
 
 class _Numeric(_BuiltinMetric):
     name = "numeric"
+
+    def answer(self, output: str, example: Example) -> str | None:
+        got = extract_number(output or "")
+        if got is None or not math.isfinite(got):
+            return None
+        return str(int(got)) if got == int(got) else f"{got:g}"
 
     def score(self, output: str, example: Example) -> float:
         targets = [v for v in (extract_number(a) for a in _answers(example)) if v is not None]
@@ -282,6 +311,9 @@ def extract_choice(output: str, example: Example) -> str | None:
 class _Choice(_BuiltinMetric):
     name = "choice"
 
+    def answer(self, output: str, example: Example) -> str | None:
+        return extract_choice(output or "", example)
+
     def score(self, output: str, example: Example) -> float:
         picked = extract_choice(output, example)
         return 1.0 if picked is not None and picked == normalize(example.target) else 0.0
@@ -322,6 +354,12 @@ class _Regex(_BuiltinMetric):
             raise MetricError(f"metric regex({pattern!r}): invalid pattern ({exc}); fix the regular expression") from None
         self.name = f"regex:{pattern}"
         self.version = "1" if not flags else f"1+flags{int(flags)}"
+
+    def answer(self, output: str, example: Example) -> str | None:
+        m = self.pattern.search(output or "")
+        if m is None:
+            return None
+        return _short(normalize(m.group(1) if self.pattern.groups and m.group(1) is not None else m.group(0)))
 
     def score(self, output: str, example: Example) -> float:
         m = self.pattern.search(output)

@@ -13,6 +13,7 @@ from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import Budget, ModelConfig, ModelSpec
 from pytest_opro.models.pricing import estimate_cost
 from pytest_opro.opro.checkpoint import Checkpoint
+from pytest_opro.opro.collapse import distribution
 from pytest_opro.opro.loop import CandidateCallback, StepCallback, run_loop
 from pytest_opro.opro.problem import Score, check_failure_rate
 from pytest_opro.opro.settings import OptimizerSettings
@@ -130,6 +131,14 @@ async def optimize_async(
     total = failed + sum(s.n for s in tested)
     check_failure_rate(failed, total, "scorer calls on test", settings.max_failure_rate)
 
+    def answers(cand: Candidate, test_score: Score) -> dict[str, dict[str, int]]:
+        out = {}
+        if cand.validation_answers is not None:
+            out["validation"] = dict(cand.validation_answers)
+        if test_score.answers is not None:
+            out["test"] = distribution(test_score.answers.values())
+        return out
+
     def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
         train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")
         return {"train": train, "validation": val, "test": SplitScore.from_score(test_score, keep_outcomes=True)}
@@ -156,6 +165,8 @@ async def optimize_async(
         optimizer=optimizer_cfg.public_dict(),
         settings=settings.to_dict(),
         fingerprint=task.fingerprint(scorer_cfg),
+        selection=loop.selection.to_dict() if loop.selection is not None else None,
+        answers={"winner": answers(winner, winner_test), "baseline": answers(base, base_test)},
     )
     if saver is not None:
         saver.clear()

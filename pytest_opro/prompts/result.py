@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_opro.opro.collapse import DEFAULT_THRESHOLD, collapse, distribution
 from pytest_opro.opro.loop import StepReport
 from pytest_opro.opro.problem import Score
 from pytest_opro.opro.stats import mean_interval, mean_interval_from_mean
@@ -23,6 +24,7 @@ class SplitScore:
     outcomes: dict[str, float] | None = None
     notes: dict[str, int] | None = None  # why outputs scored as they did, e.g. {"not JSON": 12}
     error: str | None = None  # one failure's message, when some answers could not be scored
+    answers: dict[str, int] | None = None  # answer -> count, for label-like targets (collapse diagnostics)
 
     @classmethod
     def from_score(cls, score: Score, keep_outcomes: bool = False) -> "SplitScore":
@@ -37,6 +39,7 @@ class SplitScore:
             outcomes=dict(score.outcomes or {}) if keep_outcomes else None,
             notes=dict(sorted(score.notes.items())) if score.notes else None,
             error=score.error,
+            answers=distribution(score.answers.values()) if keep_outcomes and score.answers is not None else None,
         )
 
     def describe_notes(self) -> str:
@@ -52,9 +55,7 @@ class SplitScore:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["outcomes"] is None:
-            data.pop("outcomes")
-        for key in ("notes", "error"):
+        for key in ("outcomes", "answers", "notes", "error"):
             if data[key] is None:
                 data.pop(key)
         return data
@@ -104,6 +105,34 @@ class Result:
     fingerprint: dict[str, str] = field(default_factory=dict)
     usage_by_role: dict[str, dict[str, Any]] = field(default_factory=dict)  # scorer / optimizer / judge
     judge: dict[str, Any] | None = None  # the judge model of a model-graded metric, as recorded
+    #: How the winner was chosen (the paired test on validation); None for runs without one.
+    selection: dict[str, Any] | None = None
+    #: Answer distributions ("winner" / "baseline" -> split -> answer -> count) for label-like targets.
+    answers: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+
+    @property
+    def collapse_share(self) -> float:
+        return float(self.settings.get("collapse_share", DEFAULT_THRESHOLD))
+
+    def collapses(self) -> dict[str, Any]:
+        """Answer collapse of the winner and the baseline per split, and of every validated candidate."""
+        out: dict[str, Any] = {"threshold": self.collapse_share}
+        for who, scores in (("winner", self.scores), ("baseline", self.baseline_scores)):
+            per_split = {}
+            for split, counts in self.answers.get(who, {}).items():
+                n = scores[split].n if split in scores else 0
+                found = collapse(counts, n, self.collapse_share)
+                per_split[split] = found.to_dict() if found else None
+            out[who] = per_split
+        flagged = []
+        for c in self.trajectory:
+            if c.step == 0 or c.validation_answers is None or c.validation_outcomes is None:
+                continue
+            found = collapse(c.validation_answers, len(c.validation_outcomes), self.collapse_share)
+            if found is not None:
+                flagged.append({"step": c.step, "text": c.text, **found.to_dict()})
+        out["candidates"] = flagged
+        return out
 
     @property
     def train_validation_gap(self) -> float:
@@ -112,7 +141,9 @@ class Result:
 
     @property
     def improved(self) -> bool:
-        """True when the winner beat the baseline on validation."""
+        """True when a candidate replaced the baseline (it beat it on validation, significantly)."""
+        if self.selection is not None:
+            return not self.selection["kept_baseline"]
         return self.scores["validation"].value > self.baseline_scores["validation"].value
 
     def top_candidates(self, k: int = 10) -> list[Candidate]:
@@ -144,4 +175,7 @@ class Result:
             "optimizer": self.optimizer,
             "settings": self.settings,
             "fingerprint": self.fingerprint,
+            "selection": self.selection,
+            "answers": self.answers,
+            "collapse": self.collapses(),
         }

@@ -9,8 +9,17 @@ from pytest_opro.errors import ConfigError, ExampleError
 from pytest_opro.hashing import canonical_json, sha256_hex
 from pytest_opro.models.config import ModelConfig, ModelSpec, model_config
 from pytest_opro.opro.templating import render, variables_used
-from pytest_opro.prompts.examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
+from pytest_opro.prompts.examples import Example, examples_fingerprint
 from pytest_opro.prompts.metrics import Metric, resolve
+from pytest_opro.prompts.splits import (
+    DEFAULT_FRACTIONS,
+    Splits,
+    Stratify,
+    resolve_stratify,
+    split_examples,
+    split_rule,
+    targets_repeat,
+)
 
 #: Where an instruction can go. "slot" means the template has an explicit ``{{ instruction }}``.
 POSITIONS = ("Q_begin", "Q_end", "A_begin", "system", "slot")
@@ -35,6 +44,12 @@ class PromptTask:
     named fields, ``choices``) and, if it asks for it, ``instruction``. Without an ``{{ instruction }}``
     slot the instruction goes where ``position`` says: ``Q_begin`` (before the question, the default),
     ``Q_end`` (after it), ``A_begin`` (start of the answer) or ``system`` (the system message).
+
+    ``stratify`` says how examples are split: ``"auto"`` (default) keeps each target's proportion in
+    train, validation and test when targets repeat (choice tasks, small numeric ranges) and uses
+    plain hash splits otherwise; ``True`` always stratifies by target, ``False`` never, and a
+    callable ``example -> key`` stratifies by your own key. See :mod:`pytest_opro.prompts.splits`
+    for what moves when an example is added.
     """
 
     name: str
@@ -49,6 +64,7 @@ class PromptTask:
     split_seed: int = 0
     fractions: tuple[float, float, float] | None = DEFAULT_FRACTIONS
     counts: tuple[int, int, int] | None = None
+    stratify: Stratify = "auto"
     floor: float | None = None
     tolerance: float | None = None
     description: str = ""
@@ -89,11 +105,17 @@ class PromptTask:
         if self.floor is not None and not 0.0 <= float(self.floor) <= 1.0:
             raise ConfigError(f"task {self.name!r}: floor must be in [0, 1], got {self.floor!r}")
         try:
+            resolve_stratify(self.stratify, self.examples)
             self._splits = split_examples(
-                self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts
+                self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts,
+                stratify=self.stratify,
             )
         except ExampleError as exc:
             raise ExampleError(f"task {self.name!r}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"task {self.name!r}: {exc}") from None
+        self._split_rule = split_rule(self.stratify, self.examples)
+        self._targets_repeat = targets_repeat(self.examples)
         # Render one example now so a template error shows at collection, not mid-run.
         self.render_user(self.initial_instruction, self.examples[0])
 
@@ -110,6 +132,22 @@ class PromptTask:
     def splits(self) -> Splits:
         """Train, validation and test examples, assigned by a stable hash of each id."""
         return self._splits
+
+    @property
+    def split_rule(self) -> str:
+        """How examples were split: "hash" or "stratified:<key>" (part of the fingerprint)."""
+        return self._split_rule
+
+    @property
+    def targets_repeat(self) -> bool:
+        """Whether targets are labels (choice tasks, small numeric ranges): answer collapse is checked then."""
+        return self._targets_repeat
+
+    def answer(self, output: str, example: Example) -> str | None:
+        """The answer the metric reads in `output` (for answer-collapse diagnostics); None when there is none."""
+        from pytest_opro.prompts.metrics import answer_of
+
+        return answer_of(self._metric, output, example)
 
     def scorer_config(self, override: ModelSpec = None) -> ModelConfig:
         """The scorer model: `override` (CLI) beats the task's own, which beats the default."""
@@ -177,6 +215,7 @@ class PromptTask:
             "examples_train": examples_fingerprint(self._splits.train)[:16],
             "examples_validation": examples_fingerprint(self._splits.validation)[:16],
             "examples_test": examples_fingerprint(self._splits.test)[:16],
+            "split_rule": self._split_rule,
             "metric": self._metric_id(),
             "scorer_model": scorer.model,
             "scorer_params": _sha(dict(scorer.params)),

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
 from pytest_opro.opro.trajectory import Candidate, best_distinct
-from pytest_opro.prompts.examples import SPLIT_NAMES
+from pytest_opro.prompts.artifact import top_answer
+from pytest_opro.prompts.splits import SPLIT_NAMES
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
 
 REPORT_SCHEMA = "pytest-opro-report"
@@ -122,6 +123,8 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "by_role": {},
         },
         "run": None,
+        "selection": None,
+        "collapse": None,
         "top_candidates": [],
         "steps": [],
         "candidates": [],
@@ -138,8 +141,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
                                   result.get("settings", {}), result.get("scorer"), result.get("optimizer"))
         entry["candidates"] = [
-            {k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")} for c in result["trajectory"]
+            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")}, "top_answer": top_answer(c)}
+            for c in result["trajectory"]
         ]
+        entry["selection"] = result.get("selection")
+        entry["collapse"] = result.get("collapse")
         entry["steps"] = list(result.get("reports", []))
         entry["top_candidates"] = _top_from_trajectory(result["trajectory"])
     elif record.mode == "gate":
@@ -156,9 +162,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                                       run.get("rejections") or {}, data.get("optimizer_settings") or {},
                                       data.get("scorer"), data.get("optimizer"))
             entry["top_candidates"] = [
-                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation")}}
+                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer")}}
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
             ]
+            entry["selection"] = data.get("selection")
+            entry["collapse"] = data.get("collapse")
             base_scores = entry["scores"]["baseline"]
             baseline_point = {
                 "step": 0,
@@ -191,6 +199,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             "test": d.get("test", "sign"),
             "resamples": d.get("resamples", 0),
             "notes": dict(d.get("notes") or {}),
+            "collapse": d.get("collapse"),
         }
     return entry
 
@@ -214,8 +223,8 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
 def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDATES) -> list[dict[str, Any]]:
     """Best distinct scored candidates, best first: validation, then train, then earlier step."""
     best = best_distinct((Candidate.from_dict(c) for c in trajectory), k)
-    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation}
-            for i, c in enumerate(best, 1)]
+    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation,
+             "top_answer": top_answer(c.to_dict())} for i, c in enumerate(best, 1)]
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import html
 import re
 from typing import Any
 
-from pytest_opro.prompts.examples import SPLIT_NAMES
+from pytest_opro.prompts.splits import SPLIT_NAMES
+from pytest_opro.reporting.outcome import collapse_notes
 
 _MD_ESCAPE = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
@@ -59,7 +60,7 @@ def _headline(entry: dict[str, Any]) -> str:
         }.get(gate["verdict"], gate["verdict"])
     return {
         "written": "optimised, artifact written",
-        "no gain": "optimised, no candidate beat the baseline",
+        "no gain": "optimised, the baseline was kept",
         "missing": "no committed artifact",
         "stale": "artifact is stale",
         "error": "error",
@@ -132,13 +133,15 @@ def _verdict_line(entry: dict[str, Any]) -> str:
         val_b = _score_cell(entry["scores"]["baseline"].get("validation"))
         val_w = _score_cell(entry["scores"]["winner"].get("validation"))
         where = f" `{entry['artifact']}`" if entry["artifact"] else ""
+        reason = (entry.get("selection") or {}).get("reason")
+        how = f" Selection: {md_text(reason)}." if reason else ""
         if entry["status"] == "written":
             return (f"**{word}**: the winner beat the baseline on validation ({val_b} → {val_w}) and was written "
-                    f"to{where}. No gate runs under --opro-optimize; plain `pytest` gates against it from now on.")
+                    f"to{where}. No gate runs under --opro-optimize; plain `pytest` gates against it from now on.{how}")
         if entry["status"] == "no gain":
             allowed = "accepted with --opro-allow-no-gain" if entry["ok"] else "the test fails"
-            return (f"**{word}**: no candidate beat the baseline on validation ({val_b}); the baseline was written "
-                    f"to{where} ({allowed}).")
+            return (f"**{word}**: no candidate was significantly better than the baseline on validation ({val_b}); "
+                    f"the baseline was written to{where} ({allowed}).{how}")
     return f"**{word}**: {_headline(entry)}."
 
 
@@ -166,10 +169,15 @@ def _candidates_table(entry: dict[str, Any]) -> list[str]:
     top = entry["top_candidates"]
     if not top:
         return []
-    lines = ["| # | step | train | validation | instruction |", "|---:|---:|---:|---:|---|"]
+    answers = any(c.get("top_answer") for c in top)
+    lines = ["| # | step | train | validation | instruction |" + (" most common answer (validation) |" if answers else ""),
+             "|---:|---:|---:|---:|---|" + ("---|" if answers else "")]
     for c in top:
+        a = c.get("top_answer")
+        answer = (f" {md_text(a['answer'], 30)} {a['count']}/{a['n']} |" if a else " – |") if answers else ""
         lines.append(
             f"| {c['rank']} | {c['step']} | {_pct(c['train'])} | {_pct(c['validation'])} | {md_text(c['text'], 100)} |"
+            + answer
         )
     return lines
 
@@ -181,6 +189,11 @@ def task_markdown(entry: dict[str, Any]) -> str:
     if table:
         out += table + [""]
     out += [_run_line(entry), ""]
+    kept = (entry.get("selection") or {}).get("kept_baseline")
+    notes = collapse_notes(entry.get("collapse"), kept_baseline=kept,
+                           gate=(entry["gate"] or {}).get("collapse"))
+    if notes:
+        out += [f"- **{md_text(note.split(': ', 1)[0])}**: {md_text(note.split(': ', 1)[1])}" for note in notes] + [""]
     if not entry["ok"] and entry["message"]:
         out += ["The failed test says:", "", md_fence(entry["message"]), ""]
     label = "Committed instruction" if entry["mode"] == "gate" else "Winning instruction"

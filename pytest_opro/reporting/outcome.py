@@ -75,3 +75,33 @@ class TaskRecord:
 
 #: The usage totals a TaskRecord carries.
 RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
+
+
+def collapse_notes(collapse: dict[str, Any] | None, *, kept_baseline: bool | None = None,
+                   gate: dict[str, Any] | None = None) -> list[str]:
+    """One line per answer collapse, for the terminal summary and the markdown report.
+
+    `collapse` is a Result's (or artifact's) ``collapse`` block, `gate` the gate's fresh one on test.
+    """
+    from pytest_opro.opro.collapse import describe as said
+
+    lines: list[str] = []
+    if collapse:
+        whose = [("winner", "the shipped instruction" + (" (the baseline)" if kept_baseline else ""))]
+        if not kept_baseline:
+            whose.append(("baseline", "the baseline"))
+        for key, name in whose:
+            per_split = collapse.get(key) or {}
+            parts = [f"{said(found)} on {split}" for split, found in per_split.items() if found]
+            if parts:
+                lines.append(f"answer collapse: {name} {', and '.join(parts)}")
+        flagged = collapse.get("candidates") or []
+        if flagged:
+            first = flagged[0]
+            lines.append(
+                f"answer collapse: {len(flagged)} validated candidate{'s' if len(flagged) != 1 else ''} "
+                f"(≥ {collapse.get('threshold', 0.9):.0%} one answer), e.g. step {first['step']}: {said(first)} on validation"
+            )
+    if gate:
+        lines.append(f"answer collapse: the committed instruction {said(gate)} on test")
+    return lines

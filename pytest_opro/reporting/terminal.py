@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from pytest_opro.reporting.outcome import TaskRecord
+from pytest_opro.reporting.outcome import TaskRecord, collapse_notes
 
 
 def _pct(value: float | None) -> str:
@@ -35,6 +35,12 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
                 f"{'$' + format(r.cost_usd, '.4f'):>8} {r.seconds:>6.1f}s  {r.status}: {r.stop_reason}"
             )
             lines.append(f"{'':<16} instruction: {shorten(r.instruction, 90)}")
+            result = r.result or {}
+            selection = result.get("selection") or {}
+            if selection.get("reason"):
+                lines.append(f"{'':<16} {selection['reason']}")
+            for note in collapse_notes(result.get("collapse"), kept_baseline=selection.get("kept_baseline")):
+                lines.append(f"{'':<16} {note}")
             if r.retries or r.failures:
                 lines.append(f"{'':<16} provider: {r.retries} retries, {r.failures} failed calls")
     if gated:
@@ -49,6 +55,8 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
             lines.append(
                 f"{r.task:<16} {_pct(r.recorded) + ' -> ' + _pct(r.test):<24} {delta:>7} {p_value:>7} {r.calls:>6}  {verdict}"
             )
+            for note in collapse_notes(None, gate=(r.decision or {}).get("collapse")):
+                lines.append(f"{'':<16} {note}")
     for r in errors:
         lines.append(f"{r.task:<16} error: {shorten(r.message, 100)}")
     return lines

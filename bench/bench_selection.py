@@ -1,0 +1,308 @@
+"""Selection benchmark: how often does each winner rule ship an instruction that is truly worse?
+
+A simulated world, no model: every instruction has a known true accuracy, and its outcome on each
+example is drawn with realistic correlation. Examples have an easiness u_j ~ N(0, 1); instruction i
+gets example j right when  sqrt(rho) * u_j + sqrt(1 - rho) * e_ij > -Phi^-1(acc_i), with e_ij ~ N(0, 1)
+its own idiosyncrasy on that example. So every instruction's true accuracy is exactly acc_i, two
+instructions' outcomes are correlated through the shared easiness (latent correlation rho), and an
+instruction "shifts" how hard the examples are. Outcomes are fixed per (instruction, example), as
+with a scorer at temperature 0.
+
+A scripted optimizer proposes `steps` x `candidates` instructions whose true accuracies are chosen by
+the scenario; the loop's screen is reproduced: every proposal is scored on train, the best
+`validate_top` of each step (by train) on validation. Three rules then pick the shipped instruction
+on the same worlds:
+
+- **paper**: the best train score among the baseline and all proposals (OPRO as published: no validation);
+- **old**: the best validation score, shipped when it beats the baseline by more than `min_delta`;
+- **new**: :func:`pytest_opro.opro.selection.select`, the rule the loop uses: paired one-sided test on
+  validation, Holm-corrected over the candidates compared, and more than `min_delta`.
+
+Reported per rule: false-ship rate (the shipped instruction is truly worse than the baseline),
+ship-better rate (truly better), mean true gain of the shipped instruction over the baseline,
+regret (best true accuracy among baseline and proposals minus the shipped one) and scorer calls.
+
+    python bench/bench_selection.py                 # the table in bench/RESULTS.md (a few seconds a world)
+    python bench/bench_selection.py --seeds 100     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pytest_opro.opro.selection import select  # noqa: E402
+from pytest_opro.opro.stats import paired_test  # noqa: E402
+
+ORACLE = "ceiling: oracle, one exact test of the truly best at 0.05"
+
+BASE_ACC = 0.60
+_PHI_INV = NormalDist().inv_cdf
+
+
+@dataclass
+class World:
+    """One scenario: the proposals' true gains over the baseline, in points."""
+
+    name: str
+    gains: Callable[[np.random.Generator, int], np.ndarray]
+    better_exists: bool
+
+
+def _all(value: float) -> Callable[[np.random.Generator, int], np.ndarray]:
+    return lambda rng, p: np.full(p, value)
+
+
+def _one(best: float, rest: float) -> Callable[[np.random.Generator, int], np.ndarray]:
+    def gains(rng: np.random.Generator, p: int) -> np.ndarray:
+        out = np.full(p, rest)
+        out[rng.integers(p)] = best
+        return out
+
+    return gains
+
+
+def _spread(rng: np.random.Generator, p: int) -> np.ndarray:
+    return rng.normal(-5.0, 6.0, p)
+
+
+WORLDS = [
+    World("all -1", _all(-1.0), False),
+    World("all -2", _all(-2.0), False),
+    World("all -5", _all(-5.0), False),
+    World("one +10, rest -2", _one(10.0, -2.0), True),
+    World("one +20, rest -2", _one(20.0, -2.0), True),
+    World("mixed N(-5, 6)", _spread, True),  # a truly better proposal exists in most seeds, not all
+]
+NULL_WORLDS = [w.name for w in WORLDS if not w.better_exists]
+
+
+@dataclass
+class Setup:
+    n_train: int = 20
+    n_val: int = 40
+    steps: int = 4
+    candidates: int = 8
+    validate_top: int = 2
+    rho: float = 0.8
+    min_delta: float = 0.0
+    old_min_delta: tuple[float, ...] = (0.0, 0.1)
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.2)
+
+
+@dataclass
+class _C:
+    step: int
+    call: int
+    acc: float
+    train: float
+    validation: float | None = None
+    outcomes: dict[str, float] | None = None
+
+
+@dataclass
+class Tally:
+    runs: int = 0
+    worse: int = 0
+    better: int = 0
+    gain: float = 0.0
+    regret: float = 0.0
+    calls: int = 0
+    better_runs: int = 0  # runs where a truly better proposal existed
+    gain_when_better: float = 0.0
+    shipped_better_when_exists: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, shipped_acc: float, best_acc: float, calls: int, better_exists: bool) -> None:
+        self.runs += 1
+        delta = shipped_acc - BASE_ACC
+        self.worse += delta < -1e-9
+        self.better += delta > 1e-9
+        self.gain += delta
+        self.regret += best_acc - shipped_acc
+        self.calls += calls
+        if better_exists:
+            self.better_runs += 1
+            self.gain_when_better += delta
+            self.shipped_better_when_exists += delta > 1e-9
+
+
+def outcomes(rng: np.random.Generator, accs: np.ndarray, n: int, rho: float) -> np.ndarray:
+    """0/1 outcomes, shape (instructions, n): correlated through each example's easiness."""
+    u = rng.standard_normal(n)
+    e = rng.standard_normal((len(accs), n))
+    latent = np.sqrt(rho) * u[None, :] + np.sqrt(1 - rho) * e
+    thresholds = np.array([-_PHI_INV(min(max(a, 1e-6), 1 - 1e-6)) for a in accs])
+    return (latent > thresholds[:, None]).astype(float)
+
+
+def one_run(rng: np.random.Generator, world: World, setup: Setup, tallies: dict[str, Tally]) -> None:
+    p = setup.steps * setup.candidates
+    gains = world.gains(rng, p) / 100.0
+    accs = np.clip(BASE_ACC + gains, 0.01, 0.99)
+    all_accs = np.concatenate([[BASE_ACC], accs])
+    n = setup.n_train + setup.n_val
+    out = outcomes(rng, all_accs, n, setup.rho)
+    train, val = out[:, : setup.n_train], out[:, setup.n_train:]
+    cands = [_C(0, 0, BASE_ACC, float(train[0].mean()))]
+    for i in range(p):
+        cands.append(_C(1 + i // setup.candidates, i % setup.candidates, float(accs[i]), float(train[i + 1].mean())))
+    ids = [f"v{j}" for j in range(setup.n_val)]
+
+    def validate(k: int) -> None:
+        cands[k].validation = float(val[k].mean())
+        cands[k].outcomes = dict(zip(ids, val[k].tolist()))
+
+    validate(0)
+    for step in range(1, setup.steps + 1):
+        members = [k for k in range(1, p + 1) if cands[k].step == step]
+        members.sort(key=lambda k: (-cands[k].train, cands[k].call))
+        for k in members[: setup.validate_top]:
+            validate(k)
+    best_acc = float(all_accs.max())
+    better_exists = bool((accs > BASE_ACC + 1e-9).any())
+    train_calls = (p + 1) * setup.n_train
+    val_calls = (1 + setup.steps * setup.validate_top) * setup.n_val
+
+    # paper: best on train (ties to the earlier)
+    paper = max(cands, key=lambda c: (c.train, -c.step, -c.call))
+    tallies["paper (best on train)"].add(paper.acc, best_acc, train_calls, better_exists)
+    validated = [c for c in cands[1:] if c.validation is not None]
+    best_val = max(validated, key=lambda c: (c.validation, -c.step, -c.call))
+    for md in setup.old_min_delta:
+        shipped = best_val if best_val.validation - cands[0].validation > md + 1e-12 else cands[0]
+        tallies[f"old (best on val, min_delta {md:g})"].add(shipped.acc, best_acc, train_calls + val_calls,
+                                                            better_exists)
+    for alpha in setup.alphas:
+        winner, _ = select(cands[0], validated, outcomes=lambda c: c.outcomes, score=lambda c: c.validation,
+                           alpha=alpha, min_delta=setup.min_delta)
+        tallies[f"new (alpha {alpha:g})"].add(winner.acc, best_acc, train_calls + val_calls, better_exists)
+    # The ceiling of any valid test: an oracle that knows which proposal is truly best and runs one
+    # exact paired test of it at 0.05 on validation (no train screen, nothing to correct for).
+    top = 1 + int(np.argmax(accs))
+    test = paired_test(val[0].tolist(), val[top].tolist())
+    shipped = cands[top] if test.p_value < 0.05 else cands[0]
+    tallies[ORACLE].add(shipped.acc, best_acc, train_calls + val_calls, better_exists)
+
+
+def rule_names(setup: Setup) -> list[str]:
+    return ["paper (best on train)", *[f"old (best on val, min_delta {md:g})" for md in setup.old_min_delta],
+            *[f"new (alpha {a:g})" for a in setup.alphas], ORACLE]
+
+
+def run_world(world: World, setup: Setup, seeds: int) -> dict[str, Tally]:
+    tallies = {name: Tally() for name in rule_names(setup)}
+    salt = sum(ord(ch) * (i + 1) for i, ch in enumerate(world.name))
+    for seed in range(seeds):
+        one_run(np.random.default_rng([seed, setup.n_val, int(setup.rho * 1000), salt]), world, setup, tallies)
+    return tallies
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}" if x < 0.1 else f"{x:.0%}"
+
+
+def summary_table(results: dict[int, dict[str, dict[str, Tally]]], setup: Setup) -> list[str]:
+    """One row per validation size and rule: the figures the targets are about."""
+    lines = [
+        "| validation | rule | false-ship, worst null world | ships better: one +10 | ships better: one +20 "
+        "| mean gain when a better one exists (pts) | regret (pts) | scorer calls |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n_val, by_world in results.items():
+        for rule in rule_names(setup):
+            worst = max(by_world[w][rule].worse / by_world[w][rule].runs for w in NULL_WORLDS)
+            plus10 = by_world["one +10, rest -2"][rule]
+            plus20 = by_world["one +20, rest -2"][rule]
+            better = [by_world[w.name][rule] for w in WORLDS if w.better_exists]
+            gain = sum(t.gain_when_better for t in better) / sum(t.better_runs for t in better)
+            regret = sum(t.regret for t in by_world.values() for t in [t[rule]]) / sum(
+                t[rule].runs for t in by_world.values())
+            calls = by_world[WORLDS[0].name][rule].calls // by_world[WORLDS[0].name][rule].runs
+            lines.append(
+                f"| {n_val} | {rule} | {_pct(worst)} | {_pct(plus10.shipped_better_when_exists / plus10.better_runs)} "
+                f"| {_pct(plus20.shipped_better_when_exists / plus20.better_runs)} | {gain * 100:+.1f} "
+                f"| {regret * 100:.1f} | {calls} |"
+            )
+    return lines
+
+
+def detail_table(results: dict[int, dict[str, dict[str, Tally]]], setup: Setup) -> list[str]:
+    """Every world: false-ship and ship-better rates, mean gain and regret."""
+    lines = ["| validation | world | rule | false-ship | ships better | mean gain (pts) | regret (pts) |",
+             "|---:|---|---|---:|---:|---:|---:|"]
+    for n_val, by_world in results.items():
+        for world, tallies in by_world.items():
+            for rule, t in tallies.items():
+                lines.append(f"| {n_val} | {world} | {rule} | {_pct(t.worse / t.runs)} | {_pct(t.better / t.runs)} "
+                             f"| {t.gain / t.runs * 100:+.1f} | {t.regret / t.runs * 100:.1f} |")
+    return lines
+
+
+def sensitivity(args: argparse.Namespace) -> None:
+    """False-ship (worst null world) and ships-better at +10 / +20, for each rho and validation size."""
+    rules = None
+    rows: dict[str, list[str]] = {}
+    for rho in args.rho:
+        for n_val in args.val:
+            setup = Setup(n_val=n_val, rho=rho, alphas=tuple(args.alphas))
+            rules = [r for r in rule_names(setup) if r != ORACLE]
+            by_world = {w.name: run_world(w, setup, args.seeds) for w in WORLDS if w.name != "mixed N(-5, 6)"}
+            for rule in rules:
+                worst = max(by_world[w][rule].worse / by_world[w][rule].runs for w in NULL_WORLDS)
+                p10 = by_world["one +10, rest -2"][rule]
+                p20 = by_world["one +20, rest -2"][rule]
+                rows.setdefault(rule, []).append(
+                    f"{_pct(worst)} / {_pct(p10.shipped_better_when_exists / p10.runs)} / "
+                    f"{_pct(p20.shipped_better_when_exists / p20.runs)}")
+    head = " | ".join(f"rho {rho:g}, val {n}" for rho in args.rho for n in args.val)
+    print("false-ship (worst null world) / ships better with one +10 / with one +20\n")
+    print(f"| rule | {head} |")
+    print("|---|" + "---:|" * (len(args.rho) * len(args.val)))
+    for rule in rules or []:
+        print(f"| {rule} | " + " | ".join(rows[rule]) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=500)
+    parser.add_argument("--rho", type=float, nargs="+", default=[0.8],
+                        help="latent correlation between instructions' outcomes (default 0.8)")
+    parser.add_argument("--val", type=int, nargs="+", default=[20, 40, 80])
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    parser.add_argument("--detail", action="store_true", help="also print every world")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="only the worst null-world false-ship rate per rule, validation size and rho")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.sensitivity:
+        sensitivity(args)
+        print(f"\n{time.perf_counter() - started:.1f} s ({time.process_time():.1f} s CPU)")
+        return
+    for rho in args.rho:
+        results: dict[int, dict[str, dict[str, Tally]]] = {}
+        for n_val in args.val:
+            setup = Setup(n_val=n_val, rho=rho, alphas=tuple(args.alphas))
+            results[n_val] = {w.name: run_world(w, setup, args.seeds) for w in WORLDS}
+        print(f"\n#### rho {rho:g}: train {setup.n_train}, {setup.steps} steps x {setup.candidates} candidates, "
+              f"{setup.steps * setup.validate_top} validated, baseline {BASE_ACC:.0%}, {args.seeds} seeds per cell\n")
+        print("\n".join(summary_table(results, setup)))
+        if args.detail:
+            print()
+            print("\n".join(detail_table(results, setup)))
+    print(f"\n{time.perf_counter() - started:.1f} s ({time.process_time():.1f} s CPU)")
+
+
+if __name__ == "__main__":
+    main()

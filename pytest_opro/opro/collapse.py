@@ -1,0 +1,56 @@
+"""Answer collapse: an instruction that makes the scorer give (nearly) the same answer to everything.
+
+On a task whose targets are labels (plausible / implausible, small counts), an instruction can win
+points by flipping the model's constant answer to the label that happens to be more common in a
+split, which says nothing about the task. Each validated candidate's answer distribution is kept
+(answer -> how many examples got it); :func:`collapse` flags one whose most common answer covers at
+least ``threshold`` of the examples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+#: Default share of the most common answer from which an instruction counts as collapsed.
+DEFAULT_THRESHOLD = 0.9
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """The most common answer of one instruction on one split, when it covers ``threshold`` or more."""
+
+    answer: str
+    count: int
+    n: int
+
+    @property
+    def share(self) -> float:
+        return self.count / self.n if self.n else 0.0
+
+    def describe(self) -> str:
+        """E.g. ``answers "plausible" to 30 of 30``."""
+        return describe(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "share": self.share}
+
+
+def describe(found: Mapping[str, Any]) -> str:
+    """A collapse as plain data (``answer``, ``count``, ``n``) in words: ``answers "plausible" to 30 of 30``."""
+    return f'answers "{found["answer"]}" to {found["count"]} of {found["n"]}'
+
+
+def distribution(answers: Iterable[str | None]) -> dict[str, int]:
+    """Answer -> count, most common first; examples without an answer are not counted."""
+    counts = Counter(a for a in answers if a is not None)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def collapse(counts: Mapping[str, int] | None, n: int, threshold: float = DEFAULT_THRESHOLD) -> Collapse | None:
+    """The collapse `counts` show over `n` examples (with or without an answer), or None."""
+    if not counts or n <= 0:
+        return None
+    answer, count = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return Collapse(str(answer), int(count), int(n)) if count / n >= threshold - 1e-12 else None
