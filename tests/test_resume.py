@@ -49,30 +49,35 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, inline_ready):
-    """Start one optimisation subprocess per signal; deliver the signal once step 1 is checkpointed."""
+    """Start one optimisation subprocess per signal and interrupt each at the same known point.
+
+    Each loopback server holds every request sent after step 1 was checkpointed, so a run cannot
+    get past step 2 (nor end) before its signal has been sent; the held requests are then released.
+    """
     with contextlib.ExitStack() as stack:
         runs = {}
         for sig in SIGNALS:
             project = tmp_path_factory.mktemp(f"interrupted-{sig.name}")
             brain = write_project(project, settings=SETTINGS)
-            server = stack.enter_context(LoopbackServer(answer=brain, latency=LATENCY))
+            checkpoint = project / ".opro_cache" / "checkpoints" / "alpha.json"
+            server = stack.enter_context(LoopbackServer(
+                answer=brain, latency=LATENCY, hold=lambda n, body, c=checkpoint: checkpoint_step(c) >= 1))
             proc = subprocess.Popen([sys.executable, "-m", "pytest", *optimize_args(project)], cwd=project,
                                     env={**os.environ, "OPRO_LOOP_URL": server.url},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             stack.callback(lambda p=proc: p.poll() is None and p.kill())
             runs[sig] = {"project": project, "server": server, "proc": proc, "started": time.monotonic(),
-                         "checkpoint": project / ".opro_cache" / "checkpoints" / "alpha.json"}
+                         "checkpoint": checkpoint}
         deadline = time.monotonic() + 240
-        waiting = dict(runs)
-        while waiting and time.monotonic() < deadline:
-            for sig, run in list(waiting.items()):
-                if run["proc"].poll() is not None:
-                    del waiting[sig]  # ended on its own: the test will say so
-                elif checkpoint_step(run["checkpoint"]) >= 1:
-                    run["proc"].send_signal(sig)
-                    run["killed_after"] = time.monotonic() - run["started"]
-                    del waiting[sig]
-            time.sleep(0.02)
+        for sig, run in runs.items():
+            server, proc = run["server"], run["proc"]
+            # wait for the held request; stop waiting if the run ended on its own (the test will say so)
+            while not server.held.wait(0.1) and proc.poll() is None and time.monotonic() < deadline:
+                pass
+            if server.held.is_set():
+                proc.send_signal(sig)
+                run["killed_after"] = time.monotonic() - run["started"]
+            server.release()
         for run in runs.values():
             try:
                 run["output"], _ = run["proc"].communicate(timeout=60)
@@ -114,7 +119,7 @@ def test_interrupted_run_resumes_without_recomputing(interrupted, reference, pyt
     assert "killed_after" in run, f"the run ended before it could be interrupted:\n{output}"
     assert run["proc"].returncode != 0, output
     step = checkpoint_step(run["checkpoint"])
-    assert 1 <= step < SETTINGS["max_steps"], output
+    assert step == 1, output  # the servers held every request after step 1 until the signal was sent
     assert not (project / "__opro__" / "alpha.yaml").exists()
 
     monkeypatch.setenv("OPRO_LOOP_URL", server.url)
