@@ -7,6 +7,7 @@ dropped connections, malformed or empty bodies) on a seeded schedule. It stops b
 
 ``hold(n, body)`` pauses the requests it is true for (before any reply) until ``release()``, so a
 test can act on a client at a known point of its run: ``held`` is set when the first one arrives.
+``hold_until_in_flight(k)`` holds requests until k are in flight at once.
 
     with LoopbackServer(latency=0.1, faults=FaultPlan(rate=0.2, seed=1)) as server:
         litellm.completion(model="openai/m", api_base=server.url, api_key="dummy", messages=...)
@@ -258,6 +259,21 @@ class LoopbackServer:
         httpd.server_close()
         if self._thread is not None and threading.current_thread() is not self._thread:
             self._thread.join(5)
+
+    def hold_until_in_flight(self, count: int) -> None:
+        """Hold requests until `count` of them are in flight at once, then let all through.
+
+        Shows that a client overlaps `count` calls however slowly a loaded machine sends them; a
+        client that never does waits until the server stops (``max_seconds``).
+        """
+
+        def hold(n: int, body: dict) -> bool:
+            if self.in_flight >= count:
+                self.release()
+                return False
+            return True
+
+        self.hold = hold
 
     def release(self) -> None:
         """Let the held requests (and all later ones) through; idempotent."""

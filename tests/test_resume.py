@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -47,13 +48,27 @@ def checkpoint_step(checkpoint: Path) -> int:
         return -1
 
 
+def hold_after_step_one(sig: signal.Signals, checkpoint: Path, arrived: queue.Queue):
+    """A loopback ``hold``: every request sent once step 1 is checkpointed waits; `arrived` hears of it."""
+
+    def hold(n: int, body: dict) -> bool:
+        if checkpoint_step(checkpoint) < 1:
+            return False
+        arrived.put(sig)
+        return True
+
+    return hold
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, inline_ready):
     """Start one optimisation subprocess per signal and interrupt each at the same known point.
 
     Each loopback server holds every request sent after step 1 was checkpointed, so a run cannot
     get past step 2 (nor end) before its signal has been sent; the held requests are then released.
+    Runs are signalled in the order they reach that point, so none waits long enough to time out.
     """
+    arrived: queue.Queue = queue.Queue()
     with contextlib.ExitStack() as stack:
         runs = {}
         for sig in SIGNALS:
@@ -61,7 +76,7 @@ def interrupted(tmp_path_factory, inline_ready):
             brain = write_project(project, settings=SETTINGS)
             checkpoint = project / ".opro_cache" / "checkpoints" / "alpha.json"
             server = stack.enter_context(LoopbackServer(
-                answer=brain, latency=LATENCY, hold=lambda n, body, c=checkpoint: checkpoint_step(c) >= 1))
+                answer=brain, latency=LATENCY, hold=hold_after_step_one(sig, checkpoint, arrived)))
             proc = subprocess.Popen([sys.executable, "-m", "pytest", *optimize_args(project)], cwd=project,
                                     env={**os.environ, "OPRO_LOOP_URL": server.url},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -69,15 +84,21 @@ def interrupted(tmp_path_factory, inline_ready):
             runs[sig] = {"project": project, "server": server, "proc": proc, "started": time.monotonic(),
                          "checkpoint": checkpoint}
         deadline = time.monotonic() + 240
-        for sig, run in runs.items():
-            server, proc = run["server"], run["proc"]
-            # wait for the held request; stop waiting if the run ended on its own (the test will say so)
-            while not server.held.wait(0.1) and proc.poll() is None and time.monotonic() < deadline:
-                pass
-            if server.held.is_set():
-                proc.send_signal(sig)
+        waiting = set(runs)
+        while waiting and time.monotonic() < deadline:
+            try:
+                sig = arrived.get(timeout=0.1)
+            except queue.Empty:  # a run that ended on its own is never held: the test will say so
+                waiting -= {s for s in waiting if runs[s]["proc"].poll() is not None}
+                continue
+            if sig in waiting:
+                run = runs[sig]
+                run["proc"].send_signal(sig)
                 run["killed_after"] = time.monotonic() - run["started"]
-            server.release()
+                run["server"].release()
+                waiting.discard(sig)
+        for run in runs.values():
+            run["server"].release()
         for run in runs.values():
             try:
                 run["output"], _ = run["proc"].communicate(timeout=60)
