@@ -5,6 +5,10 @@ deterministically, fills the ``usage`` fields, and can inject faults (rate limit
 dropped connections, malformed or empty bodies) on a seeded schedule. It stops by itself after
 ``max_seconds`` or ``max_requests``, so a forgotten server never outlives its test.
 
+``hold(n, body)`` pauses the requests it is true for (before any reply) until ``release()``, so a
+test can act on a client at a known point of its run: ``held`` is set when the first one arrives.
+``hold_until_in_flight(k)`` holds requests until k are in flight at once.
+
     with LoopbackServer(latency=0.1, faults=FaultPlan(rate=0.2, seed=1)) as server:
         litellm.completion(model="openai/m", api_base=server.url, api_key="dummy", messages=...)
 
@@ -135,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(503, {"error": {"message": "loopback server is shutting down", "type": "server_error"}})
             return
         try:
+            owner._hold(n, body)
             owner._sleep(owner._latency())
             messages = body.get("messages") or []
             model = body.get("model", "loopback")
@@ -190,6 +195,7 @@ class LoopbackServer:
         max_seconds: float = 600.0,
         timeout_sleep: float = 5.0,
         keep_bodies: int = 1000,
+        hold: Callable[[int, dict], bool] | None = None,
     ) -> None:
         self.answer = answer or default_answer
         self.latency = latency
@@ -205,6 +211,9 @@ class LoopbackServer:
         self.bodies: collections.deque[dict] = collections.deque(maxlen=keep_bodies)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.hold = hold
+        self.held = threading.Event()  # set when the first request is held
+        self._released = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
@@ -237,6 +246,7 @@ class LoopbackServer:
             if self._stop.is_set():
                 return
             self._stop.set()
+        self._released.set()
         if self._timer is not None:
             self._timer.cancel()
         httpd = self._httpd
@@ -249,6 +259,25 @@ class LoopbackServer:
         httpd.server_close()
         if self._thread is not None and threading.current_thread() is not self._thread:
             self._thread.join(5)
+
+    def hold_until_in_flight(self, count: int) -> None:
+        """Hold requests until `count` of them are in flight at once, then let all through.
+
+        Shows that a client overlaps `count` calls however slowly a loaded machine sends them; a
+        client that never does waits until the server stops (``max_seconds``).
+        """
+
+        def hold(n: int, body: dict) -> bool:
+            if self.in_flight >= count:
+                self.release()
+                return False
+            return True
+
+        self.hold = hold
+
+    def release(self) -> None:
+        """Let the held requests (and all later ones) through; idempotent."""
+        self._released.set()
 
     @property
     def stopped(self) -> bool:
@@ -280,6 +309,12 @@ class LoopbackServer:
             timer.daemon = True
             timer.start()
         return n, kind
+
+    def _hold(self, n: int, body: dict) -> None:
+        if self.hold is None or self._released.is_set() or not self.hold(n, body):
+            return
+        self.held.set()
+        self._released.wait()
 
     def _done(self, n: int) -> None:
         with self._lock:

@@ -21,8 +21,12 @@ SETTINGS = {"max_steps": 2, "candidates": 3, "patience": 0}
 def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypatch, inline_ready):
     # --opro-allow-no-gain: this is about the shared cache; whether a task finds a gain does not matter
     project = tmp_path / "proj"
-    brain = write_project(project, names=TASKS, settings=SETTINGS)
+    # a long client timeout: requests may be held (below) while other workers start on a loaded machine
+    brain = write_project(project, names=TASKS, settings=SETTINGS, timeout=120.0)
     with LoopbackServer(answer=brain, latency=0.01) as server:
+        # one worker has at most 8 calls in flight (--opro-concurrency=8): requests wait until more
+        # than one worker has calls in flight, however far apart the workers start
+        server.hold_until_in_flight(9)
         env = {**os.environ, "OPRO_LOOP_URL": server.url}
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
@@ -30,7 +34,7 @@ def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypat
             cwd=project, env=env, capture_output=True, text=True, timeout=600)
         paid = server.requests
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert server.max_in_flight > 8  # the workers really overlapped
+        assert server.held.is_set() and server.max_in_flight > 8  # the workers really overlapped
 
         # every artifact written once, by one worker, and complete
         written = collections.Counter(line.split()[0] for line in (project / "written.log").read_text().splitlines())

@@ -290,7 +290,8 @@ def test_fast_path_never_imports_litellm_and_closes_its_pool():
 def test_one_pool_per_event_loop_sized_to_concurrency():
     import asyncio
 
-    with LoopbackServer(latency=0.1) as server:
+    with LoopbackServer(latency=0.1, max_seconds=60) as server:
+        server.hold_until_in_flight(8)  # the first batch's requests wait until 8 are in flight at once
         client = LLMClient(concurrency=8)
         config = ModelConfig("openai/m", api_base=server.url, api_key=SECRET)
 
@@ -302,7 +303,7 @@ def test_one_pool_per_event_loop_sized_to_concurrency():
         assert run_sync(batch()) == (1, 8)
         assert len(client._http._pools) == 0  # closed with its loop
         assert asyncio.run(batch()) == (1, 8)  # a new loop gets a new pool
-        assert 4 < server.max_in_flight <= 8
+        assert server.held.is_set() and server.max_in_flight == 8
 
 
 def test_proxy_from_the_environment_is_used(monkeypatch):

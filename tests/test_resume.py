@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -47,32 +48,57 @@ def checkpoint_step(checkpoint: Path) -> int:
         return -1
 
 
+def hold_after_step_one(sig: signal.Signals, checkpoint: Path, arrived: queue.Queue):
+    """A loopback ``hold``: every request sent once step 1 is checkpointed waits; `arrived` hears of it."""
+
+    def hold(n: int, body: dict) -> bool:
+        if checkpoint_step(checkpoint) < 1:
+            return False
+        arrived.put(sig)
+        return True
+
+    return hold
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, inline_ready):
-    """Start one optimisation subprocess per signal; deliver the signal once step 1 is checkpointed."""
+    """Start one optimisation subprocess per signal and interrupt each at the same known point.
+
+    Each loopback server holds every request sent after step 1 was checkpointed, so a run cannot
+    get past step 2 (nor end) before its signal has been sent; the held requests are then released.
+    Runs are signalled in the order they reach that point, so none waits long enough to time out.
+    """
+    arrived: queue.Queue = queue.Queue()
     with contextlib.ExitStack() as stack:
         runs = {}
         for sig in SIGNALS:
             project = tmp_path_factory.mktemp(f"interrupted-{sig.name}")
             brain = write_project(project, settings=SETTINGS)
-            server = stack.enter_context(LoopbackServer(answer=brain, latency=LATENCY))
+            checkpoint = project / ".opro_cache" / "checkpoints" / "alpha.json"
+            server = stack.enter_context(LoopbackServer(
+                answer=brain, latency=LATENCY, hold=hold_after_step_one(sig, checkpoint, arrived)))
             proc = subprocess.Popen([sys.executable, "-m", "pytest", *optimize_args(project)], cwd=project,
                                     env={**os.environ, "OPRO_LOOP_URL": server.url},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             stack.callback(lambda p=proc: p.poll() is None and p.kill())
             runs[sig] = {"project": project, "server": server, "proc": proc, "started": time.monotonic(),
-                         "checkpoint": project / ".opro_cache" / "checkpoints" / "alpha.json"}
+                         "checkpoint": checkpoint}
         deadline = time.monotonic() + 240
-        waiting = dict(runs)
+        waiting = set(runs)
         while waiting and time.monotonic() < deadline:
-            for sig, run in list(waiting.items()):
-                if run["proc"].poll() is not None:
-                    del waiting[sig]  # ended on its own: the test will say so
-                elif checkpoint_step(run["checkpoint"]) >= 1:
-                    run["proc"].send_signal(sig)
-                    run["killed_after"] = time.monotonic() - run["started"]
-                    del waiting[sig]
-            time.sleep(0.02)
+            try:
+                sig = arrived.get(timeout=0.1)
+            except queue.Empty:  # a run that ended on its own is never held: the test will say so
+                waiting -= {s for s in waiting if runs[s]["proc"].poll() is not None}
+                continue
+            if sig in waiting:
+                run = runs[sig]
+                run["proc"].send_signal(sig)
+                run["killed_after"] = time.monotonic() - run["started"]
+                run["server"].release()
+                waiting.discard(sig)
+        for run in runs.values():
+            run["server"].release()
         for run in runs.values():
             try:
                 run["output"], _ = run["proc"].communicate(timeout=60)
@@ -114,7 +140,7 @@ def test_interrupted_run_resumes_without_recomputing(interrupted, reference, pyt
     assert "killed_after" in run, f"the run ended before it could be interrupted:\n{output}"
     assert run["proc"].returncode != 0, output
     step = checkpoint_step(run["checkpoint"])
-    assert 1 <= step < SETTINGS["max_steps"], output
+    assert step == 1, output  # the servers held every request after step 1 until the signal was sent
     assert not (project / "__opro__" / "alpha.yaml").exists()
 
     monkeypatch.setenv("OPRO_LOOP_URL", server.url)
