@@ -15,3 +15,12 @@ def test_concurrency_benchmark_smoke():
         assert result["n"] == 32 and result["failures"] == 0
         assert server.requests == 32
         assert 1 <= server.max_in_flight <= 16
+
+
+def test_scale_out_latency_benchmark_smoke(tmp_path):
+    from bench.bench_scale_out import bench_latency
+    from tests.redis_server import require_binary
+
+    require_binary()  # skips without redis-server (fails under CI)
+    text = bench_latency(tmp_path, n=50, rounds=1)
+    assert "SQLite" in text and "Redis (loopback)" in text and "Redis / SQLite" in text
