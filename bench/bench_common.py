@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -38,19 +39,22 @@ def bench_answer(messages: list[dict]) -> str:
 _variants = itertools.count(1)
 
 
-def _serve(conn: Any, latency: float, max_seconds: float, answer: Any) -> None:
+def _serve(conn: Any, latency: float, max_seconds: float, answer: Any, options: dict | None = None) -> None:
     from tests.loopback import LoopbackServer
 
-    with LoopbackServer(answer=answer, latency=latency, max_seconds=max_seconds) as server:
+    with LoopbackServer(answer=answer, latency=latency, max_seconds=max_seconds, **(options or {})) as server:
         conn.send(server.url)
         while True:
             command = conn.recv()
             if command == "stats":
                 conn.send({"requests": server.requests, "completed": server.completed,
-                           "max_in_flight": server.max_in_flight})
+                           "max_in_flight": server.max_in_flight, "rate_limited": server.rate_limited,
+                           "faults": dict(server.fault_counts)})
             elif command == "reset":
                 with server._lock:
-                    server.requests = server.completed = server.max_in_flight = 0
+                    server.requests = server.completed = server.max_in_flight = server.rate_limited = 0
+                    server.fault_counts.clear()
+                    server._tokens, server._refilled = server.rate_burst, time.monotonic()
                 conn.send(True)
             else:
                 conn.send(True)
@@ -60,15 +64,18 @@ def _serve(conn: Any, latency: float, max_seconds: float, answer: Any) -> None:
 class ServerProcess:
     """``with ServerProcess(latency=0.1) as server:`` -> ``server.url``, ``server.stats()``."""
 
-    def __init__(self, latency: float = 0.1, max_seconds: float = 600.0, answer: Any = bench_answer) -> None:
+    def __init__(self, latency: float = 0.1, max_seconds: float = 600.0, answer: Any = bench_answer,
+                 **options: Any) -> None:
         self.latency = latency
         self.max_seconds = max_seconds
         self.answer = answer
+        self.options = options  # more LoopbackServer arguments, e.g. rate_limit=20
 
     def __enter__(self) -> "ServerProcess":
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.latency, self.max_seconds, self.answer), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(child, self.latency, self.max_seconds, self.answer, self.options),
+                                 daemon=True)
         self._proc.start()
         self.url: str = self._conn.recv()
         return self

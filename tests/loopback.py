@@ -146,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "429":
                 self._send_json(429, {"error": {"message": "rate limited (loopback)", "type": "rate_limit_error",
                                                 "code": "rate_limit_exceeded"}},
-                                {"Retry-After": f"{owner.faults.retry_after_for(n):g}"})
+                                {"Retry-After": f"{owner._retry_after(n):g}"})
             elif kind in ("500", "503"):
                 self._send_json(int(kind), {"error": {"message": f"injected {kind} (loopback)", "type": "server_error"}})
             elif kind == "timeout":
@@ -183,7 +183,10 @@ class LoopbackServer:
 
     ``url`` is the OpenAI ``api_base`` ("http://127.0.0.1:PORT/v1"); ``requests`` counts chat
     requests received, ``fault_counts`` the faults served by kind, ``bodies`` keeps the last
-    request bodies (bounded) for inspection.
+    request bodies (bounded) for inspection, ``models`` counts requests per model name.
+    ``rate_limit`` (requests per second, with a bucket of ``rate_burst``) makes it a rate-limited
+    provider: requests beyond the limit get a 429 with the Retry-After of the next free token, and
+    ``rate_limited`` counts them.
     """
 
     def __init__(
@@ -196,6 +199,8 @@ class LoopbackServer:
         timeout_sleep: float = 5.0,
         keep_bodies: int = 1000,
         hold: Callable[[int, dict], bool] | None = None,
+        rate_limit: float | None = None,
+        rate_burst: float | None = None,
     ) -> None:
         self.answer = answer or default_answer
         self.latency = latency
@@ -208,6 +213,14 @@ class LoopbackServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.fault_counts: collections.Counter[str] = collections.Counter()
+        # A provider's rate limit: a token bucket of `rate_burst` requests refilled at `rate_limit` per
+        # second, shared by every client; a request finding it empty gets a 429 (counted in `rate_limited`).
+        self.rate_limit = rate_limit
+        self.rate_burst = float(rate_burst) if rate_burst is not None else max(1.0, (rate_limit or 0) / 10)
+        self._tokens = self.rate_burst
+        self._refilled = time.monotonic()
+        self.rate_limited = 0
+        self.models: collections.Counter[str] = collections.Counter()  # requests per model name in the body
         self.bodies: collections.deque[dict] = collections.deque(maxlen=keep_bodies)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -300,6 +313,16 @@ class LoopbackServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.bodies.append(body)
             kind = self.faults.fault_for(n)
+            self.models[str(body.get("model"))] += 1
+            if kind is None and self.rate_limit:
+                now = time.monotonic()
+                self._tokens = min(self.rate_burst, self._tokens + (now - self._refilled) * self.rate_limit)
+                self._refilled = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                else:
+                    kind = "429"
+                    self.rate_limited += 1
             if kind:
                 self.fault_counts[kind] += 1
             limit_reached = self.max_requests is not None and self.requests >= self.max_requests
@@ -315,6 +338,10 @@ class LoopbackServer:
             return
         self.held.set()
         self._released.wait()
+    def _retry_after(self, n: int) -> float:
+        if self.rate_limit and self.faults.fault_for(n) is None:
+            return round(max(0.0, 1.0 - self._tokens) / self.rate_limit, 3)  # until the bucket holds a token
+        return self.faults.retry_after_for(n)
 
     def _done(self, n: int) -> None:
         with self._lock:

@@ -40,3 +40,12 @@ def test_selection_benchmark_smoke() -> None:
     assert percent(old[2]) >= 50 and percent(new[2]) <= 10  # false-ship rate in the worst no-better world
     assert percent(new[4]) >= 20  # a 20-point gain does get through
     assert old[-1] == new[-1]  # the same scorer calls: only the rule differs
+
+
+def test_scale_out_latency_benchmark_smoke() -> None:
+    """bench/bench_scale_out.py's warm-gate read latency part, against a real redis-server."""
+    from tests.redis_server import require_binary
+
+    require_binary()  # skips without redis-server (fails under CI)
+    out = _run_bench("bench_scale_out.py", "latency", "--latency-calls", "50", "--latency-rounds", "1")
+    assert "SQLite" in out and "Redis (loopback)" in out and "Redis / SQLite" in out

@@ -146,3 +146,89 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     with ResponseCache(tmp_path, mode="ro") as cache:
         assert cache.stats()["entries"] == workers * count
         assert all(cache.get(f"w{w}-{i}")["text"] == f"{w}:{i}" for w in range(workers) for i in range(count))
+
+
+def test_first_writer_wins(tmp_path):
+    with ResponseCache(tmp_path) as cache:
+        cache.put("k", {**VALUE, "text": "first"})
+        cache.put("k", {**VALUE, "text": "second"})
+        assert cache.get("k")["text"] == "first"
+        assert cache.writes == 1
+    with ResponseCache(tmp_path) as other:  # another process: still the first answer
+        other.put("k", {**VALUE, "text": "third"})
+        assert other.get("k")["text"] == "first"
+
+
+def test_ttl_expires_entries_and_lets_them_be_rewritten(tmp_path, monkeypatch):
+    import time as time_module
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    with ResponseCache(tmp_path, ttl=60) as cache:
+        cache.put("k", {**VALUE, "text": "old"})
+        now[0] += 30
+        assert cache.get("k")["text"] == "old"
+        cache.put("k", {**VALUE, "text": "not yet"})  # live: the first writer still wins
+        assert cache.get("k")["text"] == "old"
+        now[0] += 31
+        assert cache.get("k") is None  # expired: a miss
+        cache.put("k", {**VALUE, "text": "new"})
+        assert cache.get("k")["text"] == "new"
+    with ResponseCache(tmp_path) as no_ttl:  # without a TTL nothing expires
+        assert no_ttl.get("k")["text"] == "new"
+
+
+def test_bad_ttl_is_a_config_error(tmp_path):
+    from pytest_opro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TTL"):
+        ResponseCache(tmp_path, ttl=0)
+
+
+def test_get_many_answers_in_order_with_one_query(tmp_path):
+    with ResponseCache(tmp_path) as cache:
+        for i in range(3):
+            cache.put(f"k{i}", {**VALUE, "text": str(i)})
+        got = cache.get_many(["k2", "missing", "k0", "k2"])
+        assert [g and g["text"] for g in got] == ["2", None, "0", "2"]
+        assert (cache.hits, cache.misses) == (3, 1)
+        many = [f"x{i}" for i in range(1200)]  # more keys than one IN (...) takes
+        assert cache.get_many(many) == [None] * 1200
+
+
+def test_both_backends_implement_the_interface(tmp_path):
+    from pytest_opro.models.cache import Cache, cache_key
+    from pytest_opro.models.redis_cache import RedisCache
+
+    with ResponseCache(tmp_path) as cache:
+        assert isinstance(cache, Cache)
+    assert ResponseCache.key is cache_key or ResponseCache.key("m", MESSAGES, {}, 0) == cache_key("m", MESSAGES, {}, 0)
+    assert RedisCache.key("m", MESSAGES, {"temperature": 0}, 3) == ResponseCache.key("m", MESSAGES, {"temperature": 0}, 3)
+    off = RedisCache("redis://127.0.0.1:1/0", mode="off")  # off: never connects
+    assert isinstance(off, Cache) and off.get("k") is None
+    off.put("k", VALUE)
+
+
+def test_value_codec_compresses_large_values_only():
+    from pytest_opro.models.cache import COMPRESS_OVER, decode_value, encode_value
+
+    small = encode_value(VALUE)
+    assert small[:1] == b"j" and decode_value(small) == VALUE
+    big_value = {**VALUE, "text": "word " * 2000}
+    big = encode_value(big_value)
+    assert big[:1] == b"z" and len(big) < len(big_value["text"]) // 10 and decode_value(big) == big_value
+    assert decode_value(encode_value({"text": "x" * (COMPRESS_OVER + 10), "api_key": "sk-no"})) == {
+        "text": "x" * (COMPRESS_OVER + 10)}
+    assert decode_value(b"zgarbage") is None and decode_value(b"j[1, 2]") is None
+    assert decode_value('{"text": "legacy"}') == {"text": "legacy"}  # SQLite's text rows
+
+
+def test_open_cache_picks_the_backend(tmp_path):
+    from pytest_opro.errors import ConfigError
+    from pytest_opro.models.cache import open_cache
+
+    assert isinstance(open_cache(tmp_path, "rw"), ResponseCache)
+    assert open_cache(tmp_path, "off") is None and open_cache(None, "rw") is None
+    with pytest.raises(ConfigError, match=r"redis://:\*\*\*@127\.0\.0\.1:1/0 unreachable") as info:
+        open_cache("redis://:hunter2secret@127.0.0.1:1/0", "rw")
+    assert "hunter2secret" not in str(info.value)

@@ -324,6 +324,9 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         (["--opro-cache=maybe"], "", "--opro-cache='maybe' must be rw, ro or off"),
         (["--opro-alpha=1.5"], "", "--opro-alpha='1.5' must be between 0 and 1"),
         (["--opro-report=out.txt"], "", "--opro-report='out.txt' must end in .md or .json"),
+        (["--opro-cache-ttl=0"], "", "--opro-cache-ttl='0' must be a positive number"),
+        (["--opro-shard=0/2"], "", "--opro-shard='0/2' must be K/N with 1 <= K <= N"),
+        ([], "opro_cache_url = memcached://:pw-1234@host", "ini opro_cache_url='memcached://:***@host' must be a Redis URL"),
         ([], "opro_tolerance = 500", "ini opro_tolerance='500' must be between 0 and 100"),
         ([], "opro_allow_stale = maybe", "ini opro_allow_stale: invalid truth value 'maybe'; use true or false"),
         ([], "opro_model =   ", None),  # empty ini value means "not set": no error

@@ -1,34 +1,51 @@
-"""Response cache: one SQLite file shared safely by several processes (pytest-xdist workers).
+"""The response cache: a small interface (:class:`Cache`) and its SQLite implementation.
 
 A response is stored under a key that covers everything that changes the answer: the model string,
 the messages, every sampling parameter and the sample index. A whole optimisation run can therefore
 be replayed from the cache call for call. Secrets (API keys, headers) are never part of a key or a
 value.
+
+Two implementations share the semantics below, and the model client does not know which it has:
+
+- :class:`ResponseCache` (alias :data:`SqliteCache`): one SQLite file in WAL mode, shared safely by
+  the processes of one machine (pytest-xdist workers, parallel pytest runs);
+- :class:`pytest_opro.models.redis_cache.RedisCache`: one Redis database shared by many machines
+  (``--opro-cache-url redis://host:6379/0``).
+
+Semantics: modes ``rw`` (read and write), ``ro`` (read only) and ``off`` (nothing); the first
+writer of a key wins, so an answer never changes under a replayed run; an optional TTL after which
+an entry is gone; a backend that fails mid-run warns once and the run goes on uncached.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any
 
 from pytest_opro.errors import ConfigError
-from pytest_opro.hashing import canonical_json, sha256_hex
+from pytest_opro.models.cache_format import (  # noqa: F401  (part of this module's interface)
+    COMPRESS_OVER,
+    KEY_VERSION,
+    MODES,
+    SECRET_PARAMS,
+    Cache,
+    CacheMode,
+    _canonical,
+    cache_key,
+    check_ttl,
+    clean_value,
+    decode_value,
+    encode_value,
+)
 
-CacheMode = Literal["rw", "ro", "off"]
-MODES = ("rw", "ro", "off")
 DB_NAME = "responses.sqlite3"
-KEY_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
-# Parameters that never reach the cache key: they are secrets or transport details.
-SECRET_PARAMS = frozenset({"api_key", "headers", "extra_headers", "api_base", "base_url", "timeout",
-                           "num_retries", "max_retries", "metadata"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -37,11 +54,6 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
-
-
-def _canonical(obj: Any) -> str:
-    return canonical_json(obj, default=repr)
-
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
     """True for 'file is not a database' and friends, False for lock contention."""
@@ -52,18 +64,22 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
 
 
 class ResponseCache:
-    """A persistent map from request key to response dict.
+    """The SQLite cache: a persistent map from request key to response dict.
 
     ``mode`` is ``"rw"`` (read and write), ``"ro"`` (read only, never creates or changes the file)
-    or ``"off"`` (every lookup misses, nothing is written).
+    or ``"off"`` (every lookup misses, nothing is written). ``ttl`` (seconds, optional): an entry
+    older than that is a miss and may be written anew.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] = ".opro_cache", mode: CacheMode = "rw") -> None:
+    def __init__(self, directory: str | os.PathLike[str] = ".opro_cache", mode: CacheMode = "rw",
+                 ttl: float | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"cache mode {mode!r} is not one of {', '.join(MODES)}")
         self.directory = Path(directory)
         self.mode: CacheMode = mode
+        self.ttl = check_ttl(ttl)
         self.path = self.directory / DB_NAME
+        self.location = str(self.path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._bypass = mode == "off"
@@ -73,13 +89,7 @@ class ResponseCache:
         self.writes = 0
 
     # -- keys ----------------------------------------------------------------------------------
-    @staticmethod
-    def key(model: str, messages: list[dict], params: Mapping[str, Any], sample_index: int) -> str:
-        """sha256 hex of the canonical JSON of everything that changes the answer."""
-        clean = {k: v for k, v in dict(params or {}).items() if k not in SECRET_PARAMS}
-        payload = {"v": KEY_VERSION, "model": model, "messages": messages, "params": clean,
-                   "sample_index": int(sample_index)}
-        return sha256_hex(_canonical(payload))
+    key = staticmethod(cache_key)
 
     # -- connection ----------------------------------------------------------------------------
     def _warn(self, message: str) -> None:
@@ -165,49 +175,68 @@ class ResponseCache:
             self._bypass = True
 
     # -- public API ----------------------------------------------------------------------------
-    def get(self, key: str) -> dict | None:
-        """The stored value, or None on a miss (or when the cache is off or unusable)."""
+    def _fresh_after(self) -> float:
+        """Rows created before this time have expired (0: nothing expires)."""
+        return time.time() - self.ttl if self.ttl is not None else 0.0
+
+    def _select(self, keys: list[str]) -> dict[str, Any] | None:
+        """{key: stored text} for the keys found; None when the cache is off or unusable."""
         with self._lock:
             conn = self._open()
             if conn is None:
-                self.misses += 1
                 return None
+            found: dict[str, Any] = {}
             try:
-                row = conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(f"SELECT key, value FROM responses WHERE key IN ({marks}) AND created >= ?",
+                                        (*chunk, self._fresh_after())).fetchall()
+                    found.update(rows)
             except sqlite3.Error as exc:
                 if _is_corruption(exc):
                     self._recover(exc)
-                self.misses += 1
                 return None
-        if row is None:
-            self.misses += 1
-            return None
-        try:
-            value = json.loads(row[0])
-        except ValueError:
-            self.misses += 1
-            return None
-        if not isinstance(value, dict):
-            self.misses += 1
-            return None
-        self.hits += 1
-        return value
+        return found
+
+    def get(self, key: str) -> dict | None:
+        """The stored value, or None on a miss (or when the cache is off or unusable)."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[dict | None]:
+        """The stored values of `keys`, in order (None for each miss), in one query."""
+        found = self._select(list(dict.fromkeys(keys))) if keys else {}
+        out: list[dict | None] = []
+        for key in keys:
+            value = decode_value(found.get(key)) if found else None
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            out.append(value)
+        return out
 
     def put(self, key: str, value: dict) -> None:
-        """Store ``value`` under ``key`` (no-op unless mode is "rw")."""
+        """Store ``value`` under ``key`` unless the key holds a live entry already (the first writer
+        wins); a no-op unless mode is "rw"."""
         if self.mode != "rw":
             return
-        clean = {k: v for k, v in value.items() if k not in SECRET_PARAMS}
-        data = _canonical(clean)
+        data = _canonical(clean_value(value))
+        args: tuple[Any, ...]
+        if self.ttl is None:
+            sql, args = "INSERT OR IGNORE INTO responses (key, value, created) VALUES (?, ?, ?)", (key, data, time.time())
+        else:  # an expired row may be replaced
+            sql = ("INSERT INTO responses (key, value, created) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                   "SET value = excluded.value, created = excluded.created WHERE responses.created < ?")
+            args = (key, data, time.time(), self._fresh_after())
         with self._lock:
             conn = self._open()
             if conn is None:
                 return
             for attempt in range(2):
                 try:
-                    conn.execute("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                                 (key, data, time.time()))
-                    self.writes += 1
+                    cursor = conn.execute(sql, args)
+                    self.writes += max(0, cursor.rowcount)
                     return
                 except sqlite3.Error as exc:
                     if _is_corruption(exc) and attempt == 0:
@@ -252,14 +281,36 @@ class ResponseCache:
         return f"ResponseCache({str(self.directory)!r}, mode={self.mode!r})"
 
 
-def open_cache(cache: ResponseCache | str | Path | None, mode: str = "rw") -> ResponseCache | None:
-    """A ResponseCache from a directory, an existing cache, or None / mode "off" for no cache."""
-    if isinstance(cache, ResponseCache):
+#: The SQLite implementation under the name the interface's other implementation mirrors.
+SqliteCache = ResponseCache
+#: URL schemes that select the Redis implementation.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_cache_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(REDIS_SCHEMES)
+
+
+def open_cache(cache: Cache | str | Path | None, mode: str = "rw", *, url: str | None = None,
+               ttl: float | None = None) -> Cache | None:
+    """A response cache: an existing one as is; Redis for a ``redis://``/``rediss://`` URL (`url`
+    or `cache`); SQLite for a directory; None for no cache (``cache=None`` or mode "off").
+
+    Redis is reached at once: an unreachable server is a ConfigError naming the URL (without its
+    password).
+    """
+    if cache is not None and not isinstance(cache, (str, os.PathLike)) and isinstance(cache, Cache):
         return cache
-    if cache is None or mode == "off":
+    if mode == "off":
         return None
-    if mode == "rw":
-        return ResponseCache(cache, mode="rw")
-    if mode == "ro":
-        return ResponseCache(cache, mode="ro")
-    raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
+    if mode not in ("rw", "ro"):
+        raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
+    if url is None and is_cache_url(cache):
+        url = str(cache)
+    if url is not None:
+        from pytest_opro.models.redis_cache import RedisCache
+
+        return RedisCache(url, mode=mode, ttl=ttl)  # type: ignore[arg-type]
+    if cache is None:
+        return None
+    return ResponseCache(cache, mode=mode, ttl=ttl)  # type: ignore[arg-type]

@@ -85,6 +85,14 @@ def register_provider(prefix: str, handler: Any) -> None:
 
 
 _local_ready: set[str] = set()
+#: model_name -> provider models behind it, for names a litellm Router serves (see models/router.py).
+_aliases: dict[str, tuple[str, ...]] = {}
+
+
+def register_aliases(aliases: Mapping[str, Any]) -> None:
+    """Tell capability look-ups which provider models a Router's model_name stands for."""
+    for name, models in aliases.items():
+        _aliases[str(name)] = tuple(str(m) for m in models)
 
 
 def ensure_local(model: str) -> None:
@@ -104,7 +112,12 @@ def ensure_local(model: str) -> None:
 
 
 def supports_prefill(model: str) -> bool:
-    """Whether the model continues a trailing assistant message (needed for A_begin position)."""
+    """Whether the model continues a trailing assistant message (needed for A_begin position).
+
+    A Router's model_name supports it when every deployment behind it does."""
+    behind = _aliases.get(model)
+    if behind and behind != (model,):
+        return all(supports_prefill(m) for m in behind)
     if model.startswith(PREFILL_PREFIXES):
         return True
     handler = handler_for(model)

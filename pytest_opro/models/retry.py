@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import io
 import re
-from typing import Any
+from typing import Any, Callable
 
 from pytest_opro.errors import ProviderError
 from pytest_opro.models.config import ModelConfig, provider_of
@@ -121,9 +121,12 @@ def _fatal(message: str) -> ProviderError:
     return error
 
 
-def provider_error(litellm: Any, config: ModelConfig, exc: BaseException) -> ProviderError:
+def provider_error(litellm: Any, config: ModelConfig, exc: BaseException,
+                   scrub: Callable[[str], str] | None = None) -> ProviderError:
+    """The one-line error for a call that failed for good. `scrub` removes secrets from the provider's
+    text (default: the config's API key; a router also removes its deployments)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    text = redact(first_line(str(exc) or type(exc).__name__), config.api_key)
+    text = (scrub or (lambda t: redact(t, config.api_key)))(first_line(str(exc) or type(exc).__name__))
     if "AuthenticationError" in names or _MISSING_KEY.search(str(exc)):
         return _fatal(f"model {config.model}: authentication failed; {env_var_hint(litellm, config.model)}")
     if "PermissionDeniedError" in names:

@@ -29,13 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_opro.plugin.progress import live_writer
     from pytest_opro.plugin.session import OproSession
 
-    config.stash[SESSION_KEY] = OproSession(
+    session = OproSession(
         options=read_options(config),
         rootpath=config.rootpath,
         hook=config.hook,
         write_line=live_writer(config),
         narrowed=_narrowed(config),
+        worker=hasattr(config, "workerinput"),
     )
+    # the controller (or a plain run) checks the router file and reaches a Redis cache once, at start
+    session.check_start(open_shared=not session.worker)
+    config.stash[SESSION_KEY] = session
     config.stash[DESELECTED_KEY] = 0
     config.addinivalue_line("markers", "opro: a test that checks a prompt task (set by the opro fixture)")
 
@@ -44,6 +48,24 @@ def _narrowed(config: pytest.Config) -> bool:
     """Whether the command line picked files or test ids rather than whole directories."""
     base = config.invocation_params.dir
     return any("::" in arg or not (base / arg).is_dir() for arg in config.args)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--opro-shard K/N``: keep this shard's share of the tests (see pytest_opro.plugin.shard).
+
+    Last, so the shards divide the tests ``-k``/``-m`` left."""
+    opro_session = config.stash.get(SESSION_KEY, None)
+    if opro_session is None or not opro_session.options.shard:
+        return
+    from pytest_opro.plugin.shard import split
+
+    k, n = opro_session.options.shard
+    opro_session.shard_collected = len(items)
+    kept, dropped = split(items, k, n)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -86,6 +108,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     session = node.config.stash[SESSION_KEY]
     session.records.extend(TaskRecord.from_dict(r) for r in records)
     session.artifact_dirs.update(output.get("opro_dirs", []))
+    session.shard_collected = max(session.shard_collected, output.get("opro_collected", 0))
     # every worker collects and deselects the same items: keep the largest count
     deselected = output.get("opro_deselected", 0)
     node.config.stash[DESELECTED_KEY] = max(node.config.stash.get(DESELECTED_KEY, 0), deselected)
@@ -101,7 +124,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput[WORKER_RECORDS] = [r.to_dict() for r in opro_session.records]
         config.workeroutput["opro_dirs"] = sorted(opro_session.artifact_dirs)
         config.workeroutput["opro_deselected"] = config.stash.get(DESELECTED_KEY, 0)
+        config.workeroutput["opro_collected"] = opro_session.shard_collected
         return
+    if opro_session.options.shard and opro_session.shard_collected and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # an empty shard (more shards than tests) is no failure
     if not opro_session.needs_finish():
         return
     notes, status = opro_session.finish(deselected=config.stash.get(DESELECTED_KEY, 0))

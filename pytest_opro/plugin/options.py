@@ -63,6 +63,28 @@ def _text(value: str) -> str:
     return value.strip()
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _cache_url(value: str) -> str:
+    from pytest_opro.models.redis_cache import check_url
+
+    try:
+        return check_url(value)
+    except ValueError:
+        raise ValueError("must be a Redis URL such as redis://host:6379/0 or rediss://host:6380/0") from None
+
+
+def _shard(value: str) -> tuple[int, int]:
+    from pytest_opro.plugin.shard import parse_shard
+
+    return parse_shard(value)
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -78,6 +100,7 @@ class OptionSpec:
     default: Any
     help: str
     metavar: str = "VALUE"
+    secret: bool = False  # the value may hold a password: error messages show it redacted
 
 
 SPECS: tuple[OptionSpec, ...] = (
@@ -95,6 +118,14 @@ SPECS: tuple[OptionSpec, ...] = (
                "(paired test, Holm-corrected over the candidates compared; default 0.05)", "P"),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),
+    OptionSpec("cache-url", _cache_url, None, "shared response cache in Redis instead of the directory: "
+               "redis://host:6379/0 or rediss://... (password in the URL or $OPRO_REDIS_PASSWORD)", "URL", secret=True),
+    OptionSpec("cache-ttl", _positive_float, None, "response cache entries expire after SECONDS (default: never)",
+               "SECONDS"),
+    OptionSpec("router", _text, None, "send every model call through a litellm Router set up in FILE (YAML: "
+               "model_list, router_settings, pacing; relative to the rootdir)", "FILE"),
+    OptionSpec("shard", _shard, None, "run only shard K of N (e.g. 2/4): N CI jobs check disjoint sets of "
+               "prompt tests whose union is all of them", "K/N"),
     OptionSpec("tolerance", _tolerance, 2.0, "gate: accuracy drop in points tolerated (default 2)", "POINTS"),
     OptionSpec("alpha", _probability, 0.05, "gate: significance level of the paired test (default 0.05)", "P"),
     OptionSpec("report", _report_path, None, "write a report: PATH.md (markdown) or PATH.json", "PATH"),
@@ -168,7 +199,12 @@ def read_options(config: pytest.Config) -> Options:
             opts.values[attr] = spec.parse(str(raw))
         except ValueError as exc:
             reason = str(exc) if "must" in str(exc) else f"is not a valid {spec.metavar.lower()}"
-            raise pytest.UsageError(f"{source}={raw!r} {reason}") from None
+            shown = raw
+            if spec.secret:
+                from pytest_opro.models.redis_cache import redact_url
+
+                shown = redact_url(str(raw))
+            raise pytest.UsageError(f"{source}={shown!r} {reason}") from None
         if cli is not None:
             opts.from_cli.add(attr)
     if opts.values["plot"]:
@@ -179,4 +215,7 @@ def read_options(config: pytest.Config) -> Options:
             raise pytest.UsageError(problem)
     cache_dir = Path(opts.values["cache_dir"])
     opts.values["cache_dir"] = cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir
+    if opts.values["router"]:
+        router = Path(opts.values["router"])
+        opts.values["router"] = router if router.is_absolute() else config.rootpath / router
     return opts

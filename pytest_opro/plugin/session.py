@@ -32,26 +32,75 @@ class OproSession:
     artifact_dirs: set[str] = field(default_factory=set)
     narrowed: bool = False  # the command line named files or test ids, not whole directories
     used: bool = False
+    shard_collected: int = 0  # tests collected before --opro-shard kept its share
+    worker: bool = False  # a pytest-xdist worker (the controller checked the shared cache at start-up)
     _cache: Any = None
+    _cache_checked: bool = False  # the shared cache answered at start-up
+    _cache_lost: bool = False
+    _router_config: Any = None
+    _router: Any = None
 
     # -- shared resources ----------------------------------------------------------------------
-    def cache(self) -> Any:
-        """The response cache shared by every task in this process (None when off)."""
-        if self._cache is None and self.options.cache != "off":
-            from pytest_opro.models.cache import ResponseCache
+    def check_start(self, *, open_shared: bool = True) -> None:
+        """Start-up checks: the router file parses; a Redis cache answers (one clear error if not).
 
-            self._cache = ResponseCache(self.options.cache_dir, mode=self.options.cache)
+        Raises pytest.UsageError naming the file or the URL (never its password).
+        """
+        opts = self.options
+        if opts.router:
+            from pytest_opro.models.router import RouterConfig
+
+            try:
+                self._router_config = RouterConfig.load(opts.router)
+            except OproError as exc:
+                raise pytest.UsageError(f"--opro-router: {exc}") from None
+        if open_shared and opts.cache_url and opts.cache != "off":
+            try:
+                self.cache()
+            except OproError as exc:
+                raise pytest.UsageError(f"--opro-cache-url: {exc}") from None
+            self._cache_checked = True
+
+    def cache(self) -> Any:
+        """The response cache shared by every task in this process (None when off).
+
+        SQLite in the cache directory, or Redis with ``--opro-cache-url``: the client cannot tell.
+        """
+        if self._cache is None and self.options.cache != "off" and not self._cache_lost:
+            from pytest_opro.models.cache import open_cache
+
+            opts = self.options
+            try:
+                self._cache = open_cache(opts.cache_dir, opts.cache, url=opts.cache_url, ttl=opts.cache_ttl)
+            except OproError as exc:
+                if not (self._cache_checked or self.worker):
+                    raise
+                # it answered at start-up (here or in the xdist controller): lost since, go on without it
+                self._cache_lost = True
+                warnings.warn(f"pytest-opro: {exc}; continuing without the cache", RuntimeWarning, stacklevel=2)
         return self._cache
+
+    def router(self) -> Any:
+        """The litellm Router of ``--opro-router`` for this process (None without one)."""
+        if self._router is None and self.options.router:
+            from pytest_opro.models.router import RouterBridge, RouterConfig
+
+            config = self._router_config or RouterConfig.load(self.options.router)
+            self._router = RouterBridge(config)
+        return self._router
 
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        if self._router is not None:
+            self._router.close()
+            self._router = None
 
     def needs_finish(self) -> bool:
         """Whether the end of the run has anything to say or write (most runs use no prompt task)."""
         opts = self.options
-        return bool(self.records or self.used or opts.optimize or opts.report or opts.plot)
+        return bool(self.records or self.used or opts.optimize or opts.report or opts.plot or opts.shard)
 
     def client(self) -> Any:
         """A model client on the shared cache, with this run's budget (one per task run)."""
@@ -65,7 +114,8 @@ class OproSession:
             max_tokens=self.options.max_tokens,
             max_cost_usd=self.options.max_cost,
         )
-        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget)
+        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget,
+                         router=self.router())
 
     # -- settings with precedence CLI > task > ini > default ----------------------------------
     def model(self, task: Any, role: str) -> Any:
@@ -306,13 +356,16 @@ class OproSession:
 
         opts = self.options
         return json_report(self.records, self.rootpath, optimize=bool(opts.optimize), tolerance=opts.tolerance,
-                           alpha=opts.alpha, allow_no_gain=bool(opts.allow_no_gain))
+                           alpha=opts.alpha, allow_no_gain=bool(opts.allow_no_gain), shard=opts.shard)
 
     def finish(self, deselected: int) -> tuple[list[str], int | None]:
         """Notes for the terminal summary and an exit status to set (None: leave pytest's)."""
         notes: list[str] = []
         status: int | None = None
-        if self.options.optimize and not self.records and not self.used:
+        if self.options.shard and self.shard_collected and not self.records:
+            k, n = self.options.shard
+            notes.append(f"opro: shard {k}/{n} holds no prompt task ({self.shard_collected} tests collected in all)")
+        elif self.options.optimize and not self.records and not self.used:
             notes.append("opro: --opro-optimize ran but no test called opro.check(task): no prompt task was selected")
             status = pytest.ExitCode.NO_TESTS_COLLECTED
         if deselected == 0 and self.records:

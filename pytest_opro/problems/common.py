@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, TypedDict
 
-from pytest_opro.models.cache import ResponseCache
+from pytest_opro.models.cache import Cache
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import Budget
 from pytest_opro.opro.loop import CandidateCallback, LoopResult, StepCallback, run_loop
@@ -16,7 +16,7 @@ from pytest_opro.opro.settings import OptimizerSettings
 class RunOptions(TypedDict, total=False):
     """Keyword arguments every problem runner takes, passed on to :func:`run_problem`."""
 
-    cache: ResponseCache | str | Path | None
+    cache: Cache | str | Path | None
     cache_mode: str
     budget: Budget | None
     client: LLMClient | None
@@ -26,7 +26,7 @@ class RunOptions(TypedDict, total=False):
 
 
 async def run_problem(problem: Problem, settings: OptimizerSettings, *,
-                      cache: ResponseCache | str | Path | None = ".opro_cache", cache_mode: str = "rw",
+                      cache: Cache | str | Path | None = ".opro_cache", cache_mode: str = "rw",
                       budget: Budget | None = None, client: LLMClient | None = None, concurrency: int = 16,
                       on_step: StepCallback | None = None,
                       on_candidate: CandidateCallback | None = None) -> tuple[LoopResult, LLMClient]:
@@ -39,7 +39,7 @@ async def run_problem(problem: Problem, settings: OptimizerSettings, *,
     return loop, client
 
 
-def open_client(cache: ResponseCache | str | Path | None, cache_mode: str, budget: Budget | None,
+def open_client(cache: Cache | str | Path | None, cache_mode: str, budget: Budget | None,
                 concurrency: int) -> LLMClient:
     """An LLMClient with the response cache and budget prompt tasks use."""
     from pytest_opro.models.cache import open_cache

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.hashing import canonical_json, sha256_hex
-from pytest_opro.models.cache import ResponseCache, open_cache
+from pytest_opro.models.cache import Cache, open_cache
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import Budget, ModelConfig, ModelSpec
 from pytest_opro.models.pricing import estimate_cost
@@ -97,7 +97,7 @@ async def optimize_async(
     settings: OptimizerSettings | None = None,
     budget: Budget | None = None,
     client: LLMClient | None = None,
-    cache: ResponseCache | str | Path | None = ".opro_cache",
+    cache: Cache | str | Path | None = ".opro_cache",
     cache_mode: str = "rw",
     concurrency: int = 16,
     checkpoint: str | Path | None = None,
@@ -192,8 +192,8 @@ def optimize(task: PromptTask, **kwargs: Any) -> Result:
     """Run OPRO on `task` and return the :class:`Result` (winner chosen on validation).
 
     Keyword arguments: ``scorer`` and ``optimizer`` (litellm model strings or ModelConfig),
-    ``settings`` (:class:`OptimizerSettings`), ``budget`` (:class:`Budget`), ``cache`` (directory or
-    None), ``cache_mode`` ("rw", "ro", "off"), ``concurrency``, ``checkpoint`` (file path to resume
+    ``settings`` (:class:`OptimizerSettings`), ``budget`` (:class:`Budget`), ``cache`` (directory, a
+    ``redis://`` URL, a cache object or None), ``cache_mode`` ("rw", "ro", "off"), ``concurrency``, ``checkpoint`` (file path to resume
     from), ``on_step`` and ``on_candidate`` callbacks.
     """
     return run_sync(optimize_async(task, **kwargs))

@@ -5,6 +5,9 @@
 - ``comment REPORT.json [OUT.md]``: the short pull request comment (per-task table, failure messages
   folded, a link to the run with ``--run-url``); the GitHub Action posts it.
 - ``plot REPORT.json DIR``: one PNG per task with an optimisation history.
+- ``merge A.json B.json ... -o OUT.json [--markdown OUT.md]``: one report from the JSON reports of
+  sharded jobs (``pytest --opro-shard K/N --opro-report shard-K.json``), same schema; ``--markdown -``
+  writes the markdown to standard output.
 """
 
 from __future__ import annotations
@@ -75,6 +78,35 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from pytest_opro.reporting.json_report import write_report
+    from pytest_opro.reporting.markdown import markdown_from_report
+    from pytest_opro.reporting.merge import MergeError, merge_reports
+
+    if not args.out and not args.markdown:
+        print(f"{PROG} merge: give -o OUT.json and/or --markdown OUT.md", file=sys.stderr)
+        return 2
+    reports = [load_report(path) for path in args.reports]
+    try:
+        merged = merge_reports(reports, [str(p) for p in args.reports], allow_missing=args.allow_missing)
+    except MergeError as exc:
+        raise ReportError(f"cannot merge: {exc}") from None
+    if merged["merged"]["missing_shards"]:
+        missing = ", ".join(str(k) for k in merged["merged"]["missing_shards"])
+        print(f"warning: shard(s) {missing} of {merged['merged']['shard_count']} missing from the merged report",
+              file=sys.stderr)
+    if args.out:
+        write_report(merged, Path(args.out))
+    if args.markdown == "-":
+        sys.stdout.write(markdown_from_report(merged))
+    elif args.markdown:
+        write_text_atomic(Path(args.markdown), markdown_from_report(merged))
+    summary = merged["summary"]
+    print(f"merged {len(reports)} reports: {summary['tasks']} tasks, {summary['ok']} ok, {summary['not_ok']} not ok",
+          file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's arguments."""
     top = argparse.ArgumentParser(prog=PROG, description="Work with a saved pytest-opro JSON report.")
@@ -94,6 +126,13 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("report", help="the JSON report")
     pl.add_argument("directory", help="where to write the plots")
     pl.set_defaults(run=_plot)
+    mg = commands.add_parser("merge", help="combine the JSON reports of sharded jobs into one")
+    mg.add_argument("reports", nargs="+", help="the shards' JSON reports (pytest --opro-shard K/N --opro-report ...)")
+    mg.add_argument("-o", "--out", help="where to write the combined JSON report")
+    mg.add_argument("--markdown", metavar="OUT.md", help="also write the markdown report ('-': standard output)")
+    mg.add_argument("--allow-missing", action="store_true",
+                    help="merge even when some of the N shards' reports are missing (warns)")
+    mg.set_defaults(run=_merge)
     return top
 
 

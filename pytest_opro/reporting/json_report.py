@@ -26,12 +26,14 @@ TOP_CANDIDATES = 5
 
 # -- the machine-readable report ---------------------------------------------------------------
 def json_report(records: Sequence[TaskRecord], rootpath: Path, *, optimize: bool, tolerance: float, alpha: float,
-                allow_no_gain: bool = False) -> dict[str, Any]:
-    """The whole report as plain data (see ``docs/report-schema.md``); `tolerance` in points."""
+                allow_no_gain: bool = False, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The whole report as plain data (see ``docs/report-schema.md``); `tolerance` in points.
+
+    `shard` (K, N) marks the report of one ``--opro-shard K/N`` job."""
     from pytest_opro import __version__
 
     tasks = [task_entry(r, rootpath, allow_no_gain=allow_no_gain) for r in records]
-    return {
+    report = {
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": __version__,
@@ -41,6 +43,14 @@ def json_report(records: Sequence[TaskRecord], rootpath: Path, *, optimize: bool
         "summary": _summary(tasks),
         "tasks": tasks,
     }
+    if shard is not None:
+        report["shard"] = {"index": int(shard[0]), "count": int(shard[1])}
+    return report
+
+
+def summarize(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``summary`` block of a report with these task entries."""
+    return _summary(tasks)
 
 
 def _summary(tasks: list[dict[str, Any]]) -> dict[str, Any]:
