@@ -25,6 +25,9 @@ class OptimizerSettings:
     seed: int = 0
     max_failure_rate: float = 0.1
     reask: int = 0
+    #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):
+    #: None is OPRO's meta-prompt only, as in the paper.
+    proposers: Any = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -40,6 +43,10 @@ class OptimizerSettings:
             "max_failure_rate": 0 <= self.max_failure_rate <= 1,
             "reask": self.reask >= 0,
         }
+        if self.proposers is not None:
+            from pytest_opro.opro.proposers import parse_mix
+
+            parse_mix(self.proposers)  # raises ConfigError on an unknown name or a bad share
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"optimizer setting {name}={getattr(self, name)!r} is out of range")

@@ -63,6 +63,17 @@ def _text(value: str) -> str:
     return value.strip()
 
 
+def _proposers(value: str) -> str:
+    from pytest_opro.errors import ConfigError
+    from pytest_opro.opro.proposers import parse_mix
+
+    try:
+        parse_mix(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -90,6 +101,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("max-tokens", _positive_int, None, "stop a task's run after N tokens", "N"),
     OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
     OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
+    OptionSpec("proposers", _proposers, None,
+               "how a step's candidates are shared, e.g. 'opro:1,edit:1,format:1,classic:1' (default: opro only)",
+               "MIX"),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),
