@@ -11,7 +11,6 @@ import pytest
 
 from pytest_opro import OptimizerSettings, PromptTask, optimize
 from pytest_opro.errors import ConfigError
-from pytest_opro.models.client import LLMClient
 from pytest_opro.opro.proposers import allocate, parse_mix, repeats_prompt
 from pytest_opro.plugin.options import _proposers
 from pytest_opro.prompts.examples import examples_from_records
@@ -20,7 +19,6 @@ from pytest_opro.prompts.screening import LEAKAGE, OFF_TASK, Screen
 
 from .fake_provider import FakeBrain
 from .opro_replay import load_golden, recorded_run
-from .opro_replay import task as replay_task
 
 REPEATS = "repeats the meta-prompt"
 
@@ -133,7 +131,6 @@ def test_every_proposer_contributes_and_the_run_replays_from_cache(fake_llm: Fak
 
 
 def test_a_problem_without_edits_or_model_free_proposals_gets_opro_in_their_slots(fake_llm: FakeBrain) -> None:
-    from pytest_opro.problems.linear_regression import LinearRegressionProblem  # noqa: F401  (exists)
     from pytest_opro.opro.proposers import ProposerPlan
 
     class Bare:

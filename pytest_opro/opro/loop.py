@@ -135,9 +135,9 @@ class _Run:
         for attempt in range(settings.reask + 1):
             base = self.step * 10_000 + attempt * settings.candidates
             proposals = [plan.proposal(name) for name in allocate(mix, wanted, plan.rng)]
-            asked = [i for i, p in enumerate(proposals) if p.messages is not None]
-            replies = await self.client.complete_many(
-                self.problem.optimizer, [(proposals[i].messages, base + i) for i in asked]) if asked else []
+            requests = [(p.messages, base + i) for i, p in enumerate(proposals) if p.messages is not None]
+            asked = [index - base for _, index in requests]
+            replies = await self.client.complete_many(self.problem.optimizer, requests) if requests else []
             failed = sum(isinstance(r, ProviderError) for r in replies)
             # An outage must stop the run, not burn steps whose candidates all "failed".
             check_failure_rate(failed, len(replies), "optimizer calls", settings.max_failure_rate)

@@ -44,7 +44,7 @@ class OptimizerSettings:
             "reask": self.reask >= 0,
         }
         if self.proposers is not None:
-            from pytest_opro.opro.proposers import parse_mix
+            from pytest_opro.opro.mix import parse_mix
 
             parse_mix(self.proposers)  # raises ConfigError on an unknown name or a bad share
         for name, ok in checks.items():

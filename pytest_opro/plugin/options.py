@@ -65,7 +65,7 @@ def _text(value: str) -> str:
 
 def _proposers(value: str) -> str:
     from pytest_opro.errors import ConfigError
-    from pytest_opro.opro.proposers import parse_mix
+    from pytest_opro.opro.mix import parse_mix
 
     try:
         parse_mix(value)
