@@ -47,7 +47,8 @@ def example_task(name: str) -> PromptTask:
     return next(f for k, f in fixtures.items() if k.endswith("_task"))._get_wrapped_function()(examples)
 
 
-def measure(task: PromptTask, proposers: str, meta_prompt: str | None, cache: str) -> dict[str, Any]:
+def measure(task: PromptTask, proposers: str, meta_prompt: str | None, cache: str,
+            dump: Path | None = None) -> dict[str, Any]:
     task = dataclasses.replace(task, meta_prompt=meta_prompt) if meta_prompt else task
     settings = dataclasses.replace(settings_for(task), proposers=proposers)
     started = time.monotonic()
@@ -65,6 +66,10 @@ def measure(task: PromptTask, proposers: str, meta_prompt: str | None, cache: st
     better = sum(winner[i] > base[i] for i in ids)
     worse = sum(winner[i] < base[i] for i in ids)
     usage = result.usage
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        name = f"{task.name}-{proposers}-{meta_prompt or 'instruction'}".replace(":", "").replace(",", "_")
+        (dump / f"{name}.json").write_text(json.dumps([c.to_dict() for c in result.trajectory], indent=1))
     return {
         "task": task.name,
         "proposers": proposers,
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--config", action="append", default=[], help="name=proposers[;meta_prompt]")
     parser.add_argument("--example", action="append", choices=EXAMPLES, default=[])
     parser.add_argument("--cache", default=str(ROOT / ".opro_cache"))
+    parser.add_argument("--dump", type=Path, default=None, help="write each run's trajectory (JSON) here")
     args = parser.parse_args()
     configs = args.config or ["opro", "mix"]
     for example in args.example or EXAMPLES:
@@ -96,7 +102,7 @@ def main() -> None:
         for config in configs:
             name, _, spec = config.partition("=")
             proposers, _, meta = (spec or SHORTHANDS.get(name, name)).partition(";")
-            row = measure(task, proposers, meta or None, args.cache)
+            row = measure(task, proposers, meta or None, args.cache, args.dump)
             print(json.dumps({"config": name, **row}, ensure_ascii=False), flush=True)
 
 

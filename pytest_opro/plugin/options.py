@@ -70,7 +70,7 @@ def _proposers(value: str) -> str:
     try:
         parse_mix(value)
     except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"must be a mix like opro:1,edit:1 ({exc})") from None
     return value.strip()
 
 
