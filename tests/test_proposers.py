@@ -266,3 +266,16 @@ def test_each_rejection_reason_is_counted_in_the_trajectory_and_the_report(fake_
     assert artifact["run"]["rejections"] == result.rejections
     assert artifact["run"]["proposals"] == {"opro": 4}
     json.dumps(artifact)
+
+
+def test_compact_meta_prompt_shows_one_exemplar_and_the_last_five_instructions(fake_llm: FakeBrain) -> None:
+    task = sports_like(meta_prompt="compact", description="Judge sport sentences.")
+    fake_llm.learn(task.examples)
+    fake_llm.optimizer = lambda meta, n: f"<INS>Answer carefully, variant {len(meta)}-{n}.</INS>"
+    optimize(task, settings=OptimizerSettings(max_steps=3, candidates=4, patience=0), cache=None)
+    prompts = optimizer_prompts(fake_llm)
+    last = prompts[-1]
+    assert last.startswith("Judge sport sentences.")
+    assert last.count("Problem:") == 1 and last.count("Correct answer:") == 1
+    assert last.count(" score: ") == 5 and last.rstrip().endswith("Start with <INS> and end with </INS>.")
+    assert prompts[0].count(" score: ") == 1 and "<INS></INS> score:" in prompts[0]  # the empty baseline
