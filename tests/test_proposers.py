@@ -279,3 +279,16 @@ def test_compact_meta_prompt_shows_one_exemplar_and_the_last_five_instructions(f
     assert last.count("Problem:") == 1 and last.count("Correct answer:") == 1
     assert last.count(" score: ") == 5 and last.rstrip().endswith("Start with <INS> and end with </INS>.")
     assert prompts[0].count(" score: ") == 1 and "<INS></INS> score:" in prompts[0]  # the empty baseline
+
+
+def test_starting_points_count_in_the_estimate_and_the_checkpoint_key() -> None:
+    from pytest_opro.prompts.optimization import estimate, run_key
+
+    one = sports_like(initial_instruction="Answer.")
+    three = sports_like(initial_instruction="Answer.", initial_instructions=["Be brief.", "Think."])
+    settings = OptimizerSettings(max_steps=0)
+    scorer, optimizer = one.scorer_config(), one.optimizer_config()
+    n_search = len(one.splits.train) + len(one.splits.validation)
+    assert estimate(three, settings, scorer, optimizer).scorer_calls - estimate(
+        one, settings, scorer, optimizer).scorer_calls == 2 * n_search
+    assert run_key(one, scorer, optimizer, settings) != run_key(three, scorer, optimizer, settings)
