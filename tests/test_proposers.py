@@ -292,3 +292,25 @@ def test_starting_points_count_in_the_estimate_and_the_checkpoint_key() -> None:
     assert estimate(three, settings, scorer, optimizer).scorer_calls - estimate(
         one, settings, scorer, optimizer).scorer_calls == 2 * n_search
     assert run_key(one, scorer, optimizer, settings) != run_key(three, scorer, optimizer, settings)
+
+
+@pytest.mark.parametrize("example", ["sports", "counting", "navigate"])
+def test_the_rules_keep_real_instructions_for_the_example_tasks(example: str) -> None:
+    """Conservative: published and model-free instructions, and long plain ones, pass on the examples."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        from proposers_smollm2 import example_task
+    finally:
+        sys.path.pop(0)
+    task = example_task(example)
+    screen = Screen(task)
+    kept = list(CLASSIC) + format_proposals(task, ["Read the question carefully."]) + [
+        "Consider every detail of the situation described, then give the single best answer and nothing else.",
+        "Work through it one piece at a time, keep a running tally, and state the result at the end.",
+        "Read carefully. Think it through. Then reply.",
+    ]
+    assert [t for t in kept if screen(t) is not None] == []

@@ -7,9 +7,10 @@ Two simple, conservative rules, each a rejection reason counted in the trajector
   target as an answer key ("the answer is 12"). Answer labels every example shares
   (plausible/implausible) are format, not leakage. An instruction that carries answers overfits
   the examples it was scored on.
-- ``not addressed to the task``: a story or a list of sentences that shares no word with the task
-  (template, description, choices, example inputs and targets) nor with the words instructions
-  are made of ("answer", "question", "step", ...). Short texts are never judged by this rule.
+- ``not addressed to the task``: a story or a list of sentences (three sentences or lines, or two
+  with at least 12 words) that shares no word with the task (template, description, choices,
+  example inputs and targets) nor with the words instructions are made of ("answer", "question",
+  "step", "result", ...). A single sentence is never judged by this rule.
 """
 
 from __future__ import annotations
@@ -30,15 +31,23 @@ QUOTE_WORDS = 8
 MIN_QUOTE_WORDS = 4
 #: A target this long (characters) leaks wherever it appears; a shorter one only as an answer key.
 LONG_TARGET_CHARS = 12
-#: A text is story-like from this many words, or from this many sentences or lines.
+#: A text is story-like from two sentences or lines and this many words, or from this many sentences or lines.
 STORY_WORDS = 12
 STORY_SENTENCES = 3
-#: Word stems instructions are made of: sharing one means the text talks about answering.
-INSTRUCTION_STEMS = (
-    "answ", "quest", "think", "step", "solv", "solut", "probl", "expla", "choos", "choic", "optio", "corre",
-    "reaso", "caref", "count", "numb", "calcu", "respo", "reply", "outpu", "final", "deci", "deter", "check",
-    "read", "word", "true", "fals", "logic", "arith", "break", "verif",
+#: Words instructions are made of: sharing one means the text talks about answering. Prefixes
+#: (five letters or more) match inflections ("question", "questions"); short words match whole,
+#: with an "s", "ed" or "ing" ending at most ("keeper" is not "keep").
+INSTRUCTION_PREFIXES = (
+    "answe", "quest", "think", "solve", "solvi", "solut", "probl", "expla", "choos", "choic", "optio", "corre",
+    "reaso", "caref", "count", "numbe", "calcu", "respo", "reply", "outpu", "final", "decid", "decis", "deter",
+    "check", "logic", "arith", "verif", "resul", "consi", "ident", "evalu", "focus", "tally", "total", "singl",
+    "exact", "brief", "short", "conci", "detai", "sente", "instr", "accur",
 )
+INSTRUCTION_WORDS = frozenset({
+    "step", "read", "word", "true", "false", "break", "work", "state", "give", "write", "list", "keep",
+    "clear", "task",
+})
+_ENDINGS = ("ing", "ed", "s")
 _STOP = {
     "this", "that", "with", "from", "have", "your", "what", "which", "when", "will", "would", "there", "their",
     "they", "them", "then", "than", "were", "been", "being", "into", "about", "only", "also", "just", "each",
@@ -59,6 +68,12 @@ def _stem(word: str) -> str:
 
 def _content(tokens: Iterable[str]) -> set[str]:
     return {_stem(w) for w in tokens if len(w) >= 4 and w.isalpha() and w not in _STOP}
+
+
+def _instruction_word(word: str) -> bool:
+    if word.startswith(INSTRUCTION_PREFIXES) or word in INSTRUCTION_WORDS:
+        return True
+    return any(word.endswith(e) and word[: -len(e)] in INSTRUCTION_WORDS for e in _ENDINGS)
 
 
 def _input_text(example: Example) -> str:
@@ -115,12 +130,11 @@ class Screen:
         """True for a story-like text sharing no word with the task or with instruction wording."""
         tokens = words(text)
         sentences = [s for s in _SENTENCE_BREAK.split(text) if s.strip()]
-        if len(tokens) < STORY_WORDS and len(sentences) < STORY_SENTENCES:
+        if len(sentences) < STORY_SENTENCES and not (len(sentences) >= 2 and len(tokens) >= STORY_WORDS):
             return False
-        content = _content(tokens)
-        if content & self._vocabulary:
+        if _content(tokens) & self._vocabulary:
             return False
-        return not any(stem.startswith(INSTRUCTION_STEMS) for stem in content)
+        return not any(_instruction_word(w) for w in tokens)
 
     def __call__(self, text: str) -> str | None:
         if self.leaks(text):
