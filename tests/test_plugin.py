@@ -327,6 +327,8 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         (["--opro-cache-ttl=0"], "", "--opro-cache-ttl='0' must be a positive number"),
         (["--opro-shard=0/2"], "", "--opro-shard='0/2' must be K/N with 1 <= K <= N"),
         ([], "opro_cache_url = memcached://:pw-1234@host", "ini opro_cache_url='memcached://:***@host' must be a Redis URL"),
+        (["--opro-proposers=edit,format"], "", "proposers must include 'opro'"),
+        ([], "opro_proposers = opro:1 telepathy:1", "unknown proposer 'telepathy'"),
         ([], "opro_tolerance = 500", "ini opro_tolerance='500' must be between 0 and 100"),
         ([], "opro_allow_stale = maybe", "ini opro_allow_stale: invalid truth value 'maybe'; use true or false"),
         ([], "opro_model =   ", None),  # empty ini value means "not set": no error
@@ -364,6 +366,19 @@ def test_precedence_cli_over_task_over_ini(suite: pytest.Pytester) -> None:
     assert data["run"]["steps_run"] == 2
     assert data["scorer"]["model"] == "fake/cli-scorer"
     assert data["fingerprint"]["scorer_model"] == "fake/cli-scorer"
+
+
+def test_proposers_option_reaches_the_run_and_its_artifact(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_sports="""
+        def test_sports(opro, make_task):
+            opro.check(make_task(settings={"max_steps": 2, "candidates": 2, "select_alpha": 1}))
+        """
+    )
+    optimize(suite, "--opro-proposers=opro:1,classic:1").assert_outcomes(passed=1)
+    data = artifact_of(suite)
+    assert data["optimizer_settings"]["proposers"] == "opro:1,classic:1"
+    assert data["run"]["proposals"] == {"opro": 2, "classic": 2}
 
 
 def test_unknown_task_setting_fails_the_test_cleanly(suite: pytest.Pytester) -> None:

@@ -16,7 +16,8 @@ from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.collapse import collapse, distribution
 from pytest_opro.opro.meta_prompt import build_meta_prompt
-from pytest_opro.opro.problem import Completer, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.problem import Completer, Parsed, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.proposers import ProposerPlan, allocate, parse_mix, repeats_prompt
 from pytest_opro.opro.selection import Selection, select
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stopping import EarlyStopping
@@ -62,6 +63,17 @@ class LoopResult:
     @property
     def rejections(self) -> dict[str, int]:
         return dict(self.trajectory.rejections())
+
+    @property
+    def proposals(self) -> dict[str, int]:
+        return dict(self.trajectory.proposals())
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A model-free proposal, judged like an optimizer reply."""
+
+    text: str
 
 
 StepCallback = Callable[[StepReport], None]
@@ -123,17 +135,27 @@ class _Run:
         meta = build_meta_prompt(self.problem.meta_prompt, variables)
         messages = [{"role": "user", "content": meta}]
         seen = self.trajectory.seen()
+        mix = parse_mix(settings.proposers)
+        # The mix draws from its own generator: the exemplars shown stay those of an OPRO-only run.
+        plan = ProposerPlan(self.problem, variables, messages, top, seen,
+                            random.Random(f"{settings.seed}:{self.step}:proposers"))
         accepted: list[Candidate] = []
         wanted = settings.candidates
         for attempt in range(settings.reask + 1):
             base = self.step * 10_000 + attempt * settings.candidates
-            requests = [(messages, base + i) for i in range(wanted)]
-            replies = await self.client.complete_many(self.problem.optimizer, requests, role="optimizer")
+            proposals = [plan.proposal(name) for name in allocate(mix, wanted, plan.rng)]
+            requests = [(p.messages, base + i) for i, p in enumerate(proposals) if p.messages is not None]
+            asked = [index - base for _, index in requests]
+            replies = (await self.client.complete_many(self.problem.optimizer, requests, role="optimizer")
+                       if requests else [])
             failed = sum(isinstance(r, ProviderError) for r in replies)
             # An outage must stop the run, not burn steps whose candidates all "failed".
             check_failure_rate(failed, len(replies), "optimizer calls", settings.max_failure_rate)
-            for i, reply in enumerate(replies):
-                cand = self._judge(reply, base + i, seen)
+            answers: dict[int, Reply | ProviderError] = dict(zip(asked, replies))
+            for i, proposal in enumerate(proposals):
+                reply = answers.get(i, _Text(proposal.text or ""))
+                skeleton = plan.opro_skeleton if proposal.proposer == "opro" else proposal.skeleton
+                cand = self._judge(reply, base + i, seen, proposal.proposer, skeleton)
                 self.trajectory.add(cand)
                 if cand.rejection is None:
                     accepted.append(cand)
@@ -143,20 +165,31 @@ class _Run:
                 break
         return accepted
 
-    def _judge(self, reply: Reply | ProviderError, call: int, seen: set[str]) -> Candidate:
+    def _judge(self, reply: Reply | ProviderError, call: int, seen: set[str], proposer: str = "opro",
+               skeleton: str = "") -> Candidate:
+        def rejected(text: str, reason: str) -> Candidate:
+            return Candidate(self.step, text, rejection=reason, call=call, proposer=proposer)
+
         if isinstance(reply, ProviderError):
-            return Candidate(self.step, "", rejection="optimizer call failed", call=call)
-        parsed = self.problem.parse(reply.text)
+            return rejected("", "optimizer call failed")
+        # A model-free proposal is already an instruction; optimizer text is parsed.
+        parsed = Parsed(reply.text) if isinstance(reply, _Text) else self.problem.parse(reply.text)
         text = (parsed.solution or "").strip()
         if parsed.rejection:
-            return Candidate(self.step, text[: self.settings.max_chars], rejection=parsed.rejection, call=call)
+            return rejected(text[: self.settings.max_chars], parsed.rejection)
         if not normalise(text):
-            return Candidate(self.step, "", rejection="empty", call=call)
+            return rejected("", "empty")
         if len(text) > self.settings.max_chars:
-            return Candidate(self.step, text[: self.settings.max_chars] + "…", rejection="too long", call=call)
+            return rejected(text[: self.settings.max_chars] + "…", "too long")
         if normalise(text) in seen:
-            return Candidate(self.step, text, rejection="duplicate", call=call)
-        return Candidate(self.step, text, call=call)
+            return rejected(text, "duplicate")
+        if repeats_prompt(text, skeleton):
+            return rejected(text, "repeats the meta-prompt")
+        screen = getattr(self.problem, "screen", None)
+        reason = screen(text) if screen is not None else None
+        if reason:
+            return rejected(text, reason)
+        return Candidate(self.step, text, call=call, proposer=proposer)
 
     def best_so_far(self, field_name: str) -> float | None:
         values: list[float] = [getattr(c, field_name) for c in self.trajectory.scored()
@@ -269,7 +302,8 @@ class _Run:
 
     # -- the loop ------------------------------------------------------------------------------
     async def baseline(self) -> None:
-        initial = [Candidate(0, text, call=i) for i, text in enumerate(self.problem.initial_solutions())]
+        initial = [Candidate(0, text, call=i, proposer="initial")
+                   for i, text in enumerate(self.problem.initial_solutions())]
         self.trajectory.extend(initial)
         await self.score_candidates(initial, "train")
         if self.problem.has_validation:

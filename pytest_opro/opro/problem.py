@@ -105,7 +105,13 @@ def check_failure_rate(failed: int, total: int, what: str, max_rate: float, caus
 
 
 class Problem(Protocol):
-    """What the loop needs from a thing to optimise."""
+    """What the loop needs from a thing to optimise.
+
+    Optional, used when present: ``edit_prompt`` (a template name for the ``edit`` proposer),
+    ``proposals(kind, top, rng) -> list[str]`` (model-free candidates for proposers such as
+    ``format`` and ``classic``; `top` is the best texts so far, worst first) and
+    ``screen(text) -> str | None`` (a reason to reject a candidate, e.g. leakage).
+    """
 
     higher_is_better: bool
     has_validation: bool

@@ -31,6 +31,9 @@ class OptimizerSettings:
     select_alpha: float = 0.05
     #: Share of one answer from which a validated candidate is flagged as collapsed.
     collapse_share: float = DEFAULT_THRESHOLD
+    #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):
+    #: None is OPRO's meta-prompt only, as in the paper.
+    proposers: Any = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -48,6 +51,10 @@ class OptimizerSettings:
             "select_alpha": 0 < self.select_alpha <= 1,
             "collapse_share": 0 < self.collapse_share <= 1,
         }
+        if self.proposers is not None:
+            from pytest_opro.opro.mix import parse_mix
+
+            parse_mix(self.proposers)  # raises ConfigError on an unknown name or a bad share
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"optimizer setting {name}={getattr(self, name)!r} is out of range")

@@ -38,6 +38,7 @@ class Candidate:
     validation_failures: int = 0
     validation_outcomes: dict[str, float] | None = None
     validation_answers: dict[str, int] | None = None
+    proposer: str = ""  # "initial" for a starting point, else the proposer's name ("opro", "edit", ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,10 @@ class Trajectory:
     def rejections(self) -> Counter[str]:
         """How many candidates were rejected, by reason."""
         return Counter(c.rejection for c in self.candidates if c.rejection)
+
+    def proposals(self) -> Counter[str]:
+        """How many candidates each proposer made after the starting points (rejected ones too)."""
+        return Counter(c.proposer or "opro" for c in self.candidates if c.step > 0)
 
     def to_list(self) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.candidates]

@@ -85,6 +85,17 @@ def _shard(value: str) -> tuple[int, int]:
     return parse_shard(value)
 
 
+def _proposers(value: str) -> str:
+    from pytest_opro.errors import ConfigError
+    from pytest_opro.opro.mix import parse_mix
+
+    try:
+        parse_mix(value)
+    except ConfigError as exc:
+        raise ValueError(f"must be a mix like opro:1,edit:1 ({exc})") from None
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -113,6 +124,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("max-tokens", _positive_int, None, "stop a task's run after N tokens", "N"),
     OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
     OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
+    OptionSpec("proposers", _proposers, None,
+               "how a step's candidates are shared, e.g. 'opro:1,edit:1,format:1,classic:1' (default: opro only)",
+               "MIX"),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
     OptionSpec("select-alpha", _probability, None, "optimise: significance level a winner must reach on validation "
                "(paired test, Holm-corrected over the candidates compared; default 0.05)", "P"),

@@ -131,7 +131,7 @@ class OproSession:
         from pytest_opro.prompts.optimization import build_settings
 
         names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed",
-                 "select_alpha": "select_alpha"}
+                 "select_alpha": "select_alpha", "proposers": "proposers"}
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}
         return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")

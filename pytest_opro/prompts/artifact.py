@@ -67,6 +67,16 @@ def _score_block(score: dict[str, Any]) -> dict[str, Any]:
 USAGE_FIELDS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries", "failures")
 
 
+def proposal_counts(trajectory: list[dict[str, Any]]) -> dict[str, int]:
+    """Candidates each proposer made after the starting points (rejected ones included)."""
+    counts: dict[str, int] = {}
+    for c in trajectory:
+        if c.get("step", 0) > 0:
+            name = c.get("proposer") or "opro"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[dict[str, Any]]) -> dict[str, Any]:
     """The artifact mapping for a Result's ``to_dict()``; `top` is its top candidates as dicts."""
     totals = usage_totals(result["usage"], USAGE_FIELDS)
@@ -101,10 +111,12 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
                             for role, u in result["usage_by_role"].items()}} if result.get("usage_by_role") else {}),
             "wall_seconds": result["wall_seconds"],
             "rejections": result["rejections"],
+            "proposals": proposal_counts(result["trajectory"]),
         },
         "top_candidates": [
             {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"],
-             **({"top_answer": top_answer(c)} if top_answer(c) else {})}
+             **({"top_answer": top_answer(c)} if top_answer(c) else {}),
+             **({"proposer": c["proposer"]} if c.get("proposer") else {})}
             for c in top
         ],
         "plugin_version": plugin_version,

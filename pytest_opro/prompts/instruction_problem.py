@@ -15,6 +15,8 @@ from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.prompts.examples import Example
 from pytest_opro.prompts.extraction import extract_instruction
 from pytest_opro.prompts.metrics import Graded, grade_outputs
+from pytest_opro.prompts.proposers import proposals
+from pytest_opro.prompts.screening import Screen
 from pytest_opro.prompts.task import PromptTask
 
 PLACEHOLDER = "<INS>"
@@ -55,10 +57,22 @@ class InstructionProblem:
         self.scorer = scorer
         self.optimizer = optimizer
         self.meta_prompt = task.meta_prompt or "instruction"
+        self.edit_prompt = "edit"
+        self._screen: Screen | None = None
         self.prefill = _prefill(task, scorer)
 
     def initial_solutions(self) -> list[str]:
-        return [self.task.initial_instruction]
+        return self.task.starting_instructions()
+
+    def proposals(self, kind: str, top: list[str], rng: random.Random) -> list[str]:
+        """Model-free candidates for the ``format`` and ``classic`` proposers."""
+        return proposals(self.task, kind, top)
+
+    def screen(self, text: str) -> str | None:
+        """Why `text` is not a usable instruction (leakage, off-task), or None."""
+        if self._screen is None:
+            self._screen = Screen(self.task)
+        return self._screen(text)
 
     def meta_prompt_variables(self, step: int, rng: random.Random) -> dict[str, Any]:
         train = list(self.task.splits.train)

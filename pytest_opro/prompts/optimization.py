@@ -50,7 +50,7 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
     per_step_opt = settings.candidates * (settings.reask + 1)
     optimizer_calls = settings.max_steps * per_step_opt
     scorer_calls = (
-        n_train + n_val
+        (n_train + n_val) * len(task.starting_instructions())
         + settings.max_steps * (settings.candidates * n_train + settings.validate_top * n_val)
         + 2 * n_test
     )
@@ -81,6 +81,7 @@ def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, setti
     data = {
         "fingerprint": task.fingerprint(scorer),
         "initial": task.initial_instruction,
+        **({"initial_instructions": list(task.initial_instructions)} if task.initial_instructions else {}),
         "meta_prompt": task.meta_prompt,
         "description": task.description,
         "optimizer": optimizer.public_dict(),

@@ -50,6 +50,9 @@ class PromptTask:
     plain hash splits otherwise; ``True`` always stratifies by target, ``False`` never, and a
     callable ``example -> key`` stratifies by your own key. See :mod:`pytest_opro.prompts.splits`
     for what moves when an example is added.
+    ``initial_instruction`` is the instruction in production today: the baseline that selection and
+    the gate compare against. ``initial_instructions`` are further starting points, scored with it
+    before the first step and shown to the optimizer like any candidate.
     """
 
     name: str
@@ -57,6 +60,7 @@ class PromptTask:
     template: str = "{{ input }}"
     metric: MetricSpec = "exact"
     initial_instruction: str = ""
+    initial_instructions: Sequence[str] = ()
     position: str | None = None
     system_prompt: str | None = None
     scorer: ModelSpec = None
@@ -80,6 +84,10 @@ class PromptTask:
                 f"PromptTask name {self.name!r} cannot be a file name: use letters, digits, '-', '_'"
             )
         self.examples = tuple(self.examples)
+        if isinstance(self.initial_instructions, str) or not all(
+                isinstance(t, str) for t in self.initial_instructions):
+            raise ConfigError(f"task {self.name!r}: initial_instructions must be a list of strings")
+        self.initial_instructions = tuple(self.initial_instructions)
         if not self.examples:
             raise ExampleError(f"task {self.name!r}: the example set is empty; give it at least a few examples")
         self._metric = resolve(self.metric)
@@ -148,6 +156,15 @@ class PromptTask:
         from pytest_opro.prompts.metrics import answer_of
 
         return answer_of(self._metric, output, example)
+
+    @property
+    def metric_name(self) -> str:
+        """The metric's name ("choice", "numeric", ...)."""
+        return str(self._metric.name)
+
+    def starting_instructions(self) -> list[str]:
+        """``initial_instruction`` first (the baseline), then the other starting points, without repeats."""
+        return list(dict.fromkeys([self.initial_instruction, *self.initial_instructions]))
 
     def scorer_config(self, override: ModelSpec = None) -> ModelConfig:
         """The scorer model: `override` (CLI) beats the task's own, which beats the default."""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
 from pytest_opro.opro.trajectory import Candidate, best_distinct
-from pytest_opro.prompts.artifact import top_answer
+from pytest_opro.prompts.artifact import proposal_counts, top_answer
 from pytest_opro.prompts.splits import SPLIT_NAMES
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
 
@@ -149,9 +149,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         entry["usage"]["by_model"] = result.get("usage", {})
         entry["usage"]["by_role"] = result.get("usage_by_role") or {}
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
-                                  result.get("settings", {}), result.get("scorer"), result.get("optimizer"))
+                                  result.get("settings", {}), result.get("scorer"), result.get("optimizer"),
+                                  proposal_counts(result["trajectory"]))
         entry["candidates"] = [
-            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")}, "top_answer": top_answer(c)}
+            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")}, "top_answer": top_answer(c),
+             "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
             for c in result["trajectory"]
         ]
         entry["selection"] = result.get("selection")
@@ -170,7 +172,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             }
             entry["run"] = _run_block(run.get("steps_run"), run.get("best_step"), run.get("stop_reason"),
                                       run.get("rejections") or {}, data.get("optimizer_settings") or {},
-                                      data.get("scorer"), data.get("optimizer"))
+                                      data.get("scorer"), data.get("optimizer"), run.get("proposals") or {})
             entry["top_candidates"] = [
                 {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer")}}
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
@@ -184,10 +186,12 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                 "train": (base_scores.get("train") or {}).get("value"),
                 "validation": (base_scores.get("validation") or {}).get("value"),
                 "rejection": None,
+                "proposer": "initial",
             }
             entry["candidates"] = [baseline_point] if baseline_point["train"] is not None else []
             entry["candidates"] += [
-                {**{k: c.get(k) for k in ("step", "text", "train", "validation")}, "rejection": None}
+                {**{k: c.get(k) for k in ("step", "text", "train", "validation")}, "rejection": None,
+                 "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
                 for c in data.get("top_candidates") or []
             ]
     if record.decision is not None:
@@ -215,7 +219,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
 
 
 def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dict[str, int], settings: dict[str, Any],
-               scorer: Any, optimizer: Any) -> dict[str, Any]:
+               scorer: Any, optimizer: Any, proposals: dict[str, int]) -> dict[str, Any]:
     reason = stop_reason or ""
     return {
         "steps_run": steps_run,
@@ -223,6 +227,7 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
         "stop_reason": reason,
         "early_stopped": reason.startswith("early stop"),
         "rejections": dict(rejections),
+        "proposals": dict(proposals),
         "patience": settings.get("patience"),
         "max_steps": settings.get("max_steps"),
         "scorer_model": (scorer or {}).get("model"),
