@@ -30,7 +30,7 @@ from bench.bench_common import model_config
 from pytest_opro import PromptTask
 from pytest_opro.prompts.examples import examples_from_records
 from pytest_opro.models.client import LLMClient, run_sync
-from pytest_opro.opro.loop import OptimizerSettings
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.prompts.optimization import optimize
 
 def rss_mb():

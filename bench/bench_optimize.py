@@ -61,7 +61,7 @@ def make_task(n_train: int, n_val: int, n_test: int, salt: str) -> Any:
 
 
 def one_run(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
-    from pytest_opro.opro.loop import OptimizerSettings
+    from pytest_opro.opro.settings import OptimizerSettings
     from pytest_opro.prompts.optimization import optimize
 
     task = make_task(args.train, args.val, args.test, f"r{run}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# litellm otherwise downloads its price list at import time; a user's own setting wins.
+# litellm otherwise downloads its price list at import time; a user's own setting wins. This is the
+# one place that sets it: every module that imports litellm is inside this package.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
@@ -27,7 +28,7 @@ _EXPORTS = {
     "optimize_async": ("prompts.optimization", "optimize_async"),
     "score_instruction": ("prompts.optimization", "score_instruction"),
     "Result": ("prompts.result", "Result"),
-    "OptimizerSettings": ("opro.loop", "OptimizerSettings"),
+    "OptimizerSettings": ("opro.settings", "OptimizerSettings"),
     "ModelConfig": ("models.config", "ModelConfig"),
     "Budget": ("models.config", "Budget"),
     "load_instruction": ("prompts.artifact", "load_instruction"),

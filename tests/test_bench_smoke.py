@@ -1,17 +1,23 @@
-"""A tiny run of the scoring-concurrency benchmark against the loopback server (no timing asserts)."""
+"""A tiny run of the scoring-concurrency benchmark script against its loopback server (no timing asserts)."""
 
 from __future__ import annotations
 
-from bench.bench_common import model_config
-from bench.bench_concurrency import score_pass
-from pytest_opro.models.client import LLMClient, run_sync
-from tests.loopback import LoopbackServer
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_concurrency_benchmark_smoke():
-    with LoopbackServer(latency=0.05) as server:
-        client = LLMClient(cache=None, concurrency=16)
-        result = run_sync(score_pass(client, model_config(server.url), 32, "smoke"))
-        assert result["n"] == 32 and result["failures"] == 0
-        assert server.requests == 32
-        assert 1 <= server.max_in_flight <= 16
+def test_concurrency_benchmark_smoke() -> None:
+    args = ["--calls", "32", "--c1-calls", "8", "--concurrency", "16", "--latency", "0.05", "--runs", "1",
+            "--no-diagnostics"]
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_concurrency.py"), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| LLMClient"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["16", "32"]  # concurrency 16, 32 calls made
+    in_flight = int(re.search(r"max in flight (\d+)", row).group(1))  # type: ignore[union-attr]
+    assert 1 <= in_flight <= 16

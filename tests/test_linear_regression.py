@@ -9,8 +9,8 @@ import pytest
 from pytest_opro.models.cache import ResponseCache
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import Budget, ModelConfig
-from pytest_opro.opro.loop import OptimizerSettings
 from pytest_opro.opro.meta_prompt import build_meta_prompt
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.problems.linear_regression import (
     LinearRegressionProblem,
     RegressionData,

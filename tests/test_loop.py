@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 
 import pytest
 
@@ -119,8 +120,8 @@ def test_winner_is_chosen_on_validation_not_train(fake_llm: FakeBrain) -> None:
     def rules(text, ex):
         if "memorise" in text:  # great on train, useless elsewhere
             return ex.input in train
-        if "general" in text:
-            return hash(ex.id) % 10 < 7 or True
+        if "general" in text:  # right on about 80% of every split, whatever the process's hash seed
+            return zlib.crc32(ex.id.encode("utf-8")) % 10 < 8
         return False
 
     fake_llm.scorer = keyword_scorer(task, rules)
@@ -129,9 +130,11 @@ def test_winner_is_chosen_on_validation_not_train(fake_llm: FakeBrain) -> None:
     by_text = {c.text: c for c in result.trajectory}
     assert by_text["memorise the training set"].train == 1.0
     assert by_text["memorise the training set"].validation == 0.0
+    general = by_text["a general method"]
+    assert general.train < by_text["memorise the training set"].train  # worse on train ...
+    assert general.validation > 0.5  # ... and far better on validation, where the winner is chosen
     assert result.instruction == "a general method"
-    assert result.scores["validation"].value == 1.0
-    assert result.train_validation_gap == pytest.approx(0.0)
+    assert result.scores["validation"].value == general.validation
 
 
 def test_early_stopping_before_max_steps(fake_llm: FakeBrain) -> None:

@@ -165,7 +165,11 @@ def test_json_report_and_plot_of_known_run(suite: pytest.Pytester) -> None:
     assert (run_block["optimizer_model"], run_block["scorer_model"]) == ("fake/optimizer", "fake/scorer")
     assert [s["step"] for s in task["steps"]] == [1, 2, 3, 4, 5]
     assert len(task["candidates"]) == 1 + len(SCRIPT)
-    assert [c["text"] for c in task["candidates"][1:]] == [re.sub(r"</?INS>", "", s) for s in SCRIPT]
+    # a step's three optimizer calls run concurrently: the script is followed step by step, in any order within one
+    scripted = [re.sub(r"</?INS>", "", s) for s in SCRIPT]
+    for step in range(1, 6):
+        texts = sorted(c["text"] for c in task["candidates"] if c["step"] == step)
+        assert texts == sorted(scripted[3 * (step - 1): 3 * step]), step
     # validation is scored for the two best of each step by train, plus the baseline
     assert sum(c["validation"] is not None for c in task["candidates"]) == 1 + 2 * 5
 

@@ -24,12 +24,12 @@ def test_reference_optimum_is_the_best_integer_pair(w_true, b_true):
     assert data.loss(w, b) < min(data.loss(w + dw, b + db) for dw, db in [(1, 0), (-1, 0), (0, 1), (0, -1)])
 
 
-def test_optimize_linear_regression(optimize_requested, run_options, regression_instance, save_report):
-    if not optimize_requested:
+def test_optimize_linear_regression(opro_optimize_requested, opro_run_options, regression_instance, opro_save_report):
+    if not opro_optimize_requested:
         pytest.skip("calls the optimizer model only under --opro-optimize")
-    options = run_options(steps=STEPS, candidates=CANDIDATES, seed=regression_instance.pop("seed"))
+    options = opro_run_options(steps=STEPS, candidates=CANDIDATES, seed=regression_instance.pop("seed"))
     report = run_linear_regression(**options, **regression_instance)
-    save_report("linear_regression", report)
+    opro_save_report("linear_regression", report)
     proposals = sum(1 for c in report.loop.trajectory.candidates if c.step > 0)
     assert report.rejections.get("optimizer call failed", 0) < proposals, (
         f"every optimizer call to {options.get('optimizer')} failed; is the model available?")

@@ -35,12 +35,12 @@ def test_reference_tours_are_valid_and_the_optimum_is_shortest(n):
         assert optimum.length == pytest.approx(brute)
 
 
-def test_optimize_tsp(optimize_requested, run_options, tsp_instance, save_report):
-    if not optimize_requested:
+def test_optimize_tsp(opro_optimize_requested, opro_run_options, tsp_instance, opro_save_report):
+    if not opro_optimize_requested:
         pytest.skip("calls the optimizer model only under --opro-optimize")
-    options = run_options(steps=STEPS, candidates=CANDIDATES, seed=tsp_instance.pop("seed"))
+    options = opro_run_options(steps=STEPS, candidates=CANDIDATES, seed=tsp_instance.pop("seed"))
     report = run_tsp(**options, reask=REASK, **tsp_instance)
-    save_report("tsp", report)
+    opro_save_report("tsp", report)
     proposals = sum(1 for c in report.loop.trajectory.candidates if c.step > 0)
     assert report.rejections.get("optimizer call failed", 0) < proposals, (
         f"every optimizer call to {options.get('optimizer')} failed; is the model available?")

@@ -8,7 +8,6 @@ value.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from pytest_opro.errors import ConfigError
+from pytest_opro.hashing import canonical_json, sha256_hex
 
 CacheMode = Literal["rw", "ro", "off"]
 MODES = ("rw", "ro", "off")
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return canonical_json(obj, default=repr)
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -79,7 +79,7 @@ class ResponseCache:
         clean = {k: v for k, v in dict(params or {}).items() if k not in SECRET_PARAMS}
         payload = {"v": KEY_VERSION, "model": model, "messages": messages, "params": clean,
                    "sample_index": int(sample_index)}
-        return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+        return sha256_hex(_canonical(payload))
 
     # -- connection ----------------------------------------------------------------------------
     def _warn(self, message: str) -> None:
@@ -258,6 +258,8 @@ def open_cache(cache: ResponseCache | str | Path | None, mode: str = "rw") -> Re
         return cache
     if cache is None or mode == "off":
         return None
-    if mode not in ("rw", "ro"):
-        raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")
-    return ResponseCache(cache, mode=mode)
+    if mode == "rw":
+        return ResponseCache(cache, mode="rw")
+    if mode == "ro":
+        return ResponseCache(cache, mode="ro")
+    raise ConfigError(f"cache mode must be rw, ro or off, got {mode!r}")

@@ -14,7 +14,7 @@ import concurrent.futures
 import random
 import time
 import weakref
-from typing import Any, Awaitable, Mapping, TypeVar
+from typing import Any, Awaitable, Mapping, Sequence, TypeVar
 
 from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
 from pytest_opro.models import openai_http
@@ -205,7 +205,7 @@ class LLMClient:
                                      api_base=config.api_base, api_key=config.api_key, timeout=config.timeout)
 
     async def complete_many(
-        self, config: ModelConfig, requests: list[tuple[list[dict], int]]
+        self, config: ModelConfig, requests: Sequence[tuple[list[dict[str, Any]], int]]
     ) -> list[Completion | ProviderError]:
         """Run many calls concurrently; a call that failed for good comes back as its ProviderError.
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Union
 
 from pytest_opro.errors import ConfigError
+from pytest_opro.hashing import canonical_json
 
 if TYPE_CHECKING:
     from pytest_opro.models.usage import Ledger
@@ -74,9 +75,8 @@ class ModelConfig:
         object.__setattr__(self, "params", dict(self.params))
 
     def __hash__(self) -> int:
-        from pytest_opro.models.cache import _canonical
-
-        return hash((self.model, _canonical(dict(self.params)), self.api_base, self.timeout, self.max_retries))
+        params = canonical_json(dict(self.params), default=repr)
+        return hash((self.model, params, self.api_base, self.timeout, self.max_retries))
 
     @classmethod
     def coerce(cls, value: "ModelConfig | str", **defaults: Any) -> "ModelConfig":

@@ -42,7 +42,6 @@ def get_litellm() -> Any:
         return _litellm
     with _import_lock:
         if _litellm is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             with contextlib.redirect_stdout(io.StringIO()):
                 import litellm
             litellm.suppress_debug_info = True

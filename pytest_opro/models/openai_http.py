@@ -254,12 +254,6 @@ class HTTPTransport:
             await pool.closer.__anext__()
         return pool
 
-    async def aclose(self) -> None:
-        """Close the pool of the running loop (optional: loop shutdown does it too)."""
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
-
     async def chat(
         self,
         *,

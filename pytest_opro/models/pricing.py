@@ -69,6 +69,8 @@ def table_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float 
             if isinstance(entry, Mapping) and entry.get("litellm_provider") != provider:
                 entry = None
         try:
+            if not isinstance(entry, Mapping):
+                raise TypeError(model)
             _token_prices[model] = (float(entry["input_cost_per_token"]), float(entry["output_cost_per_token"]))
         except (KeyError, TypeError, ValueError):
             _token_prices[model] = None

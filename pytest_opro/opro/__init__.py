@@ -8,8 +8,9 @@ May import: :mod:`pytest_opro.errors` only (and third-party libraries). Never py
 prompts, problems, plugin or reporting.
 """
 
-from pytest_opro.opro.loop import LoopResult, OptimizerSettings, StepReport, run_loop
+from pytest_opro.opro.loop import LoopResult, StepReport, run_loop
 from pytest_opro.opro.problem import Completer, Parsed, Problem, Score
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.trajectory import Candidate, Trajectory
 
 __all__ = [

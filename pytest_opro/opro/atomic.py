@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` through a temp file in the same directory, fsync, then rename."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

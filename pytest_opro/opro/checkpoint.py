@@ -38,7 +38,8 @@ class Checkpoint:
             return None
         if payload.get("version") != CHECKPOINT_VERSION or payload.get("key") != self.key:
             return None
-        return payload.get("state")
+        state = payload.get("state")
+        return state if isinstance(state, dict) else None
 
     def clear(self) -> None:
         """Remove the checkpoint once its run has finished and its result is stored."""

@@ -12,52 +12,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
+from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.meta_prompt import build_meta_prompt
-from pytest_opro.opro.problem import Completer, Parsed, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.problem import Completer, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stopping import EarlyStopping
 from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
-
-
-@dataclass
-class OptimizerSettings:
-    """Loop settings; the defaults follow the OPRO paper where it has one."""
-
-    max_steps: int = 10
-    candidates: int = 8
-    top_k: int = 20
-    exemplars: int = 3
-    score_buckets: int = 100
-    show_scores: bool = True
-    max_chars: int = 500
-    patience: int = 3
-    min_delta: float = 0.0
-    validate_top: int = 2
-    seed: int = 0
-    max_failure_rate: float = 0.1
-    reask: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "max_steps": self.max_steps >= 0,
-            "candidates": self.candidates >= 1,
-            "top_k": self.top_k >= 1,
-            "exemplars": self.exemplars >= 0,
-            "score_buckets": self.score_buckets >= 0,
-            "max_chars": self.max_chars >= 1,
-            "patience": self.patience >= 0,
-            "min_delta": self.min_delta >= 0,
-            "validate_top": self.validate_top >= 1,
-            "max_failure_rate": 0 <= self.max_failure_rate <= 1,
-            "reask": self.reask >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"optimizer setting {name}={getattr(self, name)!r} is out of range")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -145,7 +106,8 @@ class _Run:
         top = self.trajectory.top(settings.top_k)
         variables = dict(self.problem.meta_prompt_variables(self.step, rng))
         variables.update(
-            trajectory=[{"text": c.text, "score": self.problem.format_score(c.train, settings)} for c in top],
+            trajectory=[{"text": c.text, "score": self.problem.format_score(c.train, settings)}
+                        for c in top if c.train is not None],
             show_scores=settings.show_scores,
             step=self.step,
         )
@@ -188,7 +150,8 @@ class _Run:
         return Candidate(self.step, text, call=call)
 
     def best_so_far(self, field_name: str) -> float | None:
-        values = [getattr(c, field_name) for c in self.trajectory.scored() if getattr(c, field_name) is not None]
+        values: list[float] = [getattr(c, field_name) for c in self.trajectory.scored()
+                               if getattr(c, field_name) is not None]
         if not values:
             return None
         return max(values) if self.problem.higher_is_better else min(values)
@@ -212,7 +175,7 @@ class _Run:
         scored = [c for c in self.trajectory.scored() if getattr(c, field_name) is not None]
         sign = 1 if self.problem.higher_is_better else -1
 
-        def key(c: Candidate) -> tuple:
+        def key(c: Candidate) -> tuple[float, float, int, int]:
             return (sign * getattr(c, field_name), sign * (c.train or 0.0), -c.step, -c.call)
 
         if not scored:
@@ -367,12 +330,4 @@ async def run_loop(
     return await run.run()
 
 
-__all__ = [
-    "LoopResult",
-    "OptimizerSettings",
-    "Parsed",
-    "Problem",
-    "Score",
-    "StepReport",
-    "run_loop",
-]
+__all__ = ["CandidateCallback", "LoopResult", "StepCallback", "StepReport", "run_loop"]

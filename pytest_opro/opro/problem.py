@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 from pytest_opro.errors import ProviderError
 
 if TYPE_CHECKING:
-    from pytest_opro.opro.loop import OptimizerSettings
+    from pytest_opro.opro.settings import OptimizerSettings
 
 #: One chat request: the messages and the sample index (part of the cache key, and of the seed).
 Request = tuple[list[dict[str, Any]], int]
@@ -43,7 +43,7 @@ class UsageTotals(Protocol):
 class Completer(Protocol):
     """What the loop calls models through; the models package implements it."""
 
-    async def complete_many(self, model: Any, requests: Sequence[Request]) -> Sequence[Reply | ProviderError]:
+    async def complete_many(self, model: Any, requests: Sequence[Request], /) -> Sequence[Reply | ProviderError]:
         """Answer every request; a call that failed for good comes back as its ProviderError."""
         ...
 

@@ -52,7 +52,7 @@ def sign_test_one_sided(worse: int, better: int) -> float:
     n = worse + better
     if n == 0 or worse == 0:
         return 1.0
-    return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n)
+    return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / float(2**n))
 
 
 # Differences smaller than this count as ties (scores are floats in [0, 1]).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -33,9 +34,9 @@ class EarlyStopping:
             self.stale_steps += 1
         return self.patience > 0 and self.stale_steps >= self.patience
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {"best": self.best, "stale_steps": self.stale_steps}
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
         self.stale_steps = int(state.get("stale_steps", 0))

@@ -76,9 +76,9 @@ class Trajectory:
         ranked = sorted(best.values(), key=self._train_key)
         return ranked[-k:] if k > 0 else []
 
-    def better(self, a: float, b: float) -> bool:
-        """True when score `a` beats `b` in this problem's direction."""
-        return a > b if self.higher_is_better else a < b
+    def best_distinct(self, k: int) -> list[Candidate]:
+        """The best `k` scored candidates with distinct texts, best first (see :func:`best_distinct`)."""
+        return best_distinct(self.candidates, k)
 
     def rejections(self) -> Counter[str]:
         """How many candidates were rejected, by reason."""
@@ -86,3 +86,21 @@ class Trajectory:
 
     def to_list(self) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.candidates]
+
+
+def best_distinct(candidates: Iterable[Candidate], k: int) -> list[Candidate]:
+    """The best `k` scored candidates whose texts differ after :func:`normalise`, best first.
+
+    Ranked by validation score (unvalidated last), then train score, then the earlier step: the
+    order reports and artifacts show. Higher scores are better (prompt tasks).
+    """
+    scored = [c for c in candidates if c.rejection is None and c.train is not None]
+    scored.sort(key=lambda c: (-(c.validation if c.validation is not None else -1.0), -(c.train or 0.0), c.step))
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for c in scored:
+        key = normalise(c.text)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out[:k]

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
+from pytest_opro.plugin.keys import DESELECTED_KEY, NOTES_KEY, SESSION_KEY, WORKER_RECORDS
 from pytest_opro.plugin.options import add_options, read_options
-
-if TYPE_CHECKING:
-    pass
-
-SESSION_KEY = pytest.StashKey["OproSession"]()
-DESELECTED_KEY = pytest.StashKey[int]()
-NOTES_KEY = pytest.StashKey[list]()
-WORKER_RECORDS = "opro_records"
-
-# litellm otherwise fetches its price list over the network at import.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from pytest_opro.plugin.paper_fixtures import (  # noqa: F401  (fixtures the plugin registers)
+    opro_optimize_requested,
+    opro_run_options,
+    opro_save_report,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,7 +1,9 @@
-"""What the problem examples' fixtures share: runner options from the plugin, and saved reports.
+"""Fixtures for the paper's problems (linear regression, TSP), registered by the plugin.
 
-The examples' ``conftest.py`` files wrap these functions in fixtures, so each states only what is
-specific to its problem.
+A test that runs :func:`pytest_opro.problems.run_tsp` or ``run_linear_regression`` asks for
+``opro_optimize_requested`` (run the optimizer only under ``--opro-optimize``), ``opro_run_options``
+(the plugin's client, budget and ``--opro-*`` overrides) and ``opro_save_report`` (print, attach and
+write the run's report); its conftest states only what is specific to its problem.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
     keyword arguments: with the plugin active, its client (response cache and ``--opro-max-*``
     budget), the ``--opro-*`` options that override the defaults, and progress lines naming `name`."""
     from pytest_opro.models.config import Budget
-    from pytest_opro.plugin.hooks import SESSION_KEY
+    from pytest_opro.plugin.keys import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)
 
@@ -51,6 +53,39 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
         }
 
     return options
+
+
+def _task_name(request: pytest.FixtureRequest) -> str:
+    """The name progress lines and reports use: the test module's name without ``test_``."""
+    stem = Path(str(request.node.path)).stem
+    return stem[len("test_"):] if stem.startswith("test_") else stem
+
+
+@pytest.fixture
+def opro_optimize_requested(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --opro-optimize``: only then should a test call the optimizer model."""
+    return optimize_requested(request.config)
+
+
+@pytest.fixture
+def opro_run_options(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]:
+    """``opro_run_options(steps=..., candidates=..., seed=...)`` gives runner keyword arguments shared
+    with prompt tasks: the plugin's client (response cache and ``--opro-max-*`` budget),
+    ``--opro-optimizer-model``, ``--opro-steps``, ``--opro-candidates``, ``--opro-seed``, and live
+    progress lines. The test's own defaults fill the rest."""
+    return run_options(request.config, _task_name(request))
+
+
+@pytest.fixture
+def opro_save_report(request: pytest.FixtureRequest,
+                     record_property: Callable[[str, object], None]) -> Callable[[str, Any], Path]:
+    """``opro_save_report(name, report)`` prints a run's summary, attaches it to the test report and
+    writes it to ``__opro__/<name>.json`` beside the test module (``opro_dir`` sets the folder)."""
+    from pytest_opro.plugin.keys import SESSION_KEY
+
+    session = request.config.stash.get(SESSION_KEY, None)
+    folder = session.options.dir if session is not None else "__opro__"
+    return report_saver(record_property, Path(str(request.node.path)).parent / folder)
 
 
 def report_saver(record_property: Callable[[str, object], None], directory: Path) -> Callable[[str, Any], Path]:

@@ -241,7 +241,7 @@ class OproSession:
         for key, value in usage_totals(usage, RECORD_USAGE).items():
             setattr(record, key, value)
         record.status = TaskStatus.PASSED if decision.passed else TaskStatus.FAILED
-        record.verdict = decision.verdict
+        record.verdict = decision.verdict.value
         record.recorded, record.test, record.delta = decision.recorded, decision.now, decision.delta
         record.test_ci = (now.ci_low, now.ci_high)
         record.p_value = decision.p_value

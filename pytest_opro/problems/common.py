@@ -8,8 +8,9 @@ from typing import Any, Callable, TypedDict
 from pytest_opro.models.cache import ResponseCache
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import Budget
-from pytest_opro.opro.loop import CandidateCallback, LoopResult, OptimizerSettings, StepCallback, run_loop
+from pytest_opro.opro.loop import CandidateCallback, LoopResult, StepCallback, run_loop
 from pytest_opro.opro.problem import Problem
+from pytest_opro.opro.settings import OptimizerSettings
 
 
 class RunOptions(TypedDict, total=False):

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import DEFAULT_MODEL, ModelConfig, model_config
-from pytest_opro.opro.loop import LoopResult, OptimizerSettings
+from pytest_opro.opro.loop import LoopResult
 from pytest_opro.opro.problem import Parsed, Score
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.problems.common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def report_from(problem: LinearRegressionProblem, loop: LoopResult, client: LLMC
     return LinearRegressionReport(
         w_true=data.w_true, b_true=data.b_true, noise=data.noise, seed=data.seed,
         optimum=problem.target, optimum_loss=problem.target_loss,
-        best_pair=pair_of(best.text), best_loss=float(best.train),
+        best_pair=pair_of(best.text), best_loss=float(best.train if best.train is not None else math.inf),
         steps_run=loop.steps_run, stop_reason=loop.stop_reason,
         steps_to_optimum=first_step_where(loop, problem.is_optimal),
         distinct_pairs=len({c.text for c in scored}),

@@ -11,6 +11,7 @@ n ≤ 12 — beyond that the best known tour, farthest insertion followed by 2-o
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import DEFAULT_MODEL, ModelConfig, model_config
-from pytest_opro.opro.loop import LoopResult, OptimizerSettings
+from pytest_opro.opro.loop import LoopResult
 from pytest_opro.opro.problem import Parsed, Score
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.problems.common import RunOptions, best_per_step, first_step_where, run_problem, usage_of
 from pytest_opro.problems.tsp_solvers import (
     HELD_KARP_MAX_NODES,
@@ -46,6 +48,11 @@ BEST_KNOWN = "farthest insertion + 2-opt"
 _TRACE = re.compile(r"<trace>(.*?)</trace>", re.IGNORECASE | re.DOTALL)
 _TRACE_BODY = re.compile(r"[\s\d,;\->→–]*")
 _TOLERANCE = 1e-9
+
+
+def _within_tolerance(value: float, reference: float) -> bool:
+    """Whether a tour length reaches a reference length (up to float noise)."""
+    return value <= reference * (1 + _TOLERANCE) + _TOLERANCE
 
 
 def random_points(n: int, seed: int = 0, coordinate_range: tuple[int, int] = COORDINATE_RANGE) -> list[Point]:
@@ -142,7 +149,7 @@ class TspProblem:
 
     def __init__(self, points: Sequence[Point], optimizer: ModelConfig, *, starting_traces: int = 5,
                  seed: int = 0, meta_prompt: str = "tsp") -> None:
-        self.points = [tuple(p) for p in points]
+        self.points: list[tuple[int, int]] = [(int(p[0]), int(p[1])) for p in points]
         self.n = len(self.points)
         self.dist = distance_matrix(self.points)
         self.references = reference_tours(self.points)
@@ -276,7 +283,7 @@ def report_from(problem: TspProblem, loop: LoopResult, client: LLMClient) -> Tsp
     per_step = best_per_step(loop, higher_is_better=False)
     refs = {r.name: r.length for r in problem.references}
     reached = {
-        name: first_step_where(loop, lambda v, ref=length: v <= ref * (1 + _TOLERANCE) + _TOLERANCE)
+        name: first_step_where(loop, functools.partial(_within_tolerance, reference=length))
         for name, length in refs.items()
     }
     return TspReport(
@@ -287,7 +294,7 @@ def report_from(problem: TspProblem, loop: LoopResult, client: LLMClient) -> Tsp
         reference_tours={r.name: list(r.tour) for r in problem.references},
         optimum_known=problem.optimum is not None,
         best_tour=tour_of(best.text),
-        best_length=float(best.train),
+        best_length=float(best.train if best.train is not None else math.inf),
         length_per_step=per_step,
         gaps={name: [optimality_gap(v, length) for v in per_step] for name, length in refs.items()},
         steps_to_reference=reached,

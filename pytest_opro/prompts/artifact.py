@@ -29,7 +29,7 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     if any(c in value for c in _OTHER_BREAKS):
         style = '"'  # escaped, so the text reads back exactly
     else:
-        style = "|" if "\n" in value else None
+        style = "|" if "\n" in value else ""
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

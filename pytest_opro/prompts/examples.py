@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from pytest_opro.errors import ConfigError, ExampleError
+from pytest_opro.hashing import canonical_json, sha256_hex
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -427,13 +428,8 @@ def _string_list(value: Any, where: str, field_name: str) -> list[str]:
     )
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 def _content_id(inp: str | Mapping[str, Any]) -> str:
-    payload = _canonical(dict(inp) if isinstance(inp, Mapping) else inp)
-    return "h" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:15]
+    return "h" + sha256_hex(canonical_json(dict(inp) if isinstance(inp, Mapping) else inp), 15)
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -545,5 +541,5 @@ def split_examples(
 
 def examples_fingerprint(examples: Iterable[Example]) -> str:
     """SHA-256 hex of the examples' :meth:`Example.to_dict` in id order (file order does not matter)."""
-    dicts = sorted((ex.to_dict() for ex in examples), key=lambda d: (d["id"], _canonical(d)))
-    return hashlib.sha256(_canonical(dicts).encode("utf-8")).hexdigest()
+    dicts = sorted((ex.to_dict() for ex in examples), key=lambda d: (d["id"], canonical_json(d)))
+    return sha256_hex(canonical_json(dicts))

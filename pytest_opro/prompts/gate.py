@@ -8,6 +8,7 @@ insignificant wobbles pass.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,12 +27,25 @@ FINGERPRINT_LABELS = {
 }
 
 
+class Verdict(str, enum.Enum):
+    """What the gate concluded for one task (the value is what reports say)."""
+
+    PASS = "pass"  # no significant drop beyond the tolerance
+    IMPROVED = "improved"  # the score went up
+    REGRESSION = "regression"  # a significant drop beyond the tolerance
+    BELOW_FLOOR = "below floor"  # under the task's minimum score
+    NO_SHARED_EXAMPLES = "no shared examples"  # nothing to compare
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class GateDecision:
     """Outcome of one gate check, with everything its message shows."""
 
     passed: bool
-    verdict: str  # "pass", "improved", "regression", "below floor"
+    verdict: Verdict
     recorded: float
     now: float
     delta: float
@@ -44,22 +58,24 @@ class GateDecision:
     floor: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["verdict"] = Verdict(self.verdict).value
+        return data
 
     def message(self, task: str, rerun: str = "pytest --opro-optimize", artifact: str = "__opro__/") -> str:
         """Multi-line explanation, written for a reviewer reading a failed CI run.
 
         `rerun` is the command that re-optimises this task and `artifact` the file to commit after it.
         """
-        if self.verdict == "below floor":
+        if self.verdict is Verdict.BELOW_FLOOR:
             head = f"opro gate FAILED for task {task!r}: score under the floor {self.floor or 0:.1%}"
         else:
             head = {
-                "no shared examples": f"opro gate FAILED for task {task!r}: no test example of the artifact is "
+                Verdict.NO_SHARED_EXAMPLES: f"opro gate FAILED for task {task!r}: no test example of the artifact is "
                 "in the task's test split, so nothing can be compared",
-                "regression": f"opro gate FAILED for task {task!r}: accuracy dropped",
-                "improved": f"opro gate passed for task {task!r}: accuracy improved",
-                "pass": f"opro gate passed for task {task!r}",
+                Verdict.REGRESSION: f"opro gate FAILED for task {task!r}: accuracy dropped",
+                Verdict.IMPROVED: f"opro gate passed for task {task!r}: accuracy improved",
+                Verdict.PASS: f"opro gate passed for task {task!r}",
             }[self.verdict]
         lines = [
             head,
@@ -96,15 +112,15 @@ def decide(
     p_value = sign_test_one_sided(len(worse), len(better))
     delta = cur - rec
     if n == 0:
-        verdict, passed = "no shared examples", False
+        verdict, passed = Verdict.NO_SHARED_EXAMPLES, False
     elif floor is not None and cur < floor:
-        verdict, passed = "below floor", False
+        verdict, passed = Verdict.BELOW_FLOOR, False
     elif -delta > tolerance + _EPS and p_value < alpha:  # a drop of exactly the tolerance passes
-        verdict, passed = "regression", False
+        verdict, passed = Verdict.REGRESSION, False
     elif delta > 0:
-        verdict, passed = "improved", True
+        verdict, passed = Verdict.IMPROVED, True
     else:
-        verdict, passed = "pass", True
+        verdict, passed = Verdict.PASS, True
     return GateDecision(passed, verdict, rec, cur, delta, p_value, n, worse, better, tolerance, alpha, floor)
 
 

@@ -9,9 +9,9 @@ from pytest_opro.errors import ProviderError
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import ModelConfig
 from pytest_opro.models.litellm_bridge import supports_prefill
-from pytest_opro.opro.loop import OptimizerSettings
 from pytest_opro.opro.meta_prompt import bucketize
 from pytest_opro.opro.problem import Parsed, Score
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.prompts.examples import Example
 from pytest_opro.prompts.extraction import extract_instruction
 from pytest_opro.prompts.task import PromptTask

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_opro.errors import ConfigError
+from pytest_opro.hashing import canonical_json, sha256_hex
 from pytest_opro.models.cache import ResponseCache, open_cache
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import Budget, ModelConfig, ModelSpec
 from pytest_opro.models.pricing import estimate_cost
 from pytest_opro.opro.checkpoint import Checkpoint
-from pytest_opro.opro.loop import CandidateCallback, OptimizerSettings, StepCallback, run_loop
+from pytest_opro.opro.loop import CandidateCallback, StepCallback, run_loop
 from pytest_opro.opro.problem import Score, check_failure_rate
+from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.trajectory import Candidate
 from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
 from pytest_opro.prompts.result import Estimate, Result, SplitScore
@@ -76,7 +76,7 @@ def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, setti
         "optimizer": optimizer.public_dict(),
         "settings": settings.to_dict(),
     }
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_hex(canonical_json(data))
 
 
 async def optimize_async(

@@ -8,9 +8,7 @@ from typing import Any
 from pytest_opro.opro.loop import StepReport
 from pytest_opro.opro.problem import Score
 from pytest_opro.opro.stats import mean_interval, mean_interval_from_mean
-from pytest_opro.opro.trajectory import Candidate
-
-SPLITS = ("train", "validation", "test")
+from pytest_opro.opro.trajectory import Candidate, best_distinct
 
 
 @dataclass
@@ -103,16 +101,7 @@ class Result:
 
     def top_candidates(self, k: int = 10) -> list[Candidate]:
         """The best `k` distinct scored candidates, best first (validation, then train)."""
-        scored = [c for c in self.trajectory if c.rejection is None and c.train is not None]
-        scored.sort(key=lambda c: (c.validation if c.validation is not None else -1.0, c.train), reverse=True)
-        seen: set[str] = set()
-        out = []
-        for c in scored:
-            if c.text in seen:
-                continue
-            seen.add(c.text)
-            out.append(c)
-        return out[:k]
+        return best_distinct(self.trajectory, k)
 
     def to_dict(self) -> dict[str, Any]:
         return {

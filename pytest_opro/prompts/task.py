@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from pytest_opro.errors import ConfigError, ExampleError
+from pytest_opro.hashing import canonical_json, sha256_hex
 from pytest_opro.models.config import ModelConfig, ModelSpec, model_config
 from pytest_opro.opro.templating import render, variables_used
 from pytest_opro.prompts.examples import DEFAULT_FRACTIONS, Example, Splits, examples_fingerprint, split_examples
@@ -25,8 +24,7 @@ MetricSpec = Union[str, Metric, Callable[[str, Example], float]]
 
 
 def _sha(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return sha256_hex(canonical_json(data, compact=False), 16)
 
 
 @dataclass
@@ -102,11 +100,6 @@ class PromptTask:
     @property
     def _origin(self) -> str:
         return f"task {self.name!r} template"
-
-    @property
-    def metric_obj(self) -> Metric:
-        """The resolved metric (name and version go into the fingerprint)."""
-        return self._metric
 
     @property
     def splits(self) -> Splits:

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.opro.trajectory import Candidate, best_distinct
+from pytest_opro.prompts.examples import SPLIT_NAMES
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
 
 REPORT_SCHEMA = "pytest-opro-report"
 REPORT_SCHEMA_VERSION = 1
 TOP_CANDIDATES = 5
-SPLITS = ("train", "validation", "test")
 
 
 # -- the machine-readable report ---------------------------------------------------------------
@@ -62,7 +63,7 @@ def _split_score(value: float, n: int, low: float, high: float) -> dict[str, Any
 
 
 def _result_scores(scores: dict[str, Any]) -> dict[str, Any]:
-    return {s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"]) for s, v in scores.items() if s in SPLITS}
+    return {s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"]) for s, v in scores.items() if s in SPLIT_NAMES}
 
 
 def _artifact_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -206,19 +207,9 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
 
 def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDATES) -> list[dict[str, Any]]:
     """Best distinct scored candidates, best first: validation, then train, then earlier step."""
-    scored = [c for c in trajectory if c.get("rejection") is None and c.get("train") is not None]
-    scored.sort(key=lambda c: (-(c["validation"] if c.get("validation") is not None else -1.0), -c["train"], c["step"]))
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for c in scored:
-        key = " ".join(c["text"].split()).casefold()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append({"rank": len(out) + 1, **{k2: c.get(k2) for k2 in ("step", "text", "train", "validation")}})
-        if len(out) == k:
-            break
-    return out
+    best = best_distinct((Candidate.from_dict(c) for c in trajectory), k)
+    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation}
+            for i, c in enumerate(best, 1)]
 
 
 # -- writing -----------------------------------------------------------------------------------

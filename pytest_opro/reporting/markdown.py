@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pytest_opro.reporting.json_report import SPLITS
+from pytest_opro.prompts.examples import SPLIT_NAMES
 
 _MD_ESCAPE = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
@@ -99,7 +99,7 @@ def _scores_table(entry: dict[str, Any]) -> list[str]:
     head = f"| split | n | baseline | {winner} |" + (" now |" if gate else "")
     rule = "|---|---:|---:|---:|" + ("---:|" if gate else "")
     lines = [head, rule]
-    for split in SPLITS:
+    for split in SPLIT_NAMES:
         b, w = base.get(split), win.get(split)
         if not b and not w:
             continue

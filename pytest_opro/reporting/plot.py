@@ -137,7 +137,8 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
                linewidths=1.3, zorder=3)
     val = [(x, c["validation"]) for x, c in zip(xs, candidates) if c.get("validation") is not None]
     if val:
-        ax.scatter(*zip(*val), s=30, marker="s", color=VALIDATION_COLOR, zorder=4)
+        val_x, val_y = zip(*val)
+        ax.scatter(val_x, val_y, s=30, marker="s", color=VALIDATION_COLOR, zorder=4)
 
     train_best = _best_so_far([(int(c["step"]), c["train"]) for c in candidates], steps)
     val_best = _best_so_far([(int(c["step"]), c["validation"]) for c in candidates if c.get("validation") is not None], steps)

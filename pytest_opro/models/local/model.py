@@ -106,7 +106,7 @@ class LocalModel:
             tokens=self.tokenize(self.render(messages)),
             max_tokens=int(max_tokens) if max_tokens is not None else DEFAULT_MAX_TOKENS,
             temperature=float(temperature) if temperature is not None else 1.0,
-            top_p=float(params.get("top_p") if params.get("top_p") is not None else 1.0),
+            top_p=float(params["top_p"]) if params.get("top_p") is not None else 1.0,
             top_k=int(params.get("top_k") or 0),
             seed=int(seed) if seed is not None else None,
             stop=tuple(s for s in stops if s),

@@ -1,0 +1,48 @@
+"""The optimizer's settings, with the OPRO paper's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pytest_opro.errors import ConfigError
+
+
+@dataclass
+class OptimizerSettings:
+    """Loop settings; the defaults follow the OPRO paper where it has one."""
+
+    max_steps: int = 10
+    candidates: int = 8
+    top_k: int = 20
+    exemplars: int = 3
+    score_buckets: int = 100
+    show_scores: bool = True
+    max_chars: int = 500
+    patience: int = 3
+    min_delta: float = 0.0
+    validate_top: int = 2
+    seed: int = 0
+    max_failure_rate: float = 0.1
+    reask: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_steps": self.max_steps >= 0,
+            "candidates": self.candidates >= 1,
+            "top_k": self.top_k >= 1,
+            "exemplars": self.exemplars >= 0,
+            "score_buckets": self.score_buckets >= 0,
+            "max_chars": self.max_chars >= 1,
+            "patience": self.patience >= 0,
+            "min_delta": self.min_delta >= 0,
+            "validate_top": self.validate_top >= 1,
+            "max_failure_rate": 0 <= self.max_failure_rate <= 1,
+            "reask": self.reask >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"optimizer setting {name}={getattr(self, name)!r} is out of range")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
