@@ -15,7 +15,8 @@ from typing import Any, Callable
 from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.meta_prompt import build_meta_prompt
-from pytest_opro.opro.problem import Completer, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.problem import Completer, Problem, Reply, Score, check_failure_rate, supports_example_scoring
+from pytest_opro.opro.racing import race, stratified_order
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stopping import EarlyStopping
 from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
@@ -37,6 +38,11 @@ class StepReport:
     cache_hits: int
     cost_usd: float
     elapsed: float
+    # Racing on train: candidates stopped early, train scorer calls made, and calls saved against
+    # scoring every accepted candidate on all of train (0 and the full count with screening="off").
+    screened_out: int = 0
+    train_calls: int = 0
+    calls_saved: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +87,9 @@ class _Run:
         self.step = 0
         self.started = time.monotonic()
         self.elapsed_before = 0.0
+        # Per-example train outcomes of the best fully scored candidates: the race's incumbents.
+        self.incumbents: dict[str, dict[str, float]] = {}
+        self.race_stats = (0, 0, 0)  # this step's (screened out, train calls, calls saved)
 
     # -- phases -----------------------------------------------------------------------------
     async def score_candidates(self, candidates: list[Candidate], split: str) -> None:
@@ -89,10 +98,51 @@ class _Run:
         scores = await self.problem.score([c.text for c in candidates], split)
         for cand, score in zip(candidates, scores):
             if split == "train":
-                cand.train, cand.train_failures = score.value, score.failures
+                cand.train, cand.train_failures, cand.train_n = score.value, score.failures, score.n
+                self._keep_incumbent(cand, score.outcomes)
             else:
-                cand.validation, cand.validation_failures = score.value, score.failures
+                cand.validation, cand.validation_failures, cand.validation_n = score.value, score.failures, score.n
         self._check_failures(scores, split)
+
+    async def score_train(self, candidates: list[Candidate]) -> None:
+        """Score a step's candidates on train: raced (``screening="race"``) or each on all of it."""
+        settings = self.settings
+        if settings.screening != "race" or not supports_example_scoring(self.problem) or not candidates:
+            n_train = len(self.problem.example_strata("train")) if supports_example_scoring(self.problem) else 0
+            await self.score_candidates(candidates, "train")
+            self.race_stats = (0, len(candidates) * n_train, 0)
+            return
+        problem: Any = self.problem
+        order = stratified_order(problem.example_strata("train"), seed=f"{settings.seed}:{self.step}:race")
+        best = self.trajectory.top(1)
+        incumbent = self.incumbents.get(normalise(best[0].text)) if best else None
+
+        async def score_examples(texts: list[str], ids: list[str]) -> list[Score]:
+            return list(await problem.score_examples(texts, "train", ids))
+
+        result = await race(
+            [c.text for c in candidates], order, score_examples,
+            first=settings.race_minibatch, keep=settings.validate_top, rule=settings.race_rule,
+            alpha=settings.race_alpha, incumbent=incumbent, higher_is_better=self.problem.higher_is_better,
+            on_rung=lambda scores: self._check_failures(scores, "train"),
+        )
+        for cand, entrant, done in zip(candidates, result.entrants, result.finished):
+            score = entrant.score()
+            cand.train_failures, cand.train_n = score.failures, score.n
+            if done:
+                cand.train = score.value
+                self._keep_incumbent(cand, score.outcomes)
+            else:
+                cand.partial_train = score.value
+        self.race_stats = (result.screened_out, result.calls, result.saved)
+
+    def _keep_incumbent(self, cand: Candidate, outcomes: dict[str, float] | None) -> None:
+        """Remember the train outcomes of the best few fully scored candidates (for racing)."""
+        if not outcomes or cand.train is None:
+            return
+        self.incumbents[normalise(cand.text)] = dict(outcomes)
+        keep = {normalise(c.text) for c in self.trajectory.top(3)}
+        self.incumbents = {k: v for k, v in self.incumbents.items() if k in keep}
 
     def _check_failures(self, scores: list[Score], split: str) -> None:
         failed = sum(s.failures for s in scores)
@@ -206,6 +256,9 @@ class _Run:
             cache_hits=total.cache_hits,
             cost_usd=total.cost_usd,
             elapsed=self.elapsed_before + time.monotonic() - self.started,
+            screened_out=self.race_stats[0],
+            train_calls=self.race_stats[1],
+            calls_saved=self.race_stats[2],
         )
         self.reports.append(rep)
         return rep
@@ -220,6 +273,7 @@ class _Run:
             "stopper": self.stopper.state(),
             "reports": [r.to_dict() for r in self.reports],
             "ledger": self.client.usage_state(),
+            "incumbents": self.incumbents,
             "elapsed": self.elapsed_before + time.monotonic() - self.started,
         })
 
@@ -232,6 +286,7 @@ class _Run:
         self.stopper.restore(state["stopper"])
         self.reports = [StepReport(**r) for r in state["reports"]]
         self.client.restore_usage(state["ledger"])
+        self.incumbents = {k: dict(v) for k, v in dict(state.get("incumbents") or {}).items()}
         self.elapsed_before = float(state.get("elapsed", 0.0))
         return True
 
@@ -257,7 +312,7 @@ class _Run:
     async def one_step(self) -> bool:
         """Run step `self.step`; return True when early stopping says enough."""
         accepted = await self.propose()
-        await self.score_candidates(accepted, "train")
+        await self.score_train(accepted)
         field_name = "train"
         if self.problem.has_validation:
             chosen = self._pick(accepted, "train", self.settings.validate_top)

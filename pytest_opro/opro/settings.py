@@ -25,6 +25,11 @@ class OptimizerSettings:
     seed: int = 0
     max_failure_rate: float = 0.1
     reask: int = 0
+    # Racing on train (see pytest_opro.opro.racing and the README's "Racing" section).
+    screening: str = "race"
+    race_minibatch: int = 5
+    race_rule: str = "halving"
+    race_alpha: float = 0.05
 
     def __post_init__(self) -> None:
         checks = {
@@ -39,6 +44,10 @@ class OptimizerSettings:
             "validate_top": self.validate_top >= 1,
             "max_failure_rate": 0 <= self.max_failure_rate <= 1,
             "reask": self.reask >= 0,
+            "screening": self.screening in ("race", "off"),
+            "race_minibatch": self.race_minibatch >= 1,
+            "race_rule": self.race_rule in ("halving", "significance"),
+            "race_alpha": 0 <= self.race_alpha < 1,
         }
         for name, ok in checks.items():
             if not ok:

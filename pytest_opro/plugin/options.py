@@ -63,6 +63,12 @@ def _text(value: str) -> str:
     return value.strip()
 
 
+def _screening(value: str) -> str:
+    if value.strip() not in ("race", "off"):
+        raise ValueError("must be race or off")
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -90,6 +96,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("max-tokens", _positive_int, None, "stop a task's run after N tokens", "N"),
     OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
     OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
+    OptionSpec("screening", _screening, None,
+               "train scoring: race (default; stop clearly worse candidates early) or off (every candidate on all of train)",
+               "MODE"),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),

@@ -93,7 +93,9 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "rejections": result["rejections"],
         },
         "top_candidates": [
-            {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"]} for c in top
+            {"text": c["text"], "train": c["train"], "train_n": c.get("train_n"), "validation": c["validation"],
+             "validation_n": c.get("validation_n"), "step": c["step"]}
+            for c in top
         ],
         "plugin_version": plugin_version,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -56,13 +56,15 @@ class Estimate:
     optimizer_calls: int
     scorer_calls: int
     cost_usd: float | None
+    #: Scorer calls expected with racing (None: not computed); `scorer_calls` is the maximum.
+    expected_scorer_calls: int | None = None
 
     def describe(self) -> str:
         cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
-        return (
-            f"at most {self.calls} calls ({self.optimizer_calls} optimizer, "
-            f"{self.scorer_calls} scorer), {cost}"
-        )
+        text = f"at most {self.calls} calls ({self.optimizer_calls} optimizer, {self.scorer_calls} scorer), {cost}"
+        if self.expected_scorer_calls is not None and self.expected_scorer_calls < self.scorer_calls:
+            text += f"; expected {self.expected_scorer_calls} scorer calls"
+        return text
 
 
 @dataclass

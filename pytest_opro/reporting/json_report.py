@@ -17,6 +17,7 @@ from pytest_opro.opro.atomic import write_text_atomic
 from pytest_opro.opro.trajectory import Candidate, best_distinct
 from pytest_opro.prompts.examples import SPLIT_NAMES
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
+from pytest_opro.reporting.terminal import racing_totals
 
 REPORT_SCHEMA = "pytest-opro-report"
 REPORT_SCHEMA_VERSION = 1
@@ -133,9 +134,12 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         }
         entry["usage"]["by_model"] = result.get("usage", {})
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
-                                  result.get("settings", {}), result.get("scorer"), result.get("optimizer"))
+                                  result.get("settings", {}), result.get("scorer"), result.get("optimizer"),
+                                  result.get("reports", []))
         entry["candidates"] = [
-            {k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")} for c in result["trajectory"]
+            {k: c.get(k) for k in ("step", "text", "train", "validation", "rejection", "train_n", "validation_n",
+                                   "partial_train")}
+            for c in result["trajectory"]
         ]
         entry["steps"] = list(result.get("reports", []))
         entry["top_candidates"] = _top_from_trajectory(result["trajectory"])
@@ -153,7 +157,8 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                                       run.get("rejections") or {}, data.get("optimizer_settings") or {},
                                       data.get("scorer"), data.get("optimizer"))
             entry["top_candidates"] = [
-                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation")}}
+                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "train_n",
+                                                         "validation_n")}}
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
             ]
             base_scores = entry["scores"]["baseline"]
@@ -190,8 +195,9 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
 
 
 def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dict[str, int], settings: dict[str, Any],
-               scorer: Any, optimizer: Any) -> dict[str, Any]:
+               scorer: Any, optimizer: Any, reports: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     reason = stop_reason or ""
+    racing = racing_totals(reports) if reports is not None else None
     return {
         "steps_run": steps_run,
         "best_step": best_step,
@@ -202,13 +208,17 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
         "max_steps": settings.get("max_steps"),
         "scorer_model": (scorer or {}).get("model"),
         "optimizer_model": (optimizer or {}).get("model"),
+        "screening": settings.get("screening"),
+        "screened_out": None if racing is None else racing["screened_out"],
+        "calls_saved": None if racing is None else racing["calls_saved"],
     }
 
 
 def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDATES) -> list[dict[str, Any]]:
     """Best distinct scored candidates, best first: validation, then train, then earlier step."""
     best = best_distinct((Candidate.from_dict(c) for c in trajectory), k)
-    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation}
+    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation,
+             "train_n": c.train_n, "validation_n": c.validation_n}
             for i, c in enumerate(best, 1)]
 
 
