@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--variants", default="race:5:halving,race:10:halving,race:5:significance",
-                        help="comma-separated race variants screening:minibatch:rule")
+                        help="comma-separated race variants race:minibatch:rule[:alpha]")
     args = parser.parse_args(argv)
     base = dict(max_steps=args.steps, candidates=args.candidates, seed=0)
     started = time.monotonic()
@@ -234,10 +234,12 @@ def main(argv: list[str] | None = None) -> int:
            for s in range(args.seeds)]
     print(summarise("off (paper)", off, None), flush=True)
     for variant in filter(None, args.variants.split(",")):
-        _, minibatch, rule = variant.split(":")
-        settings = OptimizerSettings(**base, screening="race", race_minibatch=int(minibatch), race_rule=rule)
+        _, minibatch, rule, *alpha = variant.split(":")
+        race_alpha = float(alpha[0]) if alpha else OptimizerSettings().race_alpha
+        settings = OptimizerSettings(**base, screening="race", race_minibatch=int(minibatch), race_rule=rule,
+                                     race_alpha=race_alpha)
         outcomes = [run_world(s, settings, args.train, args.validation) for s in range(args.seeds)]
-        print(summarise(f"race, minibatch {minibatch}, {rule}", outcomes, off), flush=True)
+        print(summarise(f"race, minibatch {minibatch}, {rule}, alpha {race_alpha:g}", outcomes, off), flush=True)
     off_train = args.steps * args.candidates * args.train
     print(f"\nDSPy COPRO defaults (breadth 10, depth 3) on a trainset of {args.train}: "
           f"{copro_calls(args.train)} scorer calls (pytest-opro full scoring, train part only, all "

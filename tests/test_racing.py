@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+
 import pytest
 
 from pytest_opro import OptimizerSettings, optimize

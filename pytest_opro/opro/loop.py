@@ -107,12 +107,12 @@ class _Run:
     async def score_train(self, candidates: list[Candidate]) -> None:
         """Score a step's candidates on train: raced (``screening="race"``) or each on all of it."""
         settings = self.settings
-        if settings.screening != "race" or not supports_example_scoring(self.problem) or not candidates:
-            n_train = len(self.problem.example_strata("train")) if supports_example_scoring(self.problem) else 0
+        problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
+        if settings.screening != "race" or not supports_example_scoring(problem) or not candidates:
+            n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
             await self.score_candidates(candidates, "train")
             self.race_stats = (0, len(candidates) * n_train, 0)
             return
-        problem: Any = self.problem
         order = stratified_order(problem.example_strata("train"), seed=f"{settings.seed}:{self.step}:race")
         best = self.trajectory.top(1)
         incumbent = self.incumbents.get(normalise(best[0].text)) if best else None
