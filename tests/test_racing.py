@@ -220,3 +220,12 @@ def test_problems_without_example_scoring_are_scored_in_full() -> None:
     from pytest_opro.problems.linear_regression import LinearRegressionProblem
 
     assert not supports_example_scoring(LinearRegressionProblem.__new__(LinearRegressionProblem))
+
+
+def test_racing_totals_for_the_summary_and_report() -> None:
+    from pytest_opro.reporting.terminal import describe_racing, racing_totals
+
+    totals = racing_totals([{"screened_out": 3, "train_calls": 60, "calls_saved": 40},
+                            {"screened_out": 1, "train_calls": 90, "calls_saved": 10}, {}])
+    assert totals == {"screened_out": 4, "train_calls": 150, "calls_saved": 50}
+    assert describe_racing(totals) == "4 candidates screened out, 50 train scorer calls saved (25% of full scoring)"
