@@ -2,8 +2,9 @@
 
 ``recorded_run()`` optimises a small choice task with the fake provider and returns every optimizer
 request (meta-prompt, sample index, reply) and the trajectory. ``tests/data/opro_only_run.json`` holds
-this record as the loop produced it before proposers existed: with ``proposers=["opro"]`` the loop
-must still send exactly those meta-prompts and keep exactly those candidates.
+this record as the loop produced it before proposers existed (and, as the paper does, with every
+candidate scored on all of train: ``screening="off"``): with ``proposers=["opro"]`` the loop must
+still send exactly those meta-prompts and keep exactly those candidates.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def recorded_run(brain: FakeBrain, **settings: Any) -> dict[str, Any]:
     brain.optimizer = script
     client = RecordingClient(cache=None, concurrency=1)
     result = optimize(t, client=client, settings=OptimizerSettings(
-        max_steps=3, candidates=4, reask=1, patience=0, validate_top=2, **settings))
+        max_steps=3, candidates=4, reask=1, patience=0, validate_top=2, screening="off", **settings))
     return {
         "optimizer_calls": client.optimizer_calls,
         "trajectory": [{k: c.to_dict()[k] for k in ("step", "text", "train", "validation", "rejection", "call")}

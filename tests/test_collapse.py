@@ -46,7 +46,7 @@ def lucky_task():
     brain.optimizer = json.loads(os.environ["OPRO_FAKE_SCRIPT"])
     return PromptTask(name="lucky", examples=examples, metric="choice", scorer="fake/scorer",
                       optimizer="fake/optimizer", initial_instruction="Answer.",
-                      settings={{"max_steps": 1, "candidates": 2, "patience": 0}})
+                      settings={{"max_steps": 1, "candidates": 2, "patience": 0, "screening": "off"}})
 """
 
 

@@ -60,7 +60,7 @@ def test_meta_prompt_shows_top_k_ascending_with_bucketed_scores(fake_llm: FakeBr
 
     fake_llm.scorer = keyword_scorer(task, rules)
     fake_llm.optimizer = [f"<INS>Use level {k}.</INS>" for k in (3, 9, 1, 6, 5, 7, 2, 8)]
-    optimize(task, settings=OptimizerSettings(max_steps=2, patience=0, top_k=4, score_buckets=20), cache=None)
+    optimize(task, settings=OptimizerSettings(max_steps=2, patience=0, top_k=4, score_buckets=20, screening="off"), cache=None)
     metas = [m[0]["content"] for model, m in fake_llm.log if model == "fake/optimizer"]
     step2 = metas[-1]
     texts = re.findall(r"text:\n(.*)\nscore:\n(\d+)", step2)

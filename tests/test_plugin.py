@@ -329,6 +329,7 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         ([], "opro_cache_url = memcached://:pw-1234@host", "ini opro_cache_url='memcached://:***@host' must be a Redis URL"),
         (["--opro-proposers=edit,format"], "", "proposers must include 'opro'"),
         ([], "opro_proposers = opro:1 telepathy:1", "unknown proposer 'telepathy'"),
+        (["--opro-screening=fast"], "", "--opro-screening='fast' must be race or off"),
         ([], "opro_tolerance = 500", "ini opro_tolerance='500' must be between 0 and 100"),
         ([], "opro_allow_stale = maybe", "ini opro_allow_stale: invalid truth value 'maybe'; use true or false"),
         ([], "opro_model =   ", None),  # empty ini value means "not set": no error
@@ -567,3 +568,21 @@ def test_no_litellm_import_without_prompt_task(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, deselected=1)
     assert suite.path.joinpath("litellm_imported.txt").read_text() == "False"
     assert not (suite.path / ".opro_cache").exists()
+
+
+def test_screening_option_reaches_the_run_and_racing_is_reported(suite: pytest.Pytester) -> None:
+    suite.path.joinpath("sports.jsonl").write_text(example_lines(120), encoding="utf-8")
+    off = optimize(suite, "--opro-screening=off", "--opro-report=off.json")
+    raced = optimize(suite, "--opro-report=race.json")
+    off_task = json.loads(suite.path.joinpath("off.json").read_text(encoding="utf-8"))["tasks"][0]
+    race_task = json.loads(suite.path.joinpath("race.json").read_text(encoding="utf-8"))["tasks"][0]
+    assert off_task["run"]["screening"] == "off" and race_task["run"]["screening"] == "race"
+    assert off_task["run"]["screened_out"] == off_task["run"]["calls_saved"] == 0
+    assert "screened out" not in off.stdout.str() and "racing:" not in opro_section(off)
+    partial = [c for c in race_task["candidates"] if c["partial_train"] is not None]
+    assert race_task["run"]["screened_out"] == len(partial) > 0
+    full_n = {c["train_n"] for c in race_task["candidates"] if c["train"] is not None}
+    assert len(full_n) == 1 and all(c["train"] is None and c["train_n"] < min(full_n) for c in partial)
+    assert race_task["run"]["calls_saved"] > 0
+    raced.stdout.fnmatch_lines(["opro sports: *expected * scorer calls*", "opro sports: step * | screened out */*, saved * calls"])
+    assert f"racing: {race_task['run']['screened_out']} candidates screened out" in opro_section(raced)

@@ -16,8 +16,17 @@ from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.collapse import collapse, distribution
 from pytest_opro.opro.meta_prompt import build_meta_prompt
-from pytest_opro.opro.problem import Completer, Parsed, Problem, Reply, Score, check_failure_rate
+from pytest_opro.opro.problem import (
+    Completer,
+    Parsed,
+    Problem,
+    Reply,
+    Score,
+    check_failure_rate,
+    supports_example_scoring,
+)
 from pytest_opro.opro.proposers import ProposerPlan, allocate, parse_mix, repeats_prompt
+from pytest_opro.opro.racing import race, stratified_order
 from pytest_opro.opro.selection import Selection, select
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stopping import EarlyStopping
@@ -42,6 +51,11 @@ class StepReport:
     elapsed: float
     #: Candidates of this step scored on validation whose answers collapsed onto one value.
     collapsed: list[dict[str, Any]] = field(default_factory=list)
+    # Racing on train: candidates stopped early, train scorer calls made, and calls saved against
+    # scoring every accepted candidate on all of train (0 and the full count with screening="off").
+    screened_out: int = 0
+    train_calls: int = 0
+    calls_saved: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +112,9 @@ class _Run:
         self.step = 0
         self.started = time.monotonic()
         self.elapsed_before = 0.0
+        # Per-example train outcomes of the best fully scored candidates: the race's incumbents.
+        self.incumbents: dict[str, dict[str, float]] = {}
+        self.race_stats = (0, 0, 0)  # this step's (screened out, train calls, calls saved)
 
     # -- phases -----------------------------------------------------------------------------
     async def score_candidates(self, candidates: list[Candidate], split: str) -> None:
@@ -106,14 +123,55 @@ class _Run:
         scores = await self.problem.score([c.text for c in candidates], split)
         for cand, score in zip(candidates, scores):
             if split == "train":
-                cand.train, cand.train_failures = score.value, score.failures
+                cand.train, cand.train_failures, cand.train_n = score.value, score.failures, score.n
+                self._keep_incumbent(cand, score.outcomes)
             else:
-                cand.validation, cand.validation_failures = score.value, score.failures
+                cand.validation, cand.validation_failures, cand.validation_n = score.value, score.failures, score.n
                 if score.outcomes is not None:
                     cand.validation_outcomes = dict(score.outcomes)
                 if score.answers is not None:
                     cand.validation_answers = distribution(score.answers.values())
         self._check_failures(scores, split)
+
+    async def score_train(self, candidates: list[Candidate]) -> None:
+        """Score a step's candidates on train: raced (``screening="race"``) or each on all of it."""
+        settings = self.settings
+        problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
+        if settings.screening != "race" or not supports_example_scoring(problem) or not candidates:
+            n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
+            await self.score_candidates(candidates, "train")
+            self.race_stats = (0, len(candidates) * n_train, 0)
+            return
+        order = stratified_order(problem.example_strata("train"), seed=f"{settings.seed}:{self.step}:race")
+        best = self.trajectory.top(1)
+        incumbent = self.incumbents.get(normalise(best[0].text)) if best else None
+
+        async def score_examples(texts: list[str], ids: list[str]) -> list[Score]:
+            return list(await problem.score_examples(texts, "train", ids))
+
+        result = await race(
+            [c.text for c in candidates], order, score_examples,
+            first=settings.race_minibatch, keep=settings.validate_top, rule=settings.race_rule,
+            alpha=settings.race_alpha, incumbent=incumbent, higher_is_better=self.problem.higher_is_better,
+            on_rung=lambda scores: self._check_failures(scores, "train"),
+        )
+        for cand, entrant, done in zip(candidates, result.entrants, result.finished):
+            score = entrant.score()
+            cand.train_failures, cand.train_n = score.failures, score.n
+            if done:
+                cand.train = score.value
+                self._keep_incumbent(cand, score.outcomes)
+            else:
+                cand.partial_train = score.value
+        self.race_stats = (result.screened_out, result.calls, result.saved)
+
+    def _keep_incumbent(self, cand: Candidate, outcomes: dict[str, float] | None) -> None:
+        """Remember the train outcomes of the best few fully scored candidates (for racing)."""
+        if not outcomes or cand.train is None:
+            return
+        self.incumbents[normalise(cand.text)] = dict(outcomes)
+        keep = {normalise(c.text) for c in self.trajectory.top(3)}
+        self.incumbents = {k: v for k, v in self.incumbents.items() if k in keep}
 
     def _check_failures(self, scores: list[Score], split: str) -> None:
         failed = sum(s.failures for s in scores)
@@ -271,6 +329,9 @@ class _Run:
             cost_usd=total.cost_usd,
             elapsed=self.elapsed_before + time.monotonic() - self.started,
             collapsed=self.collapsed([c for c in accepted if c.validation is not None]),
+            screened_out=self.race_stats[0],
+            train_calls=self.race_stats[1],
+            calls_saved=self.race_stats[2],
         )
         self.reports.append(rep)
         return rep
@@ -285,6 +346,7 @@ class _Run:
             "stopper": self.stopper.state(),
             "reports": [r.to_dict() for r in self.reports],
             "ledger": self.client.usage_state(),
+            "incumbents": self.incumbents,
             "elapsed": self.elapsed_before + time.monotonic() - self.started,
         })
 
@@ -297,6 +359,7 @@ class _Run:
         self.stopper.restore(state["stopper"])
         self.reports = [StepReport(**r) for r in state["reports"]]
         self.client.restore_usage(state["ledger"])
+        self.incumbents = {k: dict(v) for k, v in dict(state.get("incumbents") or {}).items()}
         self.elapsed_before = float(state.get("elapsed", 0.0))
         return True
 
@@ -323,7 +386,7 @@ class _Run:
     async def one_step(self) -> bool:
         """Run step `self.step`; return True when early stopping says enough."""
         accepted = await self.propose()
-        await self.score_candidates(accepted, "train")
+        await self.score_train(accepted)
         field_name = "train"
         if self.problem.has_validation:
             chosen = self._pick(accepted, "train", self.settings.validate_top)

@@ -132,3 +132,22 @@ class Problem(Protocol):
 
     async def score(self, solutions: list[str], split: str) -> list[Score]:
         """Score each solution on `split` ("train", "validation" or "test")."""
+
+
+class ExampleScoring(Protocol):
+    """Optional: a Problem whose score is a mean over examples and that can score a subset of them.
+
+    Problems that implement both methods are raced on train (``screening="race"``); the others are
+    always scored on the whole split.
+    """
+
+    def example_strata(self, split: str) -> dict[str, str]:
+        """Every example id of `split` mapped to its stratum (e.g. its target), for stratified minibatches."""
+
+    async def score_examples(self, solutions: list[str], split: str, ids: Sequence[str]) -> list[Score]:
+        """Score each solution on the examples of `split` whose ids are `ids` (same order for every solution)."""
+
+
+def supports_example_scoring(problem: object) -> bool:
+    """Whether `problem` implements :class:`ExampleScoring` (it can be raced)."""
+    return callable(getattr(problem, "example_strata", None)) and callable(getattr(problem, "score_examples", None))

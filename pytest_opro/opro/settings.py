@@ -34,6 +34,11 @@ class OptimizerSettings:
     #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):
     #: None is OPRO's meta-prompt only, as in the paper.
     proposers: Any = None
+    # Racing on train (see pytest_opro.opro.racing and the README's "Racing" section).
+    screening: str = "race"
+    race_minibatch: int = 5
+    race_rule: str = "halving"
+    race_alpha: float = 0.05
 
     def __post_init__(self) -> None:
         checks = {
@@ -50,6 +55,10 @@ class OptimizerSettings:
             "reask": self.reask >= 0,
             "select_alpha": 0 < self.select_alpha <= 1,
             "collapse_share": 0 < self.collapse_share <= 1,
+            "screening": self.screening in ("race", "off"),
+            "race_minibatch": self.race_minibatch >= 1,
+            "race_rule": self.race_rule in ("halving", "significance"),
+            "race_alpha": 0 <= self.race_alpha < 1,
         }
         if self.proposers is not None:
             from pytest_opro.opro.mix import parse_mix

@@ -39,6 +39,12 @@ class Candidate:
     validation_outcomes: dict[str, float] | None = None
     validation_answers: dict[str, int] | None = None
     proposer: str = ""  # "initial" for a starting point, else the proposer's name ("opro", "edit", ...)
+    # Examples behind `train` / `validation` (None: not recorded, e.g. an older checkpoint).
+    train_n: int | None = None
+    validation_n: int | None = None
+    # Set when racing stopped the candidate early: its mean on the `train_n` examples it was scored
+    # on. Such a candidate has no `train` score, so rankings and the meta-prompt leave it out.
+    partial_train: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

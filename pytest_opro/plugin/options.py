@@ -96,6 +96,12 @@ def _proposers(value: str) -> str:
     return value.strip()
 
 
+def _screening(value: str) -> str:
+    if value.strip() not in ("race", "off"):
+        raise ValueError("must be race or off")
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -127,6 +133,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("proposers", _proposers, None,
                "how a step's candidates are shared, e.g. 'opro:1,edit:1,format:1,classic:1' (default: opro only)",
                "MIX"),
+    OptionSpec("screening", _screening, None,
+               "train scoring: race (default; stop clearly worse candidates early) or off (every candidate on all of train)",
+               "MODE"),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
     OptionSpec("select-alpha", _probability, None, "optimise: significance level a winner must reach on validation "
                "(paired test, Holm-corrected over the candidates compared; default 0.05)", "P"),

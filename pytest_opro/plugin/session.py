@@ -131,7 +131,7 @@ class OproSession:
         from pytest_opro.prompts.optimization import build_settings
 
         names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed",
-                 "select_alpha": "select_alpha", "proposers": "proposers"}
+                 "select_alpha": "select_alpha", "proposers": "proposers", "screening": "screening"}
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}
         return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")
@@ -180,7 +180,10 @@ class OproSession:
             self.write_line(
                 f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
                 f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
-                f"${report.cost_usd:.4f} {report.elapsed:.1f}s{collapsed}"
+                f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
+                + (f" | screened out {report.screened_out}/{report.accepted}, saved {report.calls_saved} calls"
+                   if report.screened_out else "")
+                + collapsed
             )
             if self.hook is not None:
                 self.hook.pytest_opro_step(task=task, report=report)

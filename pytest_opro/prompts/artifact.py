@@ -114,7 +114,8 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "proposals": proposal_counts(result["trajectory"]),
         },
         "top_candidates": [
-            {"text": c["text"], "train": c["train"], "validation": c["validation"], "step": c["step"],
+            {"text": c["text"], "train": c["train"], "train_n": c.get("train_n"), "validation": c["validation"],
+             "validation_n": c.get("validation_n"), "step": c["step"],
              **({"top_answer": top_answer(c)} if top_answer(c) else {}),
              **({"proposer": c["proposer"]} if c.get("proposer") else {})}
             for c in top

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Sequence
 
 from pytest_opro.errors import ProviderError
 from pytest_opro.models.client import LLMClient
@@ -95,6 +95,16 @@ class InstructionProblem:
 
     async def score(self, solutions: list[str], split: str) -> list[Score]:
         examples = self.task.splits.get(split)
+        return await score_instructions(self.task, self.client, self.scorer, solutions, examples, self.prefill)
+
+    def example_strata(self, split: str) -> dict[str, str]:
+        """Example id -> target, so race minibatches hold each answer in proportion."""
+        return {ex.id: str(ex.target) for ex in self.task.splits.get(split)}
+
+    async def score_examples(self, solutions: list[str], split: str, ids: Sequence[str]) -> list[Score]:
+        """Score on the examples of `split` with these ids, in that order (a race's minibatch)."""
+        by_id = {ex.id: ex for ex in self.task.splits.get(split)}
+        examples = [by_id[i] for i in ids]
         return await score_instructions(self.task, self.client, self.scorer, solutions, examples, self.prefill)
 
 

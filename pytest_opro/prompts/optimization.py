@@ -16,6 +16,7 @@ from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.collapse import distribution
 from pytest_opro.opro.loop import CandidateCallback, StepCallback, run_loop
 from pytest_opro.opro.problem import Score, check_failure_rate
+from pytest_opro.opro.racing import expected_race_calls
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.trajectory import Candidate
 from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
@@ -44,16 +45,23 @@ def settings_for(task: PromptTask, overrides: Mapping[str, Any] | None = None) -
 
 
 def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig, optimizer: ModelConfig) -> Estimate:
-    """The most calls a run can make (and their cost where litellm knows the prices)."""
+    """The most calls a run can make, the calls it is expected to make, and their cost where known.
+
+    With ``screening="race"`` a step's train scoring costs at most what full scoring costs (a race
+    where nothing is ever cut) and is expected to cost the successive-halving schedule.
+    """
     splits = task.splits
     n_train, n_val, n_test = len(splits.train), len(splits.validation), len(splits.test)
     per_step_opt = settings.candidates * (settings.reask + 1)
     optimizer_calls = settings.max_steps * per_step_opt
-    scorer_calls = (
-        (n_train + n_val) * len(task.starting_instructions())
-        + settings.max_steps * (settings.candidates * n_train + settings.validate_top * n_val)
-        + 2 * n_test
-    )
+    full_train = settings.candidates * n_train
+    max_train = expected_train = full_train  # a race where nothing is ever cut costs full scoring
+    if settings.screening == "race":
+        expected_train = expected_race_calls(settings.candidates, n_train, settings.race_minibatch,
+                                             settings.validate_top, settings.race_rule)
+    fixed = ((n_train + n_val) * len(task.starting_instructions())
+             + settings.max_steps * settings.validate_top * n_val + 2 * n_test)
+    scorer_calls = fixed + settings.max_steps * max_train
     sample = task.messages(task.initial_instruction, splits.train[0])
     prompt_tokens = sum(len(m["content"]) for m in sample) // _CHARS_PER_TOKEN + 8
     scorer_out = int(scorer.params.get("max_tokens", 64))
@@ -73,7 +81,8 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         judge_out = int(judge_model.params.get("max_tokens", 256))
         judge_cost = estimate_cost(judge_model.model, judge_prompt * judge_calls, judge_out * judge_calls, judge_calls)
         cost = None if cost is None or judge_cost is None else cost + judge_cost
-    return Estimate(optimizer_calls + scorer_calls + judge_calls, optimizer_calls, scorer_calls, cost, judge_calls)
+    return Estimate(optimizer_calls + scorer_calls + judge_calls, optimizer_calls, scorer_calls, cost, judge_calls,
+                    expected_scorer_calls=fixed + settings.max_steps * expected_train)
 
 
 def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:

@@ -70,14 +70,16 @@ class Estimate:
     scorer_calls: int
     cost_usd: float | None
     judge_calls: int = 0  # calls a model-graded metric makes (scorer calls x votes)
+    #: Scorer calls expected with racing (None: not computed); `scorer_calls` is the maximum.
+    expected_scorer_calls: int | None = None
 
     def describe(self) -> str:
         cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
         judge = f", {self.judge_calls} judge" if self.judge_calls else ""
-        return (
-            f"at most {self.calls} calls ({self.optimizer_calls} optimizer, "
-            f"{self.scorer_calls} scorer{judge}), {cost}"
-        )
+        text = f"at most {self.calls} calls ({self.optimizer_calls} optimizer, {self.scorer_calls} scorer{judge}), {cost}"
+        if self.expected_scorer_calls is not None and self.expected_scorer_calls < self.scorer_calls:
+            text += f"; expected {self.expected_scorer_calls} scorer calls"
+        return text
 
 
 @dataclass

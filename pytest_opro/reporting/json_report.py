@@ -18,6 +18,7 @@ from pytest_opro.opro.trajectory import Candidate, best_distinct
 from pytest_opro.prompts.artifact import proposal_counts, top_answer
 from pytest_opro.prompts.splits import SPLIT_NAMES
 from pytest_opro.reporting.outcome import TaskRecord, task_ok
+from pytest_opro.reporting.terminal import racing_totals
 
 REPORT_SCHEMA = "pytest-opro-report"
 REPORT_SCHEMA_VERSION = 1
@@ -150,10 +151,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         entry["usage"]["by_role"] = result.get("usage_by_role") or {}
         entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
                                   result.get("settings", {}), result.get("scorer"), result.get("optimizer"),
-                                  proposal_counts(result["trajectory"]))
+                                  proposal_counts(result["trajectory"]), result.get("reports", []))
         entry["candidates"] = [
-            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection")}, "top_answer": top_answer(c),
-             "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
+            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection", "train_n", "validation_n",
+                                      "partial_train")},
+             "top_answer": top_answer(c), "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
             for c in result["trajectory"]
         ]
         entry["selection"] = result.get("selection")
@@ -174,7 +176,8 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                                       run.get("rejections") or {}, data.get("optimizer_settings") or {},
                                       data.get("scorer"), data.get("optimizer"), run.get("proposals") or {})
             entry["top_candidates"] = [
-                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer")}}
+                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer", "train_n",
+                                                         "validation_n")}}
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
             ]
             entry["selection"] = data.get("selection")
@@ -219,8 +222,10 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
 
 
 def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dict[str, int], settings: dict[str, Any],
-               scorer: Any, optimizer: Any, proposals: dict[str, int]) -> dict[str, Any]:
+               scorer: Any, optimizer: Any, proposals: dict[str, int],
+               reports: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     reason = stop_reason or ""
+    racing = racing_totals(reports) if reports is not None else None
     return {
         "steps_run": steps_run,
         "best_step": best_step,
@@ -232,6 +237,9 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
         "max_steps": settings.get("max_steps"),
         "scorer_model": (scorer or {}).get("model"),
         "optimizer_model": (optimizer or {}).get("model"),
+        "screening": settings.get("screening"),
+        "screened_out": None if racing is None else racing["screened_out"],
+        "calls_saved": None if racing is None else racing["calls_saved"],
     }
 
 
@@ -239,7 +247,8 @@ def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDAT
     """Best distinct scored candidates, best first: validation, then train, then earlier step."""
     best = best_distinct((Candidate.from_dict(c) for c in trajectory), k)
     return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation,
-             "top_answer": top_answer(c.to_dict())} for i, c in enumerate(best, 1)]
+             "top_answer": top_answer(c.to_dict()), "train_n": c.train_n, "validation_n": c.validation_n}
+            for i, c in enumerate(best, 1)]
 
 
 # -- writing -----------------------------------------------------------------------------------

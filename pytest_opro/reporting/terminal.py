@@ -17,6 +17,20 @@ def shorten(text: str, width: int = 48) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def racing_totals(reports: Iterable[dict]) -> dict[str, int]:
+    """Candidates screened out, train scorer calls made and calls saved by racing, over a run's steps."""
+    reports = list(reports)
+    return {key: sum(int(r.get(key) or 0) for r in reports) for key in ("screened_out", "train_calls", "calls_saved")}
+
+
+def describe_racing(totals: dict[str, int]) -> str:
+    """"12 candidates screened out, 240 train scorer calls saved (46% of full scoring)"."""
+    full = totals["train_calls"] + totals["calls_saved"]
+    share = f" ({totals['calls_saved'] / full:.0%} of full scoring)" if full else ""
+    return (f"{totals['screened_out']} candidates screened out, "
+            f"{totals['calls_saved']} train scorer calls saved{share}")
+
+
 def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
     """Rows of the terminal summary, one per task, grouped by mode."""
     records = list(records)
@@ -43,6 +57,9 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
                 lines.append(f"{'':<16} {note}")
             if r.retries or r.failures:
                 lines.append(f"{'':<16} provider: {r.retries} retries, {r.failures} failed calls")
+            racing = racing_totals((r.result or {}).get("reports") or [])
+            if racing["screened_out"]:
+                lines.append(f"{'':<16} racing: {describe_racing(racing)}")
     if gated:
         lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
         for r in gated:
