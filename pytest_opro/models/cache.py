@@ -40,6 +40,7 @@ from pytest_opro.models.cache_format import (  # noqa: F401  (part of this modul
     check_ttl,
     clean_value,
     decode_value,
+    decode_values,
     encode_value,
 )
 
@@ -206,14 +207,9 @@ class ResponseCache:
     def get_many(self, keys: list[str]) -> list[dict | None]:
         """The stored values of `keys`, in order (None for each miss), in one query."""
         found = self._select(list(dict.fromkeys(keys))) if keys else {}
-        out: list[dict | None] = []
-        for key in keys:
-            value = decode_value(found.get(key)) if found else None
-            if value is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            out.append(value)
+        out, hits = decode_values((found or {}).get(key) for key in keys)
+        self.hits += hits
+        self.misses += len(keys) - hits
         return out
 
     def put(self, key: str, value: dict) -> None:

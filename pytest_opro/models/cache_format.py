@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, Iterable, Literal, Mapping, Protocol, runtime_checkable
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.hashing import canonical_json, sha256_hex
@@ -102,3 +102,9 @@ def check_ttl(ttl: float | None) -> float | None:
     if not ttl > 0:
         raise ConfigError(f"cache TTL must be a positive number of seconds, got {ttl:g}")
     return ttl
+
+
+def decode_values(blobs: Iterable[bytes | str | None]) -> tuple[list[dict[str, Any] | None], int]:
+    """Each stored blob decoded (None for a miss or an unreadable entry), and how many were hits."""
+    values = [decode_value(blob) for blob in blobs]
+    return values, sum(value is not None for value in values)

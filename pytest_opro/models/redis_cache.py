@@ -25,7 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pytest_opro.errors import ConfigError
-from pytest_opro.models.cache_format import MODES, CacheMode, cache_key, check_ttl, decode_value, encode_value
+from pytest_opro.models.cache_format import (
+    MODES,
+    CacheMode,
+    cache_key,
+    check_ttl,
+    decode_values,
+    encode_value,
+)
 
 #: Environment variable holding the Redis password when the URL has none.
 PASSWORD_ENV = "OPRO_REDIS_PASSWORD"
@@ -223,15 +230,10 @@ class RedisCache:
             except Exception as exc:  # noqa: BLE001 - see _failed
                 self._failed(exc)
                 blobs = [None] * len(keys)
-        out: list[dict | None] = []
+        out, hits = decode_values(blobs)
         with self._lock:
-            for blob in blobs:
-                value = decode_value(blob)
-                if value is None:
-                    self.misses += 1
-                else:
-                    self.hits += 1
-                out.append(value)
+            self.hits += hits
+            self.misses += len(out) - hits
         return out
 
     def put(self, key: str, value: dict) -> None:
