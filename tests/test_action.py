@@ -525,17 +525,6 @@ def test_cache_input_becomes_pytest_options(tmp_path: Path) -> None:
     assert action._shown(["pytest", "--opro-cache-url=redis://:secret@h"]) == "pytest '--opro-cache-url=***'"
 
 
-def test_redis_cache_needs_a_pytest_opro_that_has_it(runner: Runner) -> None:
-    from pytest_opro.plugin.options import FLAGS, SPECS
-
-    if "cache-url" in {name for name, _ in FLAGS} | {spec.name for spec in SPECS}:
-        pytest.skip("this pytest-opro has --opro-cache-url")
-    run = runner.run(GATE | {"cache": "redis://:s3cret@cache.example:6379/0", "comment": "false"})
-    assert run.returncode == 1 and run.outputs["verdict"] == ""
-    assert "::add-mask::redis://:s3cret@cache.example:6379/0" in run.log
-    assert "this pytest-opro has no --opro-cache-url option" in run.log
-
-
 def test_setup_makes_a_venv_from_the_tool_cache(runner: Runner) -> None:
     version = "%d.%d.%d" % sys.version_info[:3]
     exe = runner.root / "toolcache" / "Python" / version / "x64" / "bin" / "python3"

@@ -67,7 +67,7 @@ def yesno_task():
     install(brain).learn(examples)
     return PromptTask(name="yesno", examples=examples, metric="choice", scorer="fake/scorer",
                       optimizer="fake/optimizer",
-                      settings={{"max_steps": 8, "candidates": 3, "patience": 2}})
+                      settings={{"max_steps": 8, "candidates": 3, "patience": 2, "screening": "off"}})
 """
 
 TEST_FILE = """
