@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
-from pytest_opro.opro.collapse import collapse, distribution
+from pytest_opro.opro.collapse import distribution
 from pytest_opro.opro.meta_prompt import build_meta_prompt
 from pytest_opro.opro.problem import (
     Completer,
@@ -304,9 +304,7 @@ class _Run:
         """The answer collapses among `candidates` scored on validation."""
         flagged = []
         for c in candidates:
-            if c.validation_answers is None or c.validation_outcomes is None:
-                continue
-            found = collapse(c.validation_answers, len(c.validation_outcomes), self.settings.collapse_share)
+            found = c.validation_collapse(self.settings.collapse_share)
             if found is not None:
                 flagged.append({"step": c.step, "call": c.call, **found.to_dict()})
         return flagged

@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from pytest_opro.opro.collapse import Collapse, collapse
+
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = {"Cf"}  # zero-width and other format characters
 
@@ -45,6 +47,12 @@ class Candidate:
     # Set when racing stopped the candidate early: its mean on the `train_n` examples it was scored
     # on. Such a candidate has no `train` score, so rankings and the meta-prompt leave it out.
     partial_train: float | None = None
+
+    def validation_collapse(self, threshold: float) -> Collapse | None:
+        """This candidate's answer collapse on validation, when its answers were recorded and collapsed."""
+        if self.validation_answers is None or self.validation_outcomes is None:
+            return None
+        return collapse(self.validation_answers, len(self.validation_outcomes), threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

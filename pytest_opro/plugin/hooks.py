@@ -1,4 +1,4 @@
-"""pytest hooks for pytest-opro. Thin on purpose: behaviour lives in session.py and report.py."""
+"""pytest hooks for pytest-opro. Thin on purpose: behaviour lives in the session and the reporting package."""
 
 from __future__ import annotations
 
@@ -103,10 +103,9 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect the records a worker sent."""
     from pytest_opro.reporting.outcome import TaskRecord
 
-    records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS, [])
     output = getattr(node, "workeroutput", {})
     session = node.config.stash[SESSION_KEY]
-    session.records.extend(TaskRecord.from_dict(r) for r in records)
+    session.records.extend(TaskRecord.from_dict(r) for r in output.get(WORKER_RECORDS, []))
     session.artifact_dirs.update(output.get("opro_dirs", []))
     session.shard_collected = max(session.shard_collected, output.get("opro_collected", 0))
     # every worker collects and deselects the same items: keep the largest count

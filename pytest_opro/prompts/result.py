@@ -128,9 +128,7 @@ class Result:
             out[who] = per_split
         flagged = []
         for c in self.trajectory:
-            if c.step == 0 or c.validation_answers is None or c.validation_outcomes is None:
-                continue
-            found = collapse(c.validation_answers, len(c.validation_outcomes), self.collapse_share)
+            found = c.validation_collapse(self.collapse_share) if c.step > 0 else None
             if found is not None:
                 flagged.append({"step": c.step, "text": c.text, **found.to_dict()})
         out["candidates"] = flagged
