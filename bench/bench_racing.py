@@ -148,7 +148,8 @@ class SimOptimizer:
         self.seed, self.spread, self.drift = seed, spread, drift
         self.usage = _Usage()
 
-    async def complete_many(self, model: Any, requests: Sequence[tuple[list[dict[str, Any]], int]]) -> list[Any]:
+    async def complete_many(self, model: Any, requests: Sequence[tuple[list[dict[str, Any]], int]], *,
+                            role: str | None = None) -> list[Any]:
         replies = []
         for messages, index in requests:
             shown = _SHOWN.findall(messages[-1]["content"])
@@ -179,7 +180,7 @@ class RunOutcome:
 
 def run_world(seed: int, settings: OptimizerSettings, n_train: int, n_val: int) -> RunOutcome:
     world = World(seed, n_train, n_val)
-    baseline_skill = -0.3 + 0.6 * _normal(seed, "base")
+    baseline_skill = round(-0.3 + 0.6 * _normal(seed, "base"), 4)  # as the instruction text states it
     problem = SimProblem(world, baseline_skill)
     optimizer = SimOptimizer(seed, spread=0.5, drift=-0.15)
     loop = asyncio.run(run_loop(problem, optimizer, settings))  # type: ignore[arg-type]

@@ -160,6 +160,22 @@ def test_the_meta_prompt_shows_only_fully_scored_candidates(fake_llm: FakeBrain)
     assert partial and not (partial & shown) and shown <= full
 
 
+def test_race_show_partial_marks_stopped_candidates_with_their_examples(fake_llm: FakeBrain) -> None:
+    task = make_task(examples=make_examples(120))
+    write_scorer(fake_llm, task, {})
+    fake_llm.optimizer = PROPOSALS
+    settings = OptimizerSettings(max_steps=2, candidates=6, patience=0, race_show_partial=True)
+    result = optimize(task, settings=settings, cache=None)
+    metas = [m[0]["content"] for model, m in fake_llm.log if model == "fake/optimizer"]
+    marked = dict(re.findall(r"text:\n(.*)\nscore:\n\d+ \(partial: (\d+) of \d+ examples\)", metas[-1]))
+    stopped = {c.text: c.train_n for c in result.trajectory if c.partial_train is not None and c.step == 1}
+    assert stopped and {text: int(n) for text, n in marked.items()} == stopped
+    assert f"of {len(task.splits.train)} examples)" in metas[-1]
+    # fully scored candidates are shown unmarked, as without the setting
+    full = {c.text for c in result.trajectory if c.train is not None}
+    assert full & set(re.findall(r"text:\n(.*)\nscore:\n\d+\n", metas[-1]))
+
+
 def test_estimate_maximum_is_never_exceeded_and_expected_is_below_it(fake_llm: FakeBrain) -> None:
     task = make_task(examples=make_examples(120))
     write_scorer(fake_llm, task, {})

@@ -232,10 +232,12 @@ def test_markdown_report_of_known_run(suite: pytest.Pytester) -> None:
         f"| test | {win['test']['n']} | {base['test']['score']:.1%} ({base['test']['ci95'][0]:.0%}–"
         f"{base['test']['ci95'][1]:.0%}) | {win['test']['score']:.1%} ({low:.0%}–{high:.0%}) |"
     ) in text
-    assert (
+    proposals = artifact["run"]["proposals"]["opro"]
+    assert re.search(
         "Optimisation: 5 steps, stopped: early stop: no validation gain for 2 steps; winner from step 3; "
-        "optimizer fake/optimizer → scorer fake/scorer." in text
-    )
+        rf"{proposals} proposals \(opro {proposals}\); (racing: \d+ candidates screened out, \d+ train scorer calls "
+        r"saved; )?optimizer fake/optimizer → scorer fake/scorer\.", text
+    ), text
     assert f"Winning instruction (`__opro__/yesno.yaml`):\n\n```text\n{WINNER}\n```" in text
     assert "<details><summary>Top 5 candidates</summary>" in text
     assert f"| 1 | 3 | {win['train']['score']:.1%} | {win['validation']['score']:.1%} | {WINNER} |" in text

@@ -185,8 +185,7 @@ class _Run:
         top = self.trajectory.top(settings.top_k)
         variables = dict(self.problem.meta_prompt_variables(self.step, rng))
         variables.update(
-            trajectory=[{"text": c.text, "score": self.problem.format_score(c.train, settings)}
-                        for c in top if c.train is not None],
+            trajectory=self.shown_trajectory(top),
             show_scores=settings.show_scores,
             step=self.step,
         )
@@ -222,6 +221,35 @@ class _Run:
             if wanted <= 0:
                 break
         return accepted
+
+    def shown_trajectory(self, top: list[Candidate]) -> list[dict[str, Any]]:
+        """The instructions and scores the meta-prompt shows, worst first.
+
+        Fully scored candidates only, unless ``race_show_partial``: then the best candidates a race
+        stopped early join them, ranked by their partial score and marked with the examples behind it
+        (``n`` of ``of``).
+        """
+        settings = self.settings
+        shown: list[tuple[float, Candidate, int | None]] = [(c.train, c, None) for c in top if c.train is not None]
+        if settings.race_show_partial and settings.screening == "race":
+            seen = {normalise(c.text) for c in top}
+            stopped: dict[str, Candidate] = {}
+            for c in self.trajectory.candidates:
+                key = normalise(c.text)
+                if c.partial_train is not None and key not in seen and (
+                        key not in stopped or c.partial_train > (stopped[key].partial_train or 0.0)):
+                    stopped[key] = c
+            shown += [(c.partial_train or 0.0, c, c.train_n) for c in stopped.values()]
+            sign = 1.0 if self.problem.higher_is_better else -1.0
+            shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k:]
+        n_train = len(self.problem.example_strata("train")) if supports_example_scoring(self.problem) else 0
+        items: list[dict[str, Any]] = []
+        for value, cand, n in shown:
+            item: dict[str, Any] = {"text": cand.text, "score": self.problem.format_score(value, settings)}
+            if n is not None:
+                item.update(n=n, of=n_train)
+            items.append(item)
+        return items
 
     def _judge(self, reply: Reply | ProviderError, call: int, seen: set[str], proposer: str = "opro",
                skeleton: str = "") -> Candidate:

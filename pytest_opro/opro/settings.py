@@ -39,6 +39,9 @@ class OptimizerSettings:
     race_minibatch: int = 5
     race_rule: str = "halving"
     race_alpha: float = 0.05
+    #: Show candidates a race stopped early in the meta-prompt, marked with the examples behind their
+    #: score; off by default (bench/RESULTS.md, "Racing": the optimizer climbs better without them).
+    race_show_partial: bool = False
 
     def __post_init__(self) -> None:
         checks = {

@@ -153,11 +153,16 @@ def _run_line(entry: dict[str, Any]) -> str:
     line = " · ".join(parts)
     if run is not None and run.get("steps_run") is not None:
         rejected = sum(run["rejections"].values())
+        proposals = run.get("proposals") or {}
         line += (
             f"  \nOptimisation: {run['steps_run']} steps, stopped: {md_text(run['stop_reason'])}; "
             f"winner from step {run['best_step']}"
+            + (f"; {sum(proposals.values())} proposals ({md_text(', '.join(f'{k} {v}' for k, v in proposals.items()))})"
+               if proposals else "")
             + (f"; {rejected} candidates rejected ({md_text(', '.join(f'{k} {v}' for k, v in run['rejections'].items()))})"
                if rejected else "")
+            + (f"; racing: {run['screened_out']} candidates screened out, {run['calls_saved']} train scorer calls saved"
+               if run.get("screened_out") else "")
             + (f"; optimizer {md_text(run['optimizer_model'])} → scorer {md_text(run['scorer_model'])}"
                if run.get("scorer_model") else "")
             + "."
