@@ -242,7 +242,8 @@ class _Run:
             shown += [(c.partial_train or 0.0, c, c.train_n) for c in stopped.values()]
             sign = 1.0 if self.problem.higher_is_better else -1.0
             shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k:]
-        n_train = len(self.problem.example_strata("train")) if supports_example_scoring(self.problem) else 0
+        problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
+        n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
         items: list[dict[str, Any]] = []
         for value, cand, n in shown:
             item: dict[str, Any] = {"text": cand.text, "score": self.problem.format_score(value, settings)}
