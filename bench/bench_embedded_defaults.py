@@ -50,8 +50,11 @@ def main() -> None:
     print(f"estimate: {est.describe()}")
     with tempfile.TemporaryDirectory() as cache:
         started = time.monotonic()
-        result = optimize(task, cache=cache)
+        result = optimize(task, cache=cache, on_step=lambda r: print(
+            f"  step {r.step}: {r.accepted} accepted, screened out {r.screened_out}, "
+            f"{time.monotonic() - started:.0f} s", flush=True))
         wall = time.monotonic() - started
+    print(f"WALL {wall:.1f} s ({wall / 60:.1f} min)", flush=True)
     roles = result.usage_by_role
     scorer_calls = roles.get("scorer", {}).get("calls")
     optimizer_calls = roles.get("optimizer", {}).get("calls")
@@ -59,9 +62,8 @@ def main() -> None:
     saved = sum(r.calls_saved for r in result.reports)
     print(f"steps run {result.steps_run} ({result.stop_reason}); scorer calls {scorer_calls}, "
           f"optimizer calls {optimizer_calls}; racing screened out {screened}, saved {saved} calls")
-    print(f"baseline test {result.baseline_scores['test'].describe()} -> shipped test "
-          f"{result.scores['test'].describe()}")
-    print(f"WALL {wall:.1f} s ({wall / 60:.1f} min)")
+    print(f"baseline test {result.baseline_scores['test'].value:.1%} -> shipped test "
+          f"{result.scores['test'].value:.1%} ({result.instruction!r})")
 
 
 if __name__ == "__main__":

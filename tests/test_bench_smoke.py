@@ -49,3 +49,15 @@ def test_scale_out_latency_benchmark_smoke() -> None:
     require_binary()  # skips without redis-server (fails under CI)
     out = _run_bench("bench_scale_out.py", "latency", "--latency-calls", "50", "--latency-rounds", "1")
     assert "SQLite" in out and "Redis (loopback)" in out and "Redis / SQLite" in out
+
+
+def test_racing_benchmark_smoke() -> None:
+    """A few worlds of bench/bench_racing.py: racing makes fewer scorer calls than full scoring."""
+    out = _run_bench("bench_racing.py", "--seeds", "12", "--variants", "race:5:halving")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(("| off", "| race"))]
+    assert [row[0].split(",")[0] for row in rows] == ["off (paper)", "race"]
+    off, raced = (float(row[1]) for row in rows)
+    assert 0 < raced < off
+    assert rows[1][3].endswith("x") and float(rows[1][3][:-1]) < 1
+    assert "DSPy COPRO defaults" in out
