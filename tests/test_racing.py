@@ -242,6 +242,7 @@ def test_racing_totals_for_the_summary_and_report() -> None:
     from pytest_opro.reporting.terminal import describe_racing, racing_totals
 
     totals = racing_totals([{"screened_out": 3, "train_calls": 60, "calls_saved": 40},
-                            {"screened_out": 1, "train_calls": 90, "calls_saved": 10}, {}])
-    assert totals == {"screened_out": 4, "train_calls": 150, "calls_saved": 50}
-    assert describe_racing(totals) == "4 candidates screened out, 50 train scorer calls saved (25% of full scoring)"
+                            {"screened_out": 1, "not_validated": 2, "train_calls": 90, "calls_saved": 10}, {}])
+    assert totals == {"screened_out": 4, "not_validated": 2, "train_calls": 150, "calls_saved": 50}
+    assert describe_racing(totals) == "4 candidates screened out, 2 not validated, 50 scorer calls saved"
+    assert describe_racing({**totals, "not_validated": 0}) == "4 candidates screened out, 50 scorer calls saved"

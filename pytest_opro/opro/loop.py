@@ -51,11 +51,13 @@ class StepReport:
     elapsed: float
     #: Candidates of this step scored on validation whose answers collapsed onto one value.
     collapsed: list[dict[str, Any]] = field(default_factory=list)
-    # Racing on train: candidates stopped early, train scorer calls made, and calls saved against
-    # scoring every accepted candidate on all of train (0 and the full count with screening="off").
+    # Racing: candidates stopped early on train, train scorer calls made, finalists not validated
+    # because they scored below the best earlier candidate on train, and the scorer calls (train and
+    # validation) saved against full scoring (0 and the full train count with screening="off").
     screened_out: int = 0
     train_calls: int = 0
     calls_saved: int = 0
+    not_validated: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +117,7 @@ class _Run:
         # Per-example train outcomes of the best fully scored candidates: the race's incumbents.
         self.incumbents: dict[str, dict[str, float]] = {}
         self.race_stats = (0, 0, 0)  # this step's (screened out, train calls, calls saved)
+        self.not_validated = 0  # this step's finalists that lost to the incumbent on train
 
     # -- phases -----------------------------------------------------------------------------
     async def score_candidates(self, candidates: list[Candidate], split: str) -> None:
@@ -133,11 +136,32 @@ class _Run:
                     cand.validation_answers = distribution(score.answers.values())
         self._check_failures(scores, split)
 
+    def racing(self) -> bool:
+        """Whether this run races candidates (``screening="race"`` on a problem that can score subsets)."""
+        return self.settings.screening == "race" and supports_example_scoring(self.problem)
+
+    def worth_validating(self, finalists: list[Candidate], incumbent: Candidate | None) -> list[Candidate]:
+        """The race's last rung: with racing, a finalist goes on to validation only when its train score
+        is at least the best earlier candidate's (`incumbent`); a finalist below it could win only on
+        validation noise, and each extra comparison weakens the winner's Holm-corrected test."""
+        if not self.racing() or incumbent is None or incumbent.train is None:
+            return finalists
+        sign = 1.0 if self.problem.higher_is_better else -1.0
+        bar = sign * incumbent.train
+        kept = [c for c in finalists if c.train is not None and sign * c.train >= bar - 1e-12]
+        self.not_validated = len(finalists) - len(kept)
+        if self.not_validated:
+            problem: Any = self.problem  # racing() says it implements ExampleScoring
+            n_val = len(problem.example_strata("validation"))
+            screened, calls, saved = self.race_stats
+            self.race_stats = (screened, calls, saved + self.not_validated * n_val)
+        return kept
+
     async def score_train(self, candidates: list[Candidate]) -> None:
         """Score a step's candidates on train: raced (``screening="race"``) or each on all of it."""
         settings = self.settings
         problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
-        if settings.screening != "race" or not supports_example_scoring(problem) or not candidates:
+        if not self.racing() or not candidates:
             n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
             await self.score_candidates(candidates, "train")
             self.race_stats = (0, len(candidates) * n_train, 0)
@@ -359,6 +383,7 @@ class _Run:
             screened_out=self.race_stats[0],
             train_calls=self.race_stats[1],
             calls_saved=self.race_stats[2],
+            not_validated=self.not_validated,
         )
         self.reports.append(rep)
         return rep
@@ -413,10 +438,12 @@ class _Run:
     async def one_step(self) -> bool:
         """Run step `self.step`; return True when early stopping says enough."""
         accepted = await self.propose()
+        incumbent = next(iter(self.trajectory.top(1)), None)  # the best earlier candidate on train
+        self.not_validated = 0
         await self.score_train(accepted)
         field_name = "train"
         if self.problem.has_validation:
-            chosen = self._pick(accepted, "train", self.settings.validate_top)
+            chosen = self.worth_validating(self._pick(accepted, "train", self.settings.validate_top), incumbent)
             await self.score_candidates(chosen, "validation")
             field_name = "validation"
         for cand in (c for c in self.trajectory.candidates if c.step == self.step):

@@ -15,6 +15,9 @@ on the next, larger minibatch, and so on until the survivors have seen the whole
 
 Comparisons are paired: every candidate sees the same examples in the same order, and the test is
 :func:`pytest_opro.opro.stats.paired_test` on the examples both sides were scored on.
+
+Validation is the race's last rung: the loop validates a finalist only when its train score is at
+least the incumbent's (:meth:`pytest_opro.opro.loop` ``worth_validating``).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ async def race(
     first: int,
     keep: int,
     rule: str = "halving",
-    alpha: float = 0.05,
+    alpha: float = 0.2,
     incumbent: Mapping[str, float] | None = None,
     higher_is_better: bool = True,
     on_rung: Callable[[list[Score]], None] | None = None,

@@ -36,9 +36,9 @@ class OptimizerSettings:
     proposers: Any = None
     # Racing on train (see pytest_opro.opro.racing and the README's "Racing" section).
     screening: str = "race"
-    race_minibatch: int = 5
+    race_minibatch: int = 4
     race_rule: str = "halving"
-    race_alpha: float = 0.05
+    race_alpha: float = 0.2
     #: Show candidates a race stopped early in the meta-prompt, marked with the examples behind their
     #: score; off by default (bench/RESULTS.md, "Racing": the optimizer climbs better without them).
     race_show_partial: bool = False

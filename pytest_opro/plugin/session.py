@@ -181,8 +181,9 @@ class OproSession:
                 f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
                 f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
                 f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
-                + (f" | screened out {report.screened_out}/{report.accepted}, saved {report.calls_saved} calls"
-                   if report.screened_out else "")
+                + (f" | screened out {report.screened_out}/{report.accepted}"
+                   + (f", {report.not_validated} not validated" if report.not_validated else "")
+                   + f", saved {report.calls_saved} calls" if report.screened_out or report.not_validated else "")
                 + collapsed
             )
             if self.hook is not None:

@@ -239,6 +239,7 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
         "optimizer_model": (optimizer or {}).get("model"),
         "screening": settings.get("screening"),
         "screened_out": None if racing is None else racing["screened_out"],
+        "not_validated": None if racing is None else racing["not_validated"],
         "calls_saved": None if racing is None else racing["calls_saved"],
     }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pytest_opro.prompts.splits import SPLIT_NAMES
 from pytest_opro.reporting.outcome import collapse_notes
+from pytest_opro.reporting.terminal import describe_racing
 
 _MD_ESCAPE = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
@@ -161,8 +162,7 @@ def _run_line(entry: dict[str, Any]) -> str:
                if proposals else "")
             + (f"; {rejected} candidates rejected ({md_text(', '.join(f'{k} {v}' for k, v in run['rejections'].items()))})"
                if rejected else "")
-            + (f"; racing: {run['screened_out']} candidates screened out, {run['calls_saved']} train scorer calls saved"
-               if run.get("screened_out") else "")
+            + (f"; racing: {describe_racing(run)}" if run.get("screened_out") or run.get("not_validated") else "")
             + (f"; optimizer {md_text(run['optimizer_model'])} → scorer {md_text(run['scorer_model'])}"
                if run.get("scorer_model") else "")
             + "."

@@ -18,17 +18,18 @@ def shorten(text: str, width: int = 48) -> str:
 
 
 def racing_totals(reports: Iterable[dict]) -> dict[str, int]:
-    """Candidates screened out, train scorer calls made and calls saved by racing, over a run's steps."""
+    """Candidates screened out on train, finalists not validated, train scorer calls made and scorer
+    calls saved by racing, over a run's steps."""
     reports = list(reports)
-    return {key: sum(int(r.get(key) or 0) for r in reports) for key in ("screened_out", "train_calls", "calls_saved")}
+    return {key: sum(int(r.get(key) or 0) for r in reports)
+            for key in ("screened_out", "not_validated", "train_calls", "calls_saved")}
 
 
 def describe_racing(totals: dict[str, int]) -> str:
-    """"12 candidates screened out, 240 train scorer calls saved (46% of full scoring)"."""
-    full = totals["train_calls"] + totals["calls_saved"]
-    share = f" ({totals['calls_saved'] / full:.0%} of full scoring)" if full else ""
-    return (f"{totals['screened_out']} candidates screened out, "
-            f"{totals['calls_saved']} train scorer calls saved{share}")
+    """"12 candidates screened out, 3 not validated, 270 scorer calls saved"."""
+    not_validated = f"{totals['not_validated']} not validated, " if totals.get("not_validated") else ""
+    return (f"{totals['screened_out']} candidates screened out, {not_validated}"
+            f"{totals['calls_saved']} scorer calls saved")
 
 
 def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
@@ -58,7 +59,7 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
             if r.retries or r.failures:
                 lines.append(f"{'':<16} provider: {r.retries} retries, {r.failures} failed calls")
             racing = racing_totals((r.result or {}).get("reports") or [])
-            if racing["screened_out"]:
+            if racing["screened_out"] or racing["not_validated"]:
                 lines.append(f"{'':<16} racing: {describe_racing(racing)}")
     if gated:
         lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
