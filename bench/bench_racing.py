@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", type=int, default=20)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=8)
-    parser.add_argument("--variants", default="race:5:halving,race:10:halving,race:5:significance",
-                        help="comma-separated race variants race:minibatch:rule[:alpha]")
+    parser.add_argument("--variants", default="race:4:halving:0.2,race:4:halving:0.2:partial,race:5:halving:0.05,"
+                        "race:10:halving:0.2,race:4:significance:0.2",
+                        help="comma-separated race variants race:minibatch:rule[:alpha][:partial] (partial: "
+                             "race_show_partial, the meta-prompt also shows candidates stopped early)")
     args = parser.parse_args(argv)
     base = dict(max_steps=args.steps, candidates=args.candidates, seed=0)
     started = time.monotonic()
@@ -237,12 +239,15 @@ def main(argv: list[str] | None = None) -> int:
            for s in range(args.seeds)]
     print(summarise("off (paper)", off, None), flush=True)
     for variant in filter(None, args.variants.split(",")):
-        _, minibatch, rule, *alpha = variant.split(":")
+        _, minibatch, rule, *rest = variant.split(":")
+        partial = "partial" in rest
+        alpha = [a for a in rest if a != "partial"]
         race_alpha = float(alpha[0]) if alpha else OptimizerSettings().race_alpha
         settings = OptimizerSettings(**base, screening="race", race_minibatch=int(minibatch), race_rule=rule,
-                                     race_alpha=race_alpha)
+                                     race_alpha=race_alpha, race_show_partial=partial)
         outcomes = [run_world(s, settings, args.train, args.validation) for s in range(args.seeds)]
-        print(summarise(f"race, minibatch {minibatch}, {rule}, alpha {race_alpha:g}", outcomes, off), flush=True)
+        name = f"race, minibatch {minibatch}, {rule}, alpha {race_alpha:g}" + (", partial scores shown" if partial else "")
+        print(summarise(name, outcomes, off), flush=True)
     off_train = args.steps * args.candidates * args.train
     copro = copro_calls(args.train)
     print(f"\nDSPy COPRO defaults (breadth 10, depth 3) on a trainset of {args.train}: {copro} scorer calls for "
