@@ -176,6 +176,31 @@ def test_race_show_partial_marks_stopped_candidates_with_their_examples(fake_llm
     assert full & set(re.findall(r"text:\n(.*)\nscore:\n\d+\n", metas[-1]))
 
 
+def test_finalists_below_the_best_earlier_candidate_on_train_are_not_validated(fake_llm: FakeBrain) -> None:
+    """Validation is the race's last rung: step 2's best (levels 8 and 7) trail step 1's level 9 on train."""
+    task = make_task(examples=make_examples(120))
+    write_scorer(fake_llm, task, {})
+    fake_llm.optimizer = [f"<INS>Use level {k}.</INS>" for k in (3, 9, 1, 6, 5, 7, 2, 8)]
+    base = dict(max_steps=2, candidates=4, patience=0, validate_top=2)
+    # race_alpha 0: no significance stops, so level 8 and 7 finish the race (halving keeps two of four)
+    raced = optimize(task, settings=OptimizerSettings(**base, race_alpha=0.0), cache=None)
+    by_text = {c.text: c for c in raced.trajectory}
+    assert by_text["Use level 9."].validation is not None  # step 1: it beat the baseline on train
+    assert by_text["Use level 8."].train is not None and by_text["Use level 8."].validation is None
+    assert by_text["Use level 7."].validation is None
+    step2 = raced.reports[1]
+    n_val = len(task.splits.validation)
+    assert step2.not_validated == 2 and step2.calls_saved >= 2 * n_val
+    assert raced.reports[0].not_validated == 0
+
+    fake_llm.log.clear()
+    full = optimize(task, settings=OptimizerSettings(**base, screening="off"), cache=None)
+    assert {c.text for c in full.trajectory if c.step == 2 and c.validation is not None} == {
+        "Use level 8.", "Use level 7."}
+    assert all(r.not_validated == 0 for r in full.reports)
+    assert raced.instruction == full.instruction == "Use level 9."
+
+
 def test_estimate_maximum_is_never_exceeded_and_expected_is_below_it(fake_llm: FakeBrain) -> None:
     task = make_task(examples=make_examples(120))
     write_scorer(fake_llm, task, {})
