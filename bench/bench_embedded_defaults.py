@@ -5,7 +5,7 @@ scorer and optimizer); steps, candidates, splits, racing and the models' paramet
 defaults. Prints the estimate, scorer and optimizer calls, racing's savings and the wall time of a
 cold-cache run (a fresh cache directory per run)::
 
-    python bench/bench_embedded_defaults.py --data sports   # or navigate
+    python bench/bench_embedded_defaults.py --data sports   # or navigate; --screening off to compare
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ DATA = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(DATA), default="sports")
+    parser.add_argument("--screening", choices=("race", "off"), default=None,
+                        help="override the default screening (to compare racing with full scoring)")
     args = parser.parse_args()
     path, template, position = DATA[args.data]
     task = PromptTask(name=f"{args.data}_100", template=template, position=position,
                       examples=load_examples(path), metric=metrics.choice,
                       scorer="local/smollm2", optimizer="local/smollm2")
-    settings = settings_for(task)
+    settings = settings_for(task, {"screening": args.screening} if args.screening else None)
     splits = task.splits
     est = estimate(task, settings, task.scorer_config(), task.optimizer_config())
     print(f"{args.data}: {len(task.examples)} examples, splits train {len(splits.train)} / "
@@ -50,7 +52,7 @@ def main() -> None:
     print(f"estimate: {est.describe()}")
     with tempfile.TemporaryDirectory() as cache:
         started = time.monotonic()
-        result = optimize(task, cache=cache, on_step=lambda r: print(
+        result = optimize(task, settings=settings, cache=cache, on_step=lambda r: print(
             f"  step {r.step}: {r.accepted} accepted, screened out {r.screened_out}, "
             f"{time.monotonic() - started:.0f} s", flush=True))
         wall = time.monotonic() - started

@@ -71,6 +71,24 @@ def test_a_clearly_bad_candidate_stops_after_the_first_minibatch(rule: str) -> N
     assert result.calls < result.full_calls and result.saved == result.full_calls - result.calls
 
 
+def test_once_no_cut_is_left_the_rest_of_the_split_goes_in_one_batch() -> None:
+    ids = [f"e{i}" for i in range(30)]
+    # on the first four examples a is right 4 times, b 3, c 2, d once: halving keeps a and b
+    outcomes = {name: {i: float(k >= 4 or k < right) for k, i in enumerate(ids)}
+                for name, right in zip("abcd", (4, 3, 2, 1))}
+    log: list[tuple[str, list[str]]] = []
+    asyncio.run(race(list(outcomes), ids, scripted(outcomes, log), first=4, keep=2, rule="halving", alpha=0.0))
+    batches = {name: [len(b) for text, b in log if text == name] for name in outcomes}
+    assert batches == {"a": [4, 26], "b": [4, 26], "c": [4], "d": [4]}  # rungs would have been 4, 8, 16, 30
+    two: list[tuple[str, list[str]]] = []
+    asyncio.run(race(["a", "b"], ids, scripted(outcomes, two), first=4, keep=2, rule="halving", alpha=0.0))
+    assert [len(b) for _, b in two] == [4, 4, 26, 26]  # two candidates, keep 2: nothing to cut
+    # the significance rule keeps its rungs: its test may stop a candidate at any of them
+    sig: list[tuple[str, list[str]]] = []
+    asyncio.run(race(["a", "b"], ids, scripted(outcomes, sig), first=4, keep=2, rule="significance", alpha=0.0))
+    assert [len(b) for text, b in sig if text == "a"] == [4, 4, 8, 14]
+
+
 def test_the_dominating_candidate_is_never_eliminated() -> None:
     """Worlds where one candidate is right wherever any other is (and more often): it always finishes."""
     for seed in range(300):
@@ -136,7 +154,8 @@ def test_racing_and_full_scoring_pick_the_same_winner_for_fewer_calls(fake_llm: 
     steps = raced.reports
     full_train = sum(r.train_calls for r in full.reports)
     assert full_train == sum(r.accepted for r in full.reports) * len(task.splits.train)
-    assert sum(r.train_calls + r.calls_saved for r in steps) == full_train
+    n_val = len(task.splits.validation)  # calls_saved also counts the validation of finalists not validated
+    assert sum(r.train_calls + r.calls_saved - r.not_validated * n_val for r in steps) == full_train
     # validation may be spared too (a step whose candidates all lost to the incumbent validates none)
     assert race_calls <= full_calls - sum(r.calls_saved for r in steps)
     assert sum(r.screened_out for r in steps) == sum(1 for c in raced.trajectory if c.partial_train is not None) > 0

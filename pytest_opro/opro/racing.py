@@ -8,7 +8,8 @@ on the next, larger minibatch, and so on until the survivors have seen the whole
 - rung sizes grow geometrically: ``first``, ``2 x first``, ``4 x first``, ... up to the whole split;
 - ``rule="halving"`` (successive halving): after each rung the better half goes on, never fewer than
   ``keep`` (the number of candidates the loop validates), so the step's best ``keep`` on train are
-  still scored on every train example; candidates tied with the last one kept go on too;
+  still scored on every train example; candidates tied with the last one kept go on too; once no more
+  than ``keep`` run, they are scored on the rest of the split in one batch;
 - with either rule a candidate whose paired test on the examples seen so far says it is worse than
   the race's leader or the incumbent (the best earlier candidate, whose per-example outcomes are
   known) at level ``alpha`` stops at once; ``rule="significance"`` uses only this test.
@@ -165,12 +166,13 @@ async def race(
     order = list(order)
     previous = 0
     sizes = rung_sizes(len(order), first)
-    for rung, size in enumerate(sizes):
+    rung = 0
+    while rung < len(sizes):
         running = [e for e in entrants if e.running]
         if not running:
             break
-        batch = order[previous:size]
-        previous = size
+        batch = order[previous:sizes[rung]]
+        previous = sizes[rung]
         scores = await score_examples([e.text for e in running], batch)
         for entrant, score in zip(running, scores):
             entrant.outcomes.update(score.outcomes or {})
@@ -182,6 +184,10 @@ async def race(
         if rung == len(sizes) - 1:
             break
         _eliminate(running, keep, rule, alpha, incumbent, higher_is_better)
+        # Halving with no more than `keep` left has no cut to make: the rest of the split goes in one
+        # batch (one batch is much faster than several for a local model, which decodes a batch at once).
+        done_cutting = rule == "halving" and sum(e.running for e in entrants) <= keep
+        rung = len(sizes) - 1 if done_cutting else rung + 1
     calls = sum(e.calls for e in entrants)
     finished = [e.running and len(e.outcomes) + e.failures >= len(order) for e in entrants]
     return RaceResult(entrants, finished, calls, len(entrants) * len(order))
