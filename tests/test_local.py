@@ -152,3 +152,50 @@ def test_sampling_without_a_seed_follows_the_sample_index(litellm):
     first = draw()
     assert first == draw()
     assert len(set(first)) > 1
+
+
+def test_a_batch_counts_only_the_prefix_every_prompt_shares() -> None:
+    from pytest_opro.models.local.batch import BATCH_N_CTX
+    from pytest_opro.models.local.model import fits_in_batch
+    from pytest_opro.models.local.sampling import GenerationRequest
+
+    long = BATCH_N_CTX // 3
+    # the same long prompt twice: stored once, so two fit
+    same = [GenerationRequest(tokens=[1] * long, max_tokens=8) for _ in range(2)]
+    assert fits_in_batch(same)
+    # as long, but apart from their first token: each is stored in full, and three do not fit
+    apart = [GenerationRequest(tokens=[1] + [k + 2] * (long - 1), max_tokens=8) for k in range(3)]
+    assert fits_in_batch(apart[:2]) and not fits_in_batch(apart)
+
+
+def test_a_group_llama_cpp_cannot_place_is_split_and_batching_stays_on(litellm, monkeypatch) -> None:
+    """16 distinct ~300-token prompts need more KV cells than a batch has: the group is decoded in
+    halves instead of failing, and the model keeps batching (and its 4096-token request limit)."""
+    from pytest_opro.models.local.batch import BATCH_N_CTX
+    from pytest_opro.models.local.model import fits_in_batch, get_model
+
+    model = get_model("local/smollm2")
+    words = ["red", "green", "blue", "amber", "violet", "teal", "coral", "ivory"]
+    requests = []
+    for k in range(16):
+        text = " ".join(f"{words[(k + i) % 8]}{k}" for i in range(150))
+        requests.append(model.request([{"role": "user", "content": f"Item {k}: {text}. Repeat the first word."}],
+                                      {"temperature": 0, "max_tokens": 3}))
+    assert sum(len(r.tokens) for r in requests) > BATCH_N_CTX and not fits_in_batch(requests)
+    with model.lock:
+        alone = [model._run_group([r])[0] for r in requests[:2]]
+        batcher, sizes = model._batcher, []
+        assert batcher is not None
+        decode_all = batcher.run
+
+        def counted(group):
+            sizes.append(len(group))
+            return decode_all(group)
+
+        monkeypatch.setattr(batcher, "run", counted)  # the real decoder, with its group sizes recorded
+        results = model._run_group(requests)
+    assert sizes[0] == 16 and len(sizes) > 1 and max(sizes[1:]) <= 8  # llama.cpp refused 16, took halves
+    assert len(results) == 16 and all(r.completion_tokens >= 1 for r in results)
+    assert [r.prompt_tokens for r in results] == [len(r.tokens) for r in requests]
+    assert [r.text for r in results[:2]] == [r.text for r in alone]
+    assert model.batched and model._batcher is not None

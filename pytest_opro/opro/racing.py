@@ -18,7 +18,7 @@ Comparisons are paired: every candidate sees the same examples in the same order
 :func:`pytest_opro.opro.stats.paired_test` on the examples both sides were scored on.
 
 Validation is the race's last rung: the loop validates a finalist only when its train score is at
-least the incumbent's (:meth:`pytest_opro.opro.loop` ``worth_validating``).
+least the incumbent's (``worth_validating`` in :mod:`pytest_opro.opro.loop`).
 """
 
 from __future__ import annotations

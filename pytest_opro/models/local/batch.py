@@ -18,7 +18,7 @@ BATCH_N_CTX = 4096         # KV cells shared by all sequences of one batch
 MAX_SEQUENCES = 16         # sequences decoded together
 N_BATCH = 2048             # tokens per llama_decode call
 N_UBATCH = 512
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -111,12 +111,12 @@ class BatchDecoder:
         prompts = [r.tokens for r in requests]
         common = min(len(p) for p in prompts) - 1  # every sequence keeps >= 1 token to get logits
         for p in prompts[1:]:
-            common = min(common, _common_prefix(prompts[0], p))
+            common = min(common, common_prefix(prompts[0], p))
         common = max(common, 0)
         # sequences 1..n from an earlier batch are gone; keep what sequence 0 shares with this prefix
         for s in range(1, MAX_SEQUENCES + 1):
             lib.llama_memory_seq_rm(mem, s, -1, -1)
-        keep = _common_prefix(self.prefix, prompts[0][:common])
+        keep = common_prefix(self.prefix, prompts[0][:common])
         if keep < len(self.prefix):
             lib.llama_memory_seq_rm(mem, 0, keep, -1)
             self.prefix = self.prefix[:keep]

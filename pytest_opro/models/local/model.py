@@ -17,6 +17,7 @@ from pytest_opro.models.local.batch import (
     N_CTX,
     N_UBATCH,
     BatchDecoder,
+    common_prefix,
 )
 from pytest_opro.models.local.files import (
     DEFAULT_MODEL,
@@ -136,7 +137,7 @@ class LocalModel:
         members: list[GenerationRequest] = []
         for request, index in zip(ordered, order):
             candidate = members + [request]
-            if members and (len(candidate) > MAX_SEQUENCES or not self._fits(candidate)):
+            if members and (len(candidate) > MAX_SEQUENCES or not fits_in_batch(candidate)):
                 yield group
                 group, members = [], []
             group.append(index)
@@ -144,19 +145,30 @@ class LocalModel:
         if group:
             yield group
 
-    def _fits(self, requests: Sequence[GenerationRequest]) -> bool:
-        prefix = min(len(r.tokens) for r in requests)
-        return prefix + sum(len(r.tokens) - prefix + r.max_tokens for r in requests) <= BATCH_N_CTX
-
     def _run_group(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        if self.batched:
+        if self.batched and self._batcher is None:
             try:
-                if self._batcher is None:
-                    self._batcher = BatchDecoder(self._lib, self.llama._model, self.n_threads)
-                return self._batcher.run(requests)
-            except Exception:  # noqa: BLE001 - any llama.cpp trouble: use the single-sequence path
+                self._batcher = BatchDecoder(self._lib, self.llama._model, self.n_threads)
+            except Exception:  # noqa: BLE001 - no multi-sequence context on this build: one at a time
                 self.batched = False
+        if self._batcher is not None:
+            return self._run_batched(requests)
         return [self._run_one(r) for r in requests]
+
+    def _run_batched(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Decode `requests` together; a group llama.cpp cannot place in its KV cache (it reports
+        "failed to find a memory slot") is split in halves, down to single requests, which always fit."""
+        assert self._batcher is not None
+        try:
+            return self._batcher.run(requests)
+        except RuntimeError:
+            if len(requests) == 1:  # llama.cpp trouble even alone: the single-sequence path, where it fits
+                request = requests[0]
+                if len(request.tokens) + request.max_tokens > N_CTX:
+                    raise
+                return [self._run_one(request)]
+            half = len(requests) // 2
+            return self._run_batched(requests[:half]) + self._run_batched(requests[half:])
 
     def _run_one(self, request: GenerationRequest) -> GenerationResult:
         """Single-sequence fallback through llama-cpp-python's own completion (reuses the KV prefix)."""
@@ -214,6 +226,16 @@ def _quiet() -> Any:
     finally:
         os.dup2(fd, 2)
         os.close(fd)
+
+
+def fits_in_batch(requests: Sequence[GenerationRequest]) -> bool:
+    """Whether `requests` fit in one batch's KV cells: the prefix all share is stored once (as
+    :meth:`BatchDecoder.run` stores it), each remainder and each reply once per request."""
+    prompts = [r.tokens for r in requests]
+    shared = min(len(p) for p in prompts) - 1
+    first, last = min(prompts), max(prompts)  # the longest prefix all share is that of these two
+    shared = max(0, min(shared, common_prefix(first, last)))
+    return shared + sum(len(r.tokens) - shared + r.max_tokens for r in requests) <= BATCH_N_CTX
 
 
 _models: dict[Path, LocalModel] = {}
