@@ -105,7 +105,10 @@ def test_adding_an_example_moves_at_most_two_of_its_own_label_to_a_neighbouring_
     except ExampleError:
         assume(False)
     added = Example(id="added", input="a new question", target=new_label)
-    after = assignment(split_examples([*examples, added], seed=seed, fractions=fractions, stratify=True))
+    try:  # a handful of examples can leave a split empty either way round (a clear ExampleError)
+        after = assignment(split_examples([*examples, added], seed=seed, fractions=fractions, stratify=True))
+    except ExampleError:
+        assume(False)
     moved = {i: (before[i], after[i]) for i in before if before[i] != after[i]}
     assert len(moved) <= 2
     by_id = {ex.id: ex for ex in examples}
