@@ -140,6 +140,11 @@ class _Run:
         """Whether this run races candidates (``screening="race"`` on a problem that can score subsets)."""
         return self.settings.screening == "race" and supports_example_scoring(self.problem)
 
+    def split_size(self, split: str) -> int:
+        """Examples in `split` of a problem that scores examples one by one (0 for one that cannot)."""
+        problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
+        return len(problem.example_strata(split)) if supports_example_scoring(problem) else 0
+
     def worth_validating(self, finalists: list[Candidate], incumbent: Candidate | None) -> list[Candidate]:
         """The race's last rung: with racing, a finalist goes on to validation only when its train score
         is at least the best earlier candidate's (`incumbent`); a finalist below it could win only on
@@ -151,10 +156,8 @@ class _Run:
         kept = [c for c in finalists if c.train is not None and sign * c.train >= bar - 1e-12]
         self.not_validated = len(finalists) - len(kept)
         if self.not_validated:
-            problem: Any = self.problem  # racing() says it implements ExampleScoring
-            n_val = len(problem.example_strata("validation"))
             screened, calls, saved = self.race_stats
-            self.race_stats = (screened, calls, saved + self.not_validated * n_val)
+            self.race_stats = (screened, calls, saved + self.not_validated * self.split_size("validation"))
         return kept
 
     async def score_train(self, candidates: list[Candidate]) -> None:
@@ -162,9 +165,8 @@ class _Run:
         settings = self.settings
         problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
         if not self.racing() or not candidates:
-            n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
             await self.score_candidates(candidates, "train")
-            self.race_stats = (0, len(candidates) * n_train, 0)
+            self.race_stats = (0, len(candidates) * self.split_size("train"), 0)
             return
         order = stratified_order(problem.example_strata("train"), seed=f"{settings.seed}:{self.step}:race")
         best = self.trajectory.top(1)
@@ -255,7 +257,7 @@ class _Run:
         """
         settings = self.settings
         shown: list[tuple[float, Candidate, int | None]] = [(c.train, c, None) for c in top if c.train is not None]
-        if settings.race_show_partial and settings.screening == "race":
+        if settings.race_show_partial and self.racing():
             seen = {normalise(c.text) for c in top}
             stopped: dict[str, Candidate] = {}
             for c in self.trajectory.candidates:
@@ -266,13 +268,11 @@ class _Run:
             shown += [(c.partial_train or 0.0, c, c.train_n) for c in stopped.values()]
             sign = 1.0 if self.problem.higher_is_better else -1.0
             shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k:]
-        problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
-        n_train = len(problem.example_strata("train")) if supports_example_scoring(problem) else 0
         items: list[dict[str, Any]] = []
         for value, cand, n in shown:
             item: dict[str, Any] = {"text": cand.text, "score": self.problem.format_score(value, settings)}
             if n is not None:
-                item.update(n=n, of=n_train)
+                item.update(n=n, of=self.split_size("train"))
             items.append(item)
         return items
 
