@@ -40,7 +40,7 @@ _variants = itertools.count(1)
 
 
 def _serve(conn: Any, latency: float, max_seconds: float, answer: Any, options: dict | None = None) -> None:
-    from tests.loopback import LoopbackServer
+    from tests.support.loopback import LoopbackServer
 
     with LoopbackServer(answer=answer, latency=latency, max_seconds=max_seconds, **(options or {})) as server:
         conn.send(server.url)

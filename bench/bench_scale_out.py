@@ -41,7 +41,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTH
 
 
 def redis_server(directory: Path) -> Any:
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     return RedisServer(directory).start()
 
@@ -50,7 +50,7 @@ def redis_server(directory: Path) -> Any:
 # a project whose tasks all make the same requests
 # ----------------------------------------------------------------------------------------------
 def write_project(root: Path, names: list[str], n_examples: int = 20) -> Any:
-    from tests.loop_brain import write_project as write
+    from tests.support.loop_brain import write_project as write
 
     return write(root, names=names, n_examples=n_examples,
                  settings={"max_steps": 3, "candidates": 3, "patience": 0})
@@ -77,8 +77,8 @@ def count_keys(server: Any) -> int:
 
 
 def bench_cache(workdir: Path) -> str:
-    from tests.loop_brain import cache_entries
-    from tests.loopback import LoopbackServer
+    from tests.support.loop_brain import cache_entries
+    from tests.support.loopback import LoopbackServer
 
     names = ["alpha", "beta", "gamma", "delta"]
     alone = workdir / "cache-alone"
@@ -128,13 +128,13 @@ def bench_kill(workdir: Path, kill_fraction: float = 1 / 3) -> str:
 
     import yaml
 
-    from tests.loopback import LoopbackServer
+    from tests.support.loopback import LoopbackServer
 
     names = ["alpha"]
     results: dict[str, Any] = {}
 
     def artifact(project: Path) -> dict:
-        from tests.loop_brain import comparable
+        from tests.support.loop_brain import comparable
 
         return comparable(yaml.safe_load((project / "__opro__" / "alpha.yaml").read_text()))
 

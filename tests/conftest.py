@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fake_provider", "tests.loop_brain", "tests.redis_server"]
+pytest_plugins = ["tests.support.fake_provider", "tests.support.loop_brain", "tests.support.redis_server"]

@@ -1,6 +1,6 @@
 """A scripted prompt task for the action's own tests and for ci.yml's ``uses: ./`` job.
 
-Sixty yes/no questions answered by the test suite's fake provider (``tests/fake_provider.py``): an
+Sixty yes/no questions answered by the test suite's fake provider (``tests/support/fake_provider.py``): an
 example is answered right when the prompt holds enough of five keywords, so the committed
 instruction (``__opro__/yesno.yaml``, written by ``pytest --opro-optimize`` over the scripted
 optimizer below) scores the same on every run, with no model and no network.
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.fake_provider
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.support.fake_provider
 
 from pytest_opro import PromptTask  # noqa: E402
 from pytest_opro.prompts.examples import examples_from_records  # noqa: E402
-from tests.fake_provider import FakeBrain, install  # noqa: E402
+from tests.support.fake_provider import FakeBrain, install  # noqa: E402
 
 KEYWORDS = "step by step|carefully|double-check|think|be precise"
 SCRIPT = [

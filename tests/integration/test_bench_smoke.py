@@ -1,0 +1,63 @@
+"""A tiny run of the scoring-concurrency benchmark script against its loopback server (no timing asserts)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_concurrency_benchmark_smoke() -> None:
+    args = ["--calls", "32", "--c1-calls", "8", "--concurrency", "16", "--latency", "0.05", "--runs", "1",
+            "--no-diagnostics"]
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_concurrency.py"), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| LLMClient"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["16", "32"]  # concurrency 16, 32 calls made
+    in_flight = int(re.search(r"max in flight (\d+)", row).group(1))  # type: ignore[union-attr]
+    assert 1 <= in_flight <= 16
+
+
+def _run_bench(script: str, *args: str) -> str:
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_selection_benchmark_smoke() -> None:
+    """A few seeds of bench/bench_selection.py: the new rule ships noise far less often than the old one."""
+    out = _run_bench("bench_selection.py", "--seeds", "40", "--val", "40", "--alphas", "0.05")
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in out.splitlines() if line.startswith("| 40 |"))}
+    old, new = rows["old (best on val, min_delta 0)"], rows["new (alpha 0.05)"]
+    percent = lambda cell: float(cell.rstrip("%"))  # noqa: E731
+    assert percent(old[2]) >= 50 and percent(new[2]) <= 10  # false-ship rate in the worst no-better world
+    assert percent(new[4]) >= 20  # a 20-point gain does get through
+    assert old[-1] == new[-1]  # the same scorer calls: only the rule differs
+
+
+def test_scale_out_latency_benchmark_smoke() -> None:
+    """bench/bench_scale_out.py's warm-gate read latency part, against a real redis-server."""
+    from tests.support.redis_server import require_binary
+
+    require_binary()  # skips without redis-server (fails under CI)
+    out = _run_bench("bench_scale_out.py", "latency", "--latency-calls", "50", "--latency-rounds", "1")
+    assert "SQLite" in out and "Redis (loopback)" in out and "Redis / SQLite" in out
+
+
+def test_racing_benchmark_smoke() -> None:
+    """A few worlds of bench/bench_racing.py: racing makes fewer scorer calls than full scoring."""
+    out = _run_bench("bench_racing.py", "--seeds", "12", "--variants", "race:5:halving")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(("| off", "| race"))]
+    assert [row[0].split(",")[0] for row in rows] == ["off (paper)", "race"]
+    off, raced = (float(row[1]) for row in rows)
+    assert 0 < raced < off
+    assert rows[1][3].endswith("x") and float(rows[1][3][:-1]) < 1
+    assert "DSPy COPRO defaults" in out
