@@ -47,9 +47,15 @@ def _serve(conn: Any, latency: float, max_seconds: float, answer: Any, options: 
         while True:
             command = conn.recv()
             if command == "stats":
-                conn.send({"requests": server.requests, "completed": server.completed,
-                           "max_in_flight": server.max_in_flight, "rate_limited": server.rate_limited,
-                           "faults": dict(server.fault_counts)})
+                conn.send(
+                    {
+                        "requests": server.requests,
+                        "completed": server.completed,
+                        "max_in_flight": server.max_in_flight,
+                        "rate_limited": server.rate_limited,
+                        "faults": dict(server.fault_counts),
+                    }
+                )
             elif command == "reset":
                 with server._lock:
                     server.requests = server.completed = server.max_in_flight = server.rate_limited = 0
@@ -64,8 +70,9 @@ def _serve(conn: Any, latency: float, max_seconds: float, answer: Any, options: 
 class ServerProcess:
     """``with ServerProcess(latency=0.1) as server:`` -> ``server.url``, ``server.stats()``."""
 
-    def __init__(self, latency: float = 0.1, max_seconds: float = 600.0, answer: Any = bench_answer,
-                 **options: Any) -> None:
+    def __init__(
+        self, latency: float = 0.1, max_seconds: float = 600.0, answer: Any = bench_answer, **options: Any
+    ) -> None:
         self.latency = latency
         self.max_seconds = max_seconds
         self.answer = answer
@@ -74,8 +81,9 @@ class ServerProcess:
     def __enter__(self) -> "ServerProcess":
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.latency, self.max_seconds, self.answer, self.options),
-                                 daemon=True)
+        self._proc = ctx.Process(
+            target=_serve, args=(child, self.latency, self.max_seconds, self.answer, self.options), daemon=True
+        )
         self._proc.start()
         self.url: str = self._conn.recv()
         return self
@@ -111,8 +119,10 @@ class StubLitellm:
         import asyncio
 
         await asyncio.sleep(self.latency)
-        return {"choices": [{"message": {"content": self.answer(messages)}}],
-                "usage": {"prompt_tokens": 8, "completion_tokens": 1}}
+        return {
+            "choices": [{"message": {"content": self.answer(messages)}}],
+            "usage": {"prompt_tokens": 8, "completion_tokens": 1},
+        }
 
     def completion_cost(self, **kwargs: Any) -> float:
         return 0.0
@@ -140,8 +150,14 @@ class stubbed_litellm:
 def model_config(url: str, model: str = BENCH_MODEL, transport: str = "auto", **params: Any) -> Any:
     from pytest_opro.models.config import ModelConfig
 
-    return ModelConfig(model=model, params=params or {"temperature": 0, "max_tokens": 16}, api_base=url,
-                       api_key=API_KEY, timeout=30.0, transport=transport)
+    return ModelConfig(
+        model=model,
+        params=params or {"temperature": 0, "max_tokens": 16},
+        api_base=url,
+        api_key=API_KEY,
+        timeout=30.0,
+        transport=transport,
+    )
 
 
 def transport_label(config: Any) -> str:
@@ -198,8 +214,10 @@ def machine() -> str:
         litellm_version = md.version("litellm")
     except md.PackageNotFoundError:
         litellm_version = "absent"
-    return (f"{os.cpu_count()} CPU ({cpu}), Python {platform.python_version()}, litellm {litellm_version}, "
-            f"{platform.system()} {platform.release()}, load average {loadavg()}")
+    return (
+        f"{os.cpu_count()} CPU ({cpu}), Python {platform.python_version()}, litellm {litellm_version}, "
+        f"{platform.system()} {platform.release()}, load average {loadavg()}"
+    )
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

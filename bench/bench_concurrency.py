@@ -49,8 +49,15 @@ def examples(n: int, salt: str) -> tuple[Any, list]:
     from pytest_opro import PromptTask
     from pytest_opro.prompts.examples import examples_from_records
 
-    records = [{"id": f"{salt}-{i}", "input": f"Review {salt}-{i}: the film was {'good' if i % 2 else 'dull'}.",
-                "target": LABELS[i % 2], "choices": list(LABELS)} for i in range(n)]
+    records = [
+        {
+            "id": f"{salt}-{i}",
+            "input": f"Review {salt}-{i}: the film was {'good' if i % 2 else 'dull'}.",
+            "target": LABELS[i % 2],
+            "choices": list(LABELS),
+        }
+        for i in range(n)
+    ]
     exs = examples_from_records(records)
     return PromptTask(name="bench", examples=exs, metric="exact", fractions=None, counts=(n, 0, 0)), exs
 
@@ -63,8 +70,13 @@ async def score_pass(client: Any, config: Any, calls: int, salt: str) -> dict:
     wait0, cpu0, t0 = runqueue_wait(), time.process_time(), time.perf_counter()
     scores = await score_instructions(task, client, config, ["Classify the review."], exs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"wall": wall, "cpu_ms": 1000 * cpu / calls, "wait": runqueue_wait() - wait0,
-            "failures": scores[0].failures, "n": scores[0].n}
+    return {
+        "wall": wall,
+        "cpu_ms": 1000 * cpu / calls,
+        "wait": runqueue_wait() - wait0,
+        "failures": scores[0].failures,
+        "n": scores[0].n,
+    }
 
 
 async def _score_runs(config: Any, concurrency: int, calls: int, runs: int) -> list[dict]:
@@ -87,18 +99,26 @@ async def _raw_runs(url: str, concurrency: int, calls: int, runs: int) -> list[d
     sem = asyncio.Semaphore(concurrency)
     out = []
     async with aiohttp.ClientSession() as session:
+
         async def one(i: int) -> None:
             async with sem:
-                async with session.post(f"{url}/chat/completions", json={
-                        "model": "bench-model", "messages": [{"role": "user", "content": f"q{i}"}]}) as resp:
+                async with session.post(
+                    f"{url}/chat/completions",
+                    json={"model": "bench-model", "messages": [{"role": "user", "content": f"q{i}"}]},
+                ) as resp:
                     await resp.json()
 
         await asyncio.gather(*[one(-i - 1) for i in range(concurrency)])
         for _ in range(runs):
             wait0, cpu0, t0 = runqueue_wait(), time.process_time(), time.perf_counter()
             await asyncio.gather(*[one(i) for i in range(calls)])
-            out.append({"wall": time.perf_counter() - t0, "cpu_ms": 1000 * (time.process_time() - cpu0) / calls,
-                        "wait": runqueue_wait() - wait0})
+            out.append(
+                {
+                    "wall": time.perf_counter() - t0,
+                    "cpu_ms": 1000 * (time.process_time() - cpu0) / calls,
+                    "wait": runqueue_wait() - wait0,
+                }
+            )
     return out
 
 
@@ -119,9 +139,13 @@ def _sleep_provider(latency: float) -> Any:
         cost_per_call = 0.0
 
         def _response(self, model: str) -> Any:
-            return litellm.ModelResponse(model=model, choices=[{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": "positive"}}],
-                usage=litellm.Usage(prompt_tokens=8, completion_tokens=1, total_tokens=9))
+            return litellm.ModelResponse(
+                model=model,
+                choices=[
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "positive"}}
+                ],
+                usage=litellm.Usage(prompt_tokens=8, completion_tokens=1, total_tokens=9),
+            )
 
         def completion(self, model: str, *args: Any, **kwargs: Any) -> Any:
             time.sleep(latency)
@@ -143,21 +167,39 @@ def row(kind: str, c: int, calls: int, latency: float, results: list[dict], extr
     # can run at most 1/cpu calls a second.
     cpu = cpu_ms / 1000
     ceiling = min(latency / (latency + cpu), latency / (c * cpu))
-    return [kind, str(c), str(calls), f"{ideal:.2f}", fmt(walls, 2), fmt(fracs, 3), f"{cpu_ms:.2f}",
-            f"{ceiling:.2f}", f"{summary([r['wait'] for r in results])[0]:.2f}", extra]
+    return [
+        kind,
+        str(c),
+        str(calls),
+        f"{ideal:.2f}",
+        fmt(walls, 2),
+        fmt(fracs, 3),
+        f"{cpu_ms:.2f}",
+        f"{ceiling:.2f}",
+        f"{summary([r['wait'] for r in results])[0]:.2f}",
+        extra,
+    ]
 
 
 def main(argv: list[str] | None = None) -> list[list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=512)
-    parser.add_argument("--c1-calls", type=int, default=32,
-                        help="calls at C=1 (512 would take 51 s a run; the per-call rate is the same)")
+    parser.add_argument(
+        "--c1-calls",
+        type=int,
+        default=32,
+        help="calls at C=1 (512 would take 51 s a run; the per-call rate is the same)",
+    )
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default=BENCH_MODEL)
-    parser.add_argument("--transport", default="auto", choices=("auto", "litellm", "http"),
-                        help="ModelConfig.transport: auto = direct HTTP for openai/ and hosted_vllm/ with api_base")
+    parser.add_argument(
+        "--transport",
+        default="auto",
+        choices=("auto", "litellm", "http"),
+        help="ModelConfig.transport: auto = direct HTTP for openai/ and hosted_vllm/ with api_base",
+    )
     parser.add_argument("--no-diagnostics", action="store_true")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -170,8 +212,16 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
             server.reset()
             results = asyncio.run(_score_runs(config, c, calls, args.runs))
             stats = server.stats()
-            rows.append(row(f"LLMClient → {args.model.split('/')[0]}/ ({transport_label(config)}) → server", c, calls, args.latency, results,
-                            f"max in flight {stats['max_in_flight']}"))
+            rows.append(
+                row(
+                    f"LLMClient → {args.model.split('/')[0]}/ ({transport_label(config)}) → server",
+                    c,
+                    calls,
+                    args.latency,
+                    results,
+                    f"max in flight {stats['max_in_flight']}",
+                )
+            )
             print(" | ".join(rows[-1]), flush=True)
         if not args.no_diagnostics:
             from pytest_opro.models.config import ModelConfig
@@ -181,22 +231,41 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
             sleep_config = ModelConfig("benchsleep/m", {"temperature": 0, "max_tokens": 16})
             for c in [c for c in levels if c >= 32]:
                 results = _stubbed_runs(args.latency, c, args.calls, args.runs)
-                rows.append(row("diagnostic: llm.py only (litellm stubbed: sleep L)", c, args.calls,
-                                args.latency, results))
+                rows.append(
+                    row("diagnostic: llm.py only (litellm stubbed: sleep L)", c, args.calls, args.latency, results)
+                )
                 print(" | ".join(rows[-1]), flush=True)
                 results = asyncio.run(_score_runs(sleep_config, c, args.calls, args.runs))
-                rows.append(row("diagnostic: litellm, no HTTP (CustomLLM: sleep L)", c, args.calls,
-                                args.latency, results))
+                rows.append(
+                    row("diagnostic: litellm, no HTTP (CustomLLM: sleep L)", c, args.calls, args.latency, results)
+                )
                 print(" | ".join(rows[-1]), flush=True)
                 results = asyncio.run(_raw_runs(server.url, c, args.calls, args.runs))
                 rows.append(row("diagnostic: raw aiohttp → server", c, args.calls, args.latency, results))
                 print(" | ".join(rows[-1]), flush=True)
     print()
-    print(f"Scoring concurrency, L = {args.latency * 1000:g} ms, {args.runs} runs each, cache off; "
-          f"median [min–max]; {time.perf_counter() - started:.0f} s")
+    print(
+        f"Scoring concurrency, L = {args.latency * 1000:g} ms, {args.runs} runs each, cache off; "
+        f"median [min–max]; {time.perf_counter() - started:.0f} s"
+    )
     print(f"Machine: {machine()}")
-    print(table(["path", "C", "calls", "ideal s", "wall s", "throughput / (C/L)", "client CPU ms/call",
-                 "CPU ceiling min(L/(L+cpu), L/(C·cpu))", "run-queue wait s", "note"], rows))
+    print(
+        table(
+            [
+                "path",
+                "C",
+                "calls",
+                "ideal s",
+                "wall s",
+                "throughput / (C/L)",
+                "client CPU ms/call",
+                "CPU ceiling min(L/(L+cpu), L/(C·cpu))",
+                "run-queue wait s",
+                "note",
+            ],
+            rows,
+        )
+    )
     return rows
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import ROOT, ServerProcess, machine, table  # noqa: E402
 
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys, time, tracemalloc
 sys.path.insert(0, {root!r})
 n, steps, url, trace = {n}, {steps}, {url!r}, {trace}
@@ -54,7 +54,7 @@ wall = time.perf_counter() - t0
 peak_heap = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
 print(json.dumps({{"before": before, "after": rss_mb(), "wall": wall, "steps": result.steps_run,
                   "calls": sum(u["calls"] for u in result.usage.values()), "heap": peak_heap}}))
-'''
+"""
 
 
 def main(argv: list[str] | None = None) -> list[list[str]]:
@@ -68,23 +68,38 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     with ServerProcess(latency=args.latency) as server:
         for spec in args.configs.split(","):
             n, steps = (int(x) for x in spec.split(":"))
-            code = CHILD.format(root=str(ROOT), n=n, steps=steps, url=server.url,
-                                trace=args.tracemalloc)
+            code = CHILD.format(root=str(ROOT), n=n, steps=steps, url=server.url, trace=args.tracemalloc)
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             res = json.loads(proc.stdout.strip().splitlines()[-1])
-            row = [str(n), str(res["steps"]), str(res["calls"]), f"{res['before']:.0f}", f"{res['after']:.0f}",
-                   f"{res['after'] - res['before']:+.0f}", f"{res['wall']:.1f}"]
+            row = [
+                str(n),
+                str(res["steps"]),
+                str(res["calls"]),
+                f"{res['before']:.0f}",
+                f"{res['after']:.0f}",
+                f"{res['after'] - res['before']:+.0f}",
+                f"{res['wall']:.1f}",
+            ]
             if args.tracemalloc:
                 row.append(f"{res['heap']:.1f}")
             rows.append(row)
             print(" | ".join(row), flush=True)
-    headers = ["examples", "steps", "calls", "peak RSS before optimize, MB", "peak RSS after, MB",
-               "growth, MB", "optimize() s"] + (["Python heap peak (tracemalloc), MB"] if args.tracemalloc else [])
+    headers = [
+        "examples",
+        "steps",
+        "calls",
+        "peak RSS before optimize, MB",
+        "peak RSS after, MB",
+        "growth, MB",
+        "optimize() s",
+    ] + (["Python heap peak (tracemalloc), MB"] if args.tracemalloc else [])
     print()
-    print(f"Memory: one subprocess per configuration, cache off, C=64, L={args.latency * 1000:g} ms; "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"Memory: one subprocess per configuration, cache off, C=64, L={args.latency * 1000:g} ms; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     print(f"Machine: {machine()}")
     print(table(headers, rows))
     return rows

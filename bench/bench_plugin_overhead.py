@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import fmt, machine, table  # noqa: E402
 
-CONFTEST = '''
+CONFTEST = """
 import json, os, sys
 from pathlib import Path
 
@@ -42,7 +42,7 @@ def pytest_sessionfinish(session):
         "plugin": "pytest_opro.plugin.hooks" in sys.modules,
         "modules": sorted(sys.modules),
     }))
-'''
+"""
 
 
 def generate(root: Path, tests: int) -> None:
@@ -63,8 +63,16 @@ def run(root: Path, disable: bool) -> tuple[float, float, dict]:
     state = root / f"state-{int(disable)}.json"
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     env["BENCH_STATE_FILE"] = str(state)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(["-p", "no:opro"] if disable else []),
-           str(root)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *(["-p", "no:opro"] if disable else []),
+        str(root),
+    ]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
@@ -76,8 +84,9 @@ def run(root: Path, disable: bool) -> tuple[float, float, dict]:
 def import_cost_ms() -> float:
     """Milliseconds to import pytest_opro.plugin.hooks once pytest is loaded (every module it pulls in)."""
     code = "import pytest, _pytest.main, _pytest.python\nimport pytest_opro.plugin.hooks"
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     total_us = 0
     for line in proc.stderr.splitlines():
         parts = line.split("|")
@@ -86,7 +95,7 @@ def import_cost_ms() -> float:
     return total_us / 1000
 
 
-TIMED_RUN = r'''
+TIMED_RUN = r"""
 import functools, inspect, json, sys, time
 import pytest
 t0 = time.perf_counter()
@@ -127,19 +136,20 @@ for name in dir(plugin):
         setattr(plugin, name, timed(name, getattr(plugin, name)))
 code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:opro", "-p", "pytest_opro.plugin.hooks", sys.argv[1]])
 print("TIMED " + json.dumps({"code": int(code), "import": imported, "hooks": spent}))
-'''
+"""
 
 
 def timed_plugin_ms(root: Path) -> tuple[float, float, dict[str, float]]:
     """(import ms, hooks ms, per hook ms): the plugin module's functions wrapped with timers."""
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     env["BENCH_STATE_FILE"] = str(root / "state-timed.json")
-    proc = subprocess.run([sys.executable, "-c", TIMED_RUN, str(root)], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", TIMED_RUN, str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     line = [x for x in proc.stdout.splitlines() if x.startswith("TIMED ")]
     if not line:
         raise SystemExit(f"timed run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    data = json.loads(line[-1][len("TIMED "):])
+    data = json.loads(line[-1][len("TIMED ") :])
     assert data["code"] == 0, data
     hooks = {k: 1000 * v for k, v in data["hooks"].items()}
     return 1000 * data["import"], sum(hooks.values()), hooks
@@ -172,9 +182,12 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
             cpu_on.append(cpus[False])
             cpu_off.append(cpus[True])
             cpu_diffs.append(cpus[False] - cpus[True])
-            print(f"run {i}: with plugin {walls[False]:.3f} s ({cpus[False]:.3f} s CPU), -p no:opro "
-                  f"{walls[True]:.3f} s ({cpus[True]:.3f} s CPU), difference {1000 * diffs[-1]:+.0f} ms wall, "
-                  f"{1000 * cpu_diffs[-1]:+.0f} ms CPU", flush=True)
+            print(
+                f"run {i}: with plugin {walls[False]:.3f} s ({cpus[False]:.3f} s CPU), -p no:opro "
+                f"{walls[True]:.3f} s ({cpus[True]:.3f} s CPU), difference {1000 * diffs[-1]:+.0f} ms wall, "
+                f"{1000 * cpu_diffs[-1]:+.0f} ms CPU",
+                flush=True,
+            )
         imports = [import_cost_ms() for _ in range(args.runs)]
         timed = [timed_plugin_ms(root) for _ in range(min(args.runs, 5))]
     assert state_on["plugin"] and not state_off["plugin"], "-p no:opro did not disable the plugin"
@@ -191,13 +204,21 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     ]
     per_hook = {name: statistics.median(t[2].get(name, 0.0) for t in timed) for name in timed[0][2]}
     print()
-    print(f"Plugin overhead: {args.tests} trivial tests, no prompt task, whole pytest process, {args.runs} "
-          f"interleaved pairs, median [min–max]; {time.perf_counter() - started:.0f} s")
-    print(f"Difference of medians: wall {1000 * (statistics.median(with_plugin) - statistics.median(without)):+.0f} ms,"
-          f" CPU {1000 * (statistics.median(cpu_on) - statistics.median(cpu_off)):+.0f} ms")
-    print(f"Modules the plugin adds ({len(extra)}): {', '.join(m for m in extra if '.' not in m) or 'none'} "
-          f"(top-level names; {sum(1 for m in extra if m.startswith('pytest_opro'))} pytest_opro modules)")
-    print("Median ms per hook: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_hook.items(), key=lambda kv: -kv[1])))
+    print(
+        f"Plugin overhead: {args.tests} trivial tests, no prompt task, whole pytest process, {args.runs} "
+        f"interleaved pairs, median [min–max]; {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        f"Difference of medians: wall {1000 * (statistics.median(with_plugin) - statistics.median(without)):+.0f} ms,"
+        f" CPU {1000 * (statistics.median(cpu_on) - statistics.median(cpu_off)):+.0f} ms"
+    )
+    print(
+        f"Modules the plugin adds ({len(extra)}): {', '.join(m for m in extra if '.' not in m) or 'none'} "
+        f"(top-level names; {sum(1 for m in extra if m.startswith('pytest_opro'))} pytest_opro modules)"
+    )
+    print(
+        "Median ms per hook: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_hook.items(), key=lambda kv: -kv[1]))
+    )
     print(f"Machine: {machine()}")
     print(table(["run", "wall s", "CPU s (user+sys of the pytest process)", "litellm imported"], rows))
     return rows

@@ -148,8 +148,9 @@ class SimOptimizer:
         self.seed, self.spread, self.drift = seed, spread, drift
         self.usage = _Usage()
 
-    async def complete_many(self, model: Any, requests: Sequence[tuple[list[dict[str, Any]], int]], *,
-                            role: str | None = None) -> list[Any]:
+    async def complete_many(
+        self, model: Any, requests: Sequence[tuple[list[dict[str, Any]], int]], *, role: str | None = None
+    ) -> list[Any]:
         replies = []
         for messages, index in requests:
             shown = _SHOWN.findall(messages[-1]["content"])
@@ -185,8 +186,13 @@ def run_world(seed: int, settings: OptimizerSettings, n_train: int, n_val: int) 
     optimizer = SimOptimizer(seed, spread=0.5, drift=-0.15)
     loop = asyncio.run(run_loop(problem, optimizer, settings))  # type: ignore[arg-type]
     proposed = [skill_of(c.text) for c in loop.trajectory.candidates if c.rejection is None]
-    return RunOutcome(world.evaluations, true_accuracy(skill_of(loop.best.text)), true_accuracy(baseline_skill),
-                      true_accuracy(max(proposed)), len(proposed))
+    return RunOutcome(
+        world.evaluations,
+        true_accuracy(skill_of(loop.best.text)),
+        true_accuracy(baseline_skill),
+        true_accuracy(max(proposed)),
+        len(proposed),
+    )
 
 
 def copro_calls(n_train: int, breadth: int = 10, depth: int = 3) -> int:
@@ -205,15 +211,19 @@ def summarise(name: str, outcomes: list[RunOutcome], reference: list[RunOutcome]
     shipped = [o.shipped for o in outcomes]
     false_ship = sum(1 for o in outcomes if o.shipped < o.baseline - 1e-12) / len(outcomes)
     regret = statistics.mean(o.best_proposed - o.shipped for o in outcomes)
-    ratio = "1.00x" if reference is None else f"{statistics.mean(calls) / statistics.mean(r.calls for r in reference):.2f}x"
+    ratio = (
+        "1.00x" if reference is None else f"{statistics.mean(calls) / statistics.mean(r.calls for r in reference):.2f}x"
+    )
     delta = ""
     if reference is not None:
         diffs = [o.shipped - r.shipped for o, r in zip(outcomes, reference)]
         se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
         delta = f"{100 * statistics.mean(diffs):+.2f} ± {100 * se:.2f}"
-    return (f"| {name} | {statistics.mean(calls):.0f} | {statistics.median(calls):.0f} | {ratio} | "
-            f"{100 * statistics.mean(shipped):.2f}% | {delta or '-'} | {100 * false_ship:.1f}% | {100 * regret:.2f} | "
-            f"{statistics.mean(o.calls / o.candidates for o in outcomes):.1f} |")
+    return (
+        f"| {name} | {statistics.mean(calls):.0f} | {statistics.median(calls):.0f} | {ratio} | "
+        f"{100 * statistics.mean(shipped):.2f}% | {delta or '-'} | {100 * false_ship:.1f}% | {100 * regret:.2f} | "
+        f"{statistics.mean(o.calls / o.candidates for o in outcomes):.1f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,36 +233,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", type=int, default=20)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=8)
-    parser.add_argument("--variants", default="race:4:halving:0.2,race:4:halving:0.2:partial,race:5:halving:0.05,"
-                        "race:10:halving:0.2,race:4:significance:0.2",
-                        help="comma-separated race variants race:minibatch:rule[:alpha][:partial] (partial: "
-                             "race_show_partial, the meta-prompt also shows candidates stopped early)")
+    parser.add_argument(
+        "--variants",
+        default="race:4:halving:0.2,race:4:halving:0.2:partial,race:5:halving:0.05,"
+        "race:10:halving:0.2,race:4:significance:0.2",
+        help="comma-separated race variants race:minibatch:rule[:alpha][:partial] (partial: "
+        "race_show_partial, the meta-prompt also shows candidates stopped early)",
+    )
     args = parser.parse_args(argv)
     base = dict(max_steps=args.steps, candidates=args.candidates, seed=0)
     started = time.monotonic()
-    print(f"worlds: {args.seeds} seeds, train {args.train}, validation {args.validation}, "
-          f"{args.steps} steps x {args.candidates} candidates, defaults otherwise")
-    print("| scoring | mean scorer calls | median | calls vs off | mean shipped true acc | vs off (points ± SE) | "
-          "false-ship rate | mean regret vs best proposed (points) | scorer calls per candidate |")
+    print(
+        f"worlds: {args.seeds} seeds, train {args.train}, validation {args.validation}, "
+        f"{args.steps} steps x {args.candidates} candidates, defaults otherwise"
+    )
+    print(
+        "| scoring | mean scorer calls | median | calls vs off | mean shipped true acc | vs off (points ± SE) | "
+        "false-ship rate | mean regret vs best proposed (points) | scorer calls per candidate |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    off = [run_world(s, OptimizerSettings(**base, screening="off"), args.train, args.validation)
-           for s in range(args.seeds)]
+    off = [
+        run_world(s, OptimizerSettings(**base, screening="off"), args.train, args.validation) for s in range(args.seeds)
+    ]
     print(summarise("off (paper)", off, None), flush=True)
     for variant in filter(None, args.variants.split(",")):
         _, minibatch, rule, *rest = variant.split(":")
         partial = "partial" in rest
         alpha = [a for a in rest if a != "partial"]
         race_alpha = float(alpha[0]) if alpha else OptimizerSettings().race_alpha
-        settings = OptimizerSettings(**base, screening="race", race_minibatch=int(minibatch), race_rule=rule,
-                                     race_alpha=race_alpha, race_show_partial=partial)
+        settings = OptimizerSettings(
+            **base,
+            screening="race",
+            race_minibatch=int(minibatch),
+            race_rule=rule,
+            race_alpha=race_alpha,
+            race_show_partial=partial,
+        )
         outcomes = [run_world(s, settings, args.train, args.validation) for s in range(args.seeds)]
-        name = f"race, minibatch {minibatch}, {rule}, alpha {race_alpha:g}" + (", partial scores shown" if partial else "")
+        name = f"race, minibatch {minibatch}, {rule}, alpha {race_alpha:g}" + (
+            ", partial scores shown" if partial else ""
+        )
         print(summarise(name, outcomes, off), flush=True)
     off_train = args.steps * args.candidates * args.train
     copro = copro_calls(args.train)
-    print(f"\nDSPy COPRO defaults (breadth 10, depth 3) on a trainset of {args.train}: {copro} scorer calls for "
-          f"30 candidates, {copro / 30:.0f} per candidate, no held-out selection (pytest-opro full scoring, "
-          f"train part only, all {args.steps} steps: {off_train})")
+    print(
+        f"\nDSPy COPRO defaults (breadth 10, depth 3) on a trainset of {args.train}: {copro} scorer calls for "
+        f"30 candidates, {copro / 30:.0f} per candidate, no held-out selection (pytest-opro full scoring, "
+        f"train part only, all {args.steps} steps: {off_train})"
+    )
     print(f"elapsed {time.monotonic() - started:.1f}s")
     return 0
 

@@ -52,8 +52,7 @@ def redis_server(directory: Path) -> Any:
 def write_project(root: Path, names: list[str], n_examples: int = 20) -> Any:
     from tests.support.loop_brain import write_project as write
 
-    return write(root, names=names, n_examples=n_examples,
-                 settings={"max_steps": 3, "candidates": 3, "patience": 0})
+    return write(root, names=names, n_examples=n_examples, settings={"max_steps": 3, "candidates": 3, "patience": 0})
 
 
 def same_examples(root: Path, names: list[str]) -> None:
@@ -65,10 +64,29 @@ def same_examples(root: Path, names: list[str]) -> None:
 
 def run_pytest(project: Path, *args: str, url: str, timeout: float = 600) -> tuple[int, str, float]:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-q",
-                           "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "ignore::DeprecationWarning", *args],
-                          cwd=project, env={**ENV, "OPRO_LOOP_URL": url}, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(project),
+            "--rootdir",
+            str(project),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-W",
+            "ignore::DeprecationWarning",
+            *args,
+        ],
+        cwd=project,
+        env={**ENV, "OPRO_LOOP_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
 
 
@@ -95,13 +113,13 @@ def bench_cache(workdir: Path) -> str:
     rows = []
     try:
         with LoopbackServer(answer=brain, latency=0.02) as provider:
-            code1, out1, t1 = run_pytest(project, "-n", "4", "--opro-optimize", f"--opro-cache-url={server.url}",
-                                         url=provider.url)
+            code1, out1, t1 = run_pytest(
+                project, "-n", "4", "--opro-optimize", f"--opro-cache-url={server.url}", url=provider.url
+            )
             first_calls = provider.requests
             keys_after_first = count_keys(server)
             set_calls = server.client().info("commandstats").get("cmdstat_set", {}).get("calls", 0)
-            code2, out2, t2 = run_pytest(project, "--opro-optimize", f"--opro-cache-url={server.url}",
-                                         url=provider.url)
+            code2, out2, t2 = run_pytest(project, "--opro-optimize", f"--opro-cache-url={server.url}", url=provider.url)
             second_calls = provider.requests - first_calls
             keys_after_second = count_keys(server)
     finally:
@@ -109,15 +127,18 @@ def bench_cache(workdir: Path) -> str:
     assert code1 == 0 and code2 == 0, out1 + out2
     # the optimizer's identical requests differ in the sample index (in the key, not the body)
     rows.append(["one task alone, SQLite cache (reference)", "–", one_task_keys, f"{one_task_keys} rows"])
-    rows.append(["`pytest -n 4 --opro-optimize`: 4 identical tasks, one Redis", f"{t1:.1f}", first_calls,
-                 keys_after_first])
+    rows.append(
+        ["`pytest -n 4 --opro-optimize`: 4 identical tasks, one Redis", f"{t1:.1f}", first_calls, keys_after_first]
+    )
     rows.append(["second `pytest --opro-optimize`, same Redis", f"{t2:.1f}", second_calls, keys_after_second])
     text = table(["run", "wall s", "provider calls", "cache entries after"], rows)
-    return (text + f"\n\nThe four workers sent {set_calls} `SET NX` for {keys_after_first} keys: each key was "
-            f"stored once (the first writer), {set_calls - keys_after_first} writes found their key taken. "
-            f"{first_calls - keys_after_first} of the {first_calls} calls repeated a question another worker "
-            "had in flight: the four identical tasks ran in lock step, so most questions reached the provider "
-            "from several workers before the first answer was stored.")
+    return (
+        text + f"\n\nThe four workers sent {set_calls} `SET NX` for {keys_after_first} keys: each key was "
+        f"stored once (the first writer), {set_calls - keys_after_first} writes found their key taken. "
+        f"{first_calls - keys_after_first} of the {first_calls} calls repeated a question another worker "
+        "had in flight: the four identical tasks ran in lock step, so most questions reached the provider "
+        "from several workers before the first answer was stored."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,8 +182,14 @@ def bench_kill(workdir: Path, kill_fraction: float = 1 / 3) -> str:
 
     try:
         with LoopbackServer(answer=answer, latency=0.02) as provider:
-            code, out, t_kill = run_pytest(project, "--opro-optimize", f"--opro-cache-url={server.url}",
-                                           "-W", "always::RuntimeWarning", url=provider.url)
+            code, out, t_kill = run_pytest(
+                project,
+                "--opro-optimize",
+                f"--opro-cache-url={server.url}",
+                "-W",
+                "always::RuntimeWarning",
+                url=provider.url,
+            )
             calls_1 = provider.requests
         assert code == 0, out
         warnings_seen = out.count("continuing without the cache")
@@ -171,8 +198,9 @@ def bench_kill(workdir: Path, kill_fraction: float = 1 / 3) -> str:
         server.start()
         keys_after_restart = count_keys(server)
         with LoopbackServer(answer=brain, latency=0.02) as provider:
-            code, out2, t_again = run_pytest(project, "--opro-optimize", f"--opro-cache-url={server.url}",
-                                             url=provider.url)
+            code, out2, t_again = run_pytest(
+                project, "--opro-optimize", f"--opro-cache-url={server.url}", url=provider.url
+            )
             calls_2 = provider.requests
         assert code == 0, out2
         same_again = artifact(project) == artifact(ref)
@@ -180,22 +208,35 @@ def bench_kill(workdir: Path, kill_fraction: float = 1 / 3) -> str:
         server.stop()
     rows = [
         ["uncached reference (`--opro-cache=off`)", f"{t_ref:.1f}", ref_calls, "–", "–"],
-        [f"Redis killed (`kill -9`) at provider call {kill_after}", f"{t_kill:.1f}", calls_1,
-         f"{warnings_seen} warning line(s)", "identical" if same else "DIFFERENT"],
-        ["Redis restarted, same run again", f"{t_again:.1f}", calls_2, f"{keys_after_restart} keys restored",
-         "identical" if same_again else "DIFFERENT"],
+        [
+            f"Redis killed (`kill -9`) at provider call {kill_after}",
+            f"{t_kill:.1f}",
+            calls_1,
+            f"{warnings_seen} warning line(s)",
+            "identical" if same else "DIFFERENT",
+        ],
+        [
+            "Redis restarted, same run again",
+            f"{t_again:.1f}",
+            calls_2,
+            f"{keys_after_restart} keys restored",
+            "identical" if same_again else "DIFFERENT",
+        ],
     ]
-    note = (f"Keys written before the kill: {results.get('keys_before_kill')}; after the restart: "
-            f"{keys_after_restart}. Calls of the repeat run: {calls_2} = the {ref_calls} requests of a "
-            f"whole run minus the {keys_after_restart} cached ({ref_calls - keys_after_restart}).")
+    note = (
+        f"Keys written before the kill: {results.get('keys_before_kill')}; after the restart: "
+        f"{keys_after_restart}. Calls of the repeat run: {calls_2} = the {ref_calls} requests of a "
+        f"whole run minus the {keys_after_restart} cached ({ref_calls - keys_after_restart})."
+    )
     return table(["run", "wall s", "provider calls", "cache", "artifact vs reference"], rows) + "\n\n" + note
 
 
 # ----------------------------------------------------------------------------------------------
 # a rate limit shared by four processes
 # ----------------------------------------------------------------------------------------------
-def _rate_worker(index: int, url: str, router_file: str | None, calls: int, concurrency: int,
-                 ready: Any, start: Any, out: Any) -> None:
+def _rate_worker(
+    index: int, url: str, router_file: str | None, calls: int, concurrency: int, ready: Any, start: Any, out: Any
+) -> None:
     import asyncio
 
     from pytest_opro.models.client import LLMClient
@@ -212,8 +253,14 @@ def _rate_worker(index: int, url: str, router_file: str | None, calls: int, conc
         from pytest_opro.models.litellm_bridge import get_litellm
 
         get_litellm()
-        model = ModelConfig("openai/bench-model", params={"temperature": 0, "max_tokens": 8}, api_base=url,
-                            api_key="sk-loopback", timeout=30, max_retries=30)
+        model = ModelConfig(
+            "openai/bench-model",
+            params={"temperature": 0, "max_tokens": 8},
+            api_base=url,
+            api_key="sk-loopback",
+            timeout=30,
+            max_retries=30,
+        )
     client = LLMClient(concurrency=concurrency, router=router, retry_base=0.2, retry_cap=5.0)
     requests = [([{"role": "user", "content": f"process {index} request {i}"}], 0) for i in range(calls)]
     # one call first: the first call through litellm sets up its HTTP client (about a second)
@@ -224,16 +271,33 @@ def _rate_worker(index: int, url: str, router_file: str | None, calls: int, conc
     results = asyncio.run(client.complete_many(model, requests))
     t1 = time.time()
     usage = client.usage_totals()
-    out.put({"index": index, "t0": t0, "t1": t1, "ok": sum(1 for r in results if hasattr(r, "text")),
-             "retries": usage.retries, "failures": usage.failures})
+    out.put(
+        {
+            "index": index,
+            "t0": t0,
+            "t1": t1,
+            "ok": sum(1 for r in results if hasattr(r, "text")),
+            "retries": usage.retries,
+            "failures": usage.failures,
+        }
+    )
 
 
 def _router_yaml(path: Path, url: str, *, rpm: float, pacing: bool, redis_url: str | None, strategy: str) -> str:
     import yaml
 
     data: dict[str, Any] = {
-        "model_list": [{"model_name": "bench", "litellm_params": {
-            "model": "openai/bench-model", "api_base": url, "api_key": "sk-loopback", "rpm": rpm}}],
+        "model_list": [
+            {
+                "model_name": "bench",
+                "litellm_params": {
+                    "model": "openai/bench-model",
+                    "api_base": url,
+                    "api_key": "sk-loopback",
+                    "rpm": rpm,
+                },
+            }
+        ],
         "router_settings": {"routing_strategy": strategy},
         "pacing": {"enabled": pacing},
     }
@@ -243,16 +307,26 @@ def _router_yaml(path: Path, url: str, *, rpm: float, pacing: bool, redis_url: s
     return str(path)
 
 
-def rate_variant(workdir: Path, label: str, rate: float, burst: float, calls: int, concurrency: int,
-                 router: dict | None, processes: int = 4) -> list[Any]:
+def rate_variant(
+    workdir: Path,
+    label: str,
+    rate: float,
+    burst: float,
+    calls: int,
+    concurrency: int,
+    router: dict | None,
+    processes: int = 4,
+) -> list[Any]:
     with ServerProcess(latency=0.02, rate_limit=rate, rate_burst=burst) as provider:
         router_file = None
         if router is not None:
             router_file = _router_yaml(workdir / f"router-{abs(hash(label))}.yaml", provider.url, **router)
         ctx = mp.get_context("spawn")
         ready, start, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_rate_worker, args=(i, provider.url, router_file, calls, concurrency,
-                                                        ready, start, out)) for i in range(processes)]
+        procs = [
+            ctx.Process(target=_rate_worker, args=(i, provider.url, router_file, calls, concurrency, ready, start, out))
+            for i in range(processes)
+        ]
         for p in procs:
             p.start()
         for _ in procs:  # every worker has imported litellm and built its Router: start them together
@@ -267,24 +341,40 @@ def rate_variant(workdir: Path, label: str, rate: float, burst: float, calls: in
     ok = sum(g["ok"] for g in got)
     requests = stats["requests"]
     limited = stats["faults"].get("429", 0)
-    return [label, processes * calls, ok, requests, limited, f"{100 * limited / max(1, requests):.1f}%",
-            f"{ok / (t1 - t0):.1f}", f"{ok / (t1 - t0) / rate:.2f}", sum(g["retries"] for g in got),
-            sum(g["failures"] for g in got)]
+    return [
+        label,
+        processes * calls,
+        ok,
+        requests,
+        limited,
+        f"{100 * limited / max(1, requests):.1f}%",
+        f"{ok / (t1 - t0):.1f}",
+        f"{ok / (t1 - t0) / rate:.2f}",
+        sum(g["retries"] for g in got),
+        sum(g["failures"] for g in got),
+    ]
 
 
-def bench_rate(workdir: Path, rate: float = 20.0, calls: int = 60, concurrency: int = 8,
-               burst: float | None = None) -> str:
+def bench_rate(
+    workdir: Path, rate: float = 20.0, calls: int = 60, concurrency: int = 8, burst: float | None = None
+) -> str:
     burst = rate if burst is None else burst
     server = redis_server(workdir / "redis-rate")
     try:
         variants = [
             ("direct, no Router", None),
-            ("Router, litellm rpm limit shared in Redis (usage-based-routing-v2)",
-             {"rpm": 60 * rate, "pacing": False, "redis_url": server.url, "strategy": "usage-based-routing-v2"}),
-            ("Router + pacing, each process on its own", {"rpm": 0.9 * 60 * rate, "pacing": True, "redis_url": None,
-                                                          "strategy": "simple-shuffle"}),
-            ("Router + pacing shared in Redis", {"rpm": 0.9 * 60 * rate, "pacing": True, "redis_url": server.url,
-                                                 "strategy": "simple-shuffle"}),
+            (
+                "Router, litellm rpm limit shared in Redis (usage-based-routing-v2)",
+                {"rpm": 60 * rate, "pacing": False, "redis_url": server.url, "strategy": "usage-based-routing-v2"},
+            ),
+            (
+                "Router + pacing, each process on its own",
+                {"rpm": 0.9 * 60 * rate, "pacing": True, "redis_url": None, "strategy": "simple-shuffle"},
+            ),
+            (
+                "Router + pacing shared in Redis",
+                {"rpm": 0.9 * 60 * rate, "pacing": True, "redis_url": server.url, "strategy": "simple-shuffle"},
+            ),
         ]
         rows = []
         for label, router in variants:
@@ -293,11 +383,22 @@ def bench_rate(workdir: Path, rate: float = 20.0, calls: int = 60, concurrency: 
             print(" | ".join(map(str, rows[-1])), flush=True)
     finally:
         server.stop()
-    head = ["setup", "calls", "answered", "provider requests", "429s", "429 share", "answers/s", "× R",
-            "client retries", "failed"]
-    return (f"Provider: at most R = {rate:g} requests/s (token bucket of {burst:g}, refilled at R), latency 20 ms; "
-            f"4 processes × {calls} calls, {concurrency} concurrent per process; pacing at 0.9 × R.\n\n"
-            + table(head, rows))
+    head = [
+        "setup",
+        "calls",
+        "answered",
+        "provider requests",
+        "429s",
+        "429 share",
+        "answers/s",
+        "× R",
+        "client retries",
+        "failed",
+    ]
+    return (
+        f"Provider: at most R = {rate:g} requests/s (token bucket of {burst:g}, refilled at R), latency 20 ms; "
+        f"4 processes × {calls} calls, {concurrency} concurrent per process; pacing at 0.9 × R.\n\n" + table(head, rows)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,14 +414,23 @@ def bench_latency(workdir: Path, n: int = 1000, rounds: int = 5) -> str:
 
     server = redis_server(workdir / "redis-latency")
     model = ModelConfig("openai/bench-model", params={"temperature": 0, "max_tokens": 8})
-    requests = [([{"role": "system", "content": "Label the review."},
-                  {"role": "user", "content": f"Review {i}: the film was {'good' if i % 2 else 'dull'}."}], 0)
-                for i in range(n)]
+    requests = [
+        (
+            [
+                {"role": "system", "content": "Label the review."},
+                {"role": "user", "content": f"Review {i}: the film was {'good' if i % 2 else 'dull'}."},
+            ],
+            0,
+        )
+        for i in range(n)
+    ]
     value = {"text": "positive", "prompt_tokens": 20, "completion_tokens": 1, "cost_usd": 0.0}
     results: dict[str, dict[str, list[float]]] = {}
     try:
-        caches = {"SQLite": lambda: ResponseCache(workdir / "sqlite-latency"),
-                  "Redis (loopback)": lambda: RedisCache(server.url)}
+        caches = {
+            "SQLite": lambda: ResponseCache(workdir / "sqlite-latency"),
+            "Redis (loopback)": lambda: RedisCache(server.url),
+        }
         for name, make in caches.items():
             cache = make()
             for messages, index in requests:
@@ -345,14 +455,20 @@ def bench_latency(workdir: Path, n: int = 1000, rounds: int = 5) -> str:
         server.stop()
     rows = []
     for name, r in results.items():
-        rows.append([name, f"{statistics.median(r['batch']):.1f} [{min(r['batch']):.1f}–{max(r['batch']):.1f}]",
-                     f"{statistics.median(r['single']):.1f} [{min(r['single']):.1f}–{max(r['single']):.1f}]"])
+        rows.append(
+            [
+                name,
+                f"{statistics.median(r['batch']):.1f} [{min(r['batch']):.1f}–{max(r['batch']):.1f}]",
+                f"{statistics.median(r['single']):.1f} [{min(r['single']):.1f}–{max(r['single']):.1f}]",
+            ]
+        )
     sq, rd = results["SQLite"], results["Redis (loopback)"]
     ratio_batch = statistics.median(rd["batch"]) / statistics.median(sq["batch"])
     ratio_single = statistics.median(rd["single"]) / statistics.median(sq["single"])
     rows.append(["Redis / SQLite", f"×{ratio_batch:.2f}", f"×{ratio_single:.2f}"])
-    return table(["cache", f"warm gate: µs per cached call ({n} calls, complete_many)",
-                  "one get() per key: µs per read"], rows)
+    return table(
+        ["cache", f"warm gate: µs per cached call ({n} calls, complete_many)", "one get() per key: µs per read"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,8 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="the provider's limit R, requests per second")
     parser.add_argument("--calls", type=int, default=60, help="calls per process in the rate part")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent calls per process in the rate part")
-    parser.add_argument("--burst", type=float, default=None,
-                        help="the provider's token bucket (default R: R requests in any second)")
+    parser.add_argument(
+        "--burst", type=float, default=None, help="the provider's token bucket (default R: R requests in any second)"
+    )
     parser.add_argument("--latency-calls", type=int, default=1000, help="cached calls the latency part reads")
     parser.add_argument("--latency-rounds", type=int, default=5, help="rounds of the latency part")
     args = parser.parse_args(argv)

@@ -154,7 +154,7 @@ def one_run(rng: np.random.Generator, world: World, setup: Setup, tallies: dict[
     all_accs = np.concatenate([[BASE_ACC], accs])
     n = setup.n_train + setup.n_val
     out = outcomes(rng, all_accs, n, setup.rho)
-    train, val = out[:, : setup.n_train], out[:, setup.n_train:]
+    train, val = out[:, : setup.n_train], out[:, setup.n_train :]
     cands = [_C(0, 0, BASE_ACC, float(train[0].mean()))]
     for i in range(p):
         cands.append(_C(1 + i // setup.candidates, i % setup.candidates, float(accs[i]), float(train[i + 1].mean())))
@@ -182,11 +182,18 @@ def one_run(rng: np.random.Generator, world: World, setup: Setup, tallies: dict[
     best_val = max(validated, key=lambda c: (c.validation, -c.step, -c.call))
     for md in setup.old_min_delta:
         shipped = best_val if best_val.validation - cands[0].validation > md + 1e-12 else cands[0]
-        tallies[f"old (best on val, min_delta {md:g})"].add(shipped.acc, best_acc, train_calls + val_calls,
-                                                            better_exists)
+        tallies[f"old (best on val, min_delta {md:g})"].add(
+            shipped.acc, best_acc, train_calls + val_calls, better_exists
+        )
     for alpha in setup.alphas:
-        winner, _ = select(cands[0], validated, outcomes=lambda c: c.outcomes, score=lambda c: c.validation,
-                           alpha=alpha, min_delta=setup.min_delta)
+        winner, _ = select(
+            cands[0],
+            validated,
+            outcomes=lambda c: c.outcomes,
+            score=lambda c: c.validation,
+            alpha=alpha,
+            min_delta=setup.min_delta,
+        )
         tallies[f"new (alpha {alpha:g})"].add(winner.acc, best_acc, train_calls + val_calls, better_exists)
     # The ceiling of any valid test: an oracle that knows which proposal is truly best and runs one
     # exact paired test of it at 0.05 on validation (no train screen, nothing to correct for).
@@ -197,8 +204,12 @@ def one_run(rng: np.random.Generator, world: World, setup: Setup, tallies: dict[
 
 
 def rule_names(setup: Setup) -> list[str]:
-    return ["paper (best on train)", *[f"old (best on val, min_delta {md:g})" for md in setup.old_min_delta],
-            *[f"new (alpha {a:g})" for a in setup.alphas], ORACLE]
+    return [
+        "paper (best on train)",
+        *[f"old (best on val, min_delta {md:g})" for md in setup.old_min_delta],
+        *[f"new (alpha {a:g})" for a in setup.alphas],
+        ORACLE,
+    ]
 
 
 def run_world(world: World, setup: Setup, seeds: int) -> dict[str, Tally]:
@@ -228,7 +239,8 @@ def summary_table(results: dict[int, dict[str, dict[str, Tally]]], setup: Setup)
             better = [by_world[w.name][rule] for w in WORLDS if w.better_exists]
             gain = sum(t.gain_when_better for t in better) / sum(t.better_runs for t in better)
             regret = sum(t.regret for t in by_world.values() for t in [t[rule]]) / sum(
-                t[rule].runs for t in by_world.values())
+                t[rule].runs for t in by_world.values()
+            )
             calls = by_world[WORLDS[0].name][rule].calls // by_world[WORLDS[0].name][rule].runs
             lines.append(
                 f"| {n_val} | {rule} | {_pct(worst)} | {_pct(plus10.shipped_better_when_exists / plus10.better_runs)} "
@@ -240,13 +252,17 @@ def summary_table(results: dict[int, dict[str, dict[str, Tally]]], setup: Setup)
 
 def detail_table(results: dict[int, dict[str, dict[str, Tally]]], setup: Setup) -> list[str]:
     """Every world: false-ship and ship-better rates, mean gain and regret."""
-    lines = ["| validation | world | rule | false-ship | ships better | mean gain (pts) | regret (pts) |",
-             "|---:|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| validation | world | rule | false-ship | ships better | mean gain (pts) | regret (pts) |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
     for n_val, by_world in results.items():
         for world, tallies in by_world.items():
             for rule, t in tallies.items():
-                lines.append(f"| {n_val} | {world} | {rule} | {_pct(t.worse / t.runs)} | {_pct(t.better / t.runs)} "
-                             f"| {t.gain / t.runs * 100:+.1f} | {t.regret / t.runs * 100:.1f} |")
+                lines.append(
+                    f"| {n_val} | {world} | {rule} | {_pct(t.worse / t.runs)} | {_pct(t.better / t.runs)} "
+                    f"| {t.gain / t.runs * 100:+.1f} | {t.regret / t.runs * 100:.1f} |"
+                )
     return lines
 
 
@@ -265,7 +281,8 @@ def sensitivity(args: argparse.Namespace) -> None:
                 p20 = by_world["one +20, rest -2"][rule]
                 rows.setdefault(rule, []).append(
                     f"{_pct(worst)} / {_pct(p10.shipped_better_when_exists / p10.runs)} / "
-                    f"{_pct(p20.shipped_better_when_exists / p20.runs)}")
+                    f"{_pct(p20.shipped_better_when_exists / p20.runs)}"
+                )
     head = " | ".join(f"rho {rho:g}, val {n}" for rho in args.rho for n in args.val)
     print("false-ship (worst null world) / ships better with one +10 / with one +20\n")
     print(f"| rule | {head} |")
@@ -277,13 +294,21 @@ def sensitivity(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=500)
-    parser.add_argument("--rho", type=float, nargs="+", default=[0.8],
-                        help="latent correlation between instructions' outcomes (default 0.8)")
+    parser.add_argument(
+        "--rho",
+        type=float,
+        nargs="+",
+        default=[0.8],
+        help="latent correlation between instructions' outcomes (default 0.8)",
+    )
     parser.add_argument("--val", type=int, nargs="+", default=[20, 40, 80])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--detail", action="store_true", help="also print every world")
-    parser.add_argument("--sensitivity", action="store_true",
-                        help="only the worst null-world false-ship rate per rule, validation size and rho")
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="only the worst null-world false-ship rate per rule, validation size and rho",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.sensitivity:
@@ -295,8 +320,10 @@ def main(argv: list[str] | None = None) -> None:
         for n_val in args.val:
             setup = Setup(n_val=n_val, rho=rho, alphas=tuple(args.alphas))
             results[n_val] = {w.name: run_world(w, setup, args.seeds) for w in WORLDS}
-        print(f"\n#### rho {rho:g}: train {setup.n_train}, {setup.steps} steps x {setup.candidates} candidates, "
-              f"{setup.steps * setup.validate_top} validated, baseline {BASE_ACC:.0%}, {args.seeds} seeds per cell\n")
+        print(
+            f"\n#### rho {rho:g}: train {setup.n_train}, {setup.steps} steps x {setup.candidates} candidates, "
+            f"{setup.steps * setup.validate_top} validated, baseline {BASE_ACC:.0%}, {args.seeds} seeds per cell\n"
+        )
         print("\n".join(summary_table(results, setup)))
         if args.detail:
             print()

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import ROOT, ServerProcess, fmt, machine, table  # noqa: E402
 
-CONFTEST = '''
+CONFTEST = """
 import json, os, sys
 from pathlib import Path
 
@@ -55,20 +55,34 @@ def pytest_sessionfinish(session):
     out = os.environ.get("BENCH_STATE_FILE")
     if out:
         Path(out).write_text(json.dumps({"litellm_imported": "litellm" in sys.modules}))
-'''
+"""
 
-TEST = '''
+TEST = """
 def test_bench_prompt(opro, bench_task):
     opro.check(bench_task)
-'''
+"""
 
 
 def pytest_run(project: Path, url: str, cache_dir: Path, *extra: str) -> tuple[float, bool, str]:
     state = project / "state.json"
-    env = {**os.environ, "BENCH_LOOPBACK_URL": url, "BENCH_STATE_FILE": str(state),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--opro-cache-dir", str(cache_dir),
-           *extra, str(project)]
+    env = {
+        **os.environ,
+        "BENCH_LOOPBACK_URL": url,
+        "BENCH_STATE_FILE": str(state),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--opro-cache-dir",
+        str(cache_dir),
+        *extra,
+        str(project),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - t0
@@ -105,15 +119,26 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
             warm.append(wall)
             warm_req.append(server.stats()["requests"])
             warm_litellm.append(imported)
-            print(f"run {run}: cold {cold[-1]:.2f} s / {cold_req[-1]} requests, warm {warm[-1]:.2f} s / "
-                  f"{warm_req[-1]} requests, litellm imported in warm run: {imported}", flush=True)
+            print(
+                f"run {run}: cold {cold[-1]:.2f} s / {cold_req[-1]} requests, warm {warm[-1]:.2f} s / "
+                f"{warm_req[-1]} requests, litellm imported in warm run: {imported}",
+                flush=True,
+            )
     rows.append(["cold gate (empty cache)", fmt(cold, 2), f"{min(cold_req)}–{max(cold_req)}", "yes"])
-    rows.append(["warm gate (same cache)", fmt(warm, 2), f"{min(warm_req)}–{max(warm_req)}",
-                 "yes" if all(warm_litellm) else ("no" if not any(warm_litellm) else "sometimes")])
+    rows.append(
+        [
+            "warm gate (same cache)",
+            fmt(warm, 2),
+            f"{min(warm_req)}–{max(warm_req)}",
+            "yes" if all(warm_litellm) else ("no" if not any(warm_litellm) else "sometimes"),
+        ]
+    )
     print()
-    print(f"Warm cache: the gate scores the committed instruction on {args.examples - 30} test examples, "
-          f"L={args.latency * 1000:g} ms, wall time of the whole pytest process (cold includes importing "
-          f"litellm), {args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s")
+    print(
+        f"Warm cache: the gate scores the committed instruction on {args.examples - 30} test examples, "
+        f"L={args.latency * 1000:g} ms, wall time of the whole pytest process (cold includes importing "
+        f"litellm), {args.runs} runs, median [min–max]; {time.perf_counter() - started:.0f} s"
+    )
     print(f"Machine: {machine()}")
     print(table(["run", "wall s", "server requests", "litellm imported"], rows))
     return rows

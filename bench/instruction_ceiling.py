@@ -71,12 +71,16 @@ def main() -> None:
         scorer = task.scorer_config()
         texts = pool(name, task)
         started = time.monotonic()
-        by_split = {split: run_sync(score_instructions(task, client, scorer, texts, task.splits.get(split)))
-                    for split in ("validation", "test")}
+        by_split = {
+            split: run_sync(score_instructions(task, client, scorer, texts, task.splits.get(split)))
+            for split in ("validation", "test")
+        }
         wall = time.monotonic() - started
         base_test = by_split["test"][0].outcomes or {}
-        print(f"\n## {name} (scorer {scorer.model} {dict(scorer.params)}; validation "
-              f"{len(task.splits.validation)}, test {len(task.splits.test)}; {wall:.0f} s)")
+        print(
+            f"\n## {name} (scorer {scorer.model} {dict(scorer.params)}; validation "
+            f"{len(task.splits.validation)}, test {len(task.splits.test)}; {wall:.0f} s)"
+        )
         print("| instruction | validation | test | gain on test | better / worse | p (one-sided) |")
         print("|---|---:|---:|---:|---:|---:|")
         rows = []
@@ -89,11 +93,16 @@ def main() -> None:
             rows.append((test.value, text, by_split["validation"][i].value, better, worse, p))
         for test_value, text, val_value, better, worse, p in rows:
             label = (text or "(empty)") + (" (baseline)" if text == texts[0] else "")
-            print(f"| {label} | {100 * val_value:.1f}% | {100 * test_value:.1f}% | "
-                  f"{100 * (test_value - rows[0][0]):+.1f} | {better} / {worse} | {p:.3f} |")
+            print(
+                f"| {label} | {100 * val_value:.1f}% | {100 * test_value:.1f}% | "
+                f"{100 * (test_value - rows[0][0]):+.1f} | {better} / {worse} | {p:.3f} |"
+            )
         best = max(rows[1:], key=lambda r: (r[0], -r[5]))
-        print(f"best on test in hindsight: {best[1]!r} {100 * best[0]:.1f}% vs baseline "
-              f"{100 * rows[0][0]:.1f}%, p={best[5]:.3f}", flush=True)
+        print(
+            f"best on test in hindsight: {best[1]!r} {100 * best[0]:.1f}% vs baseline "
+            f"{100 * rows[0][0]:.1f}%, p={best[5]:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -77,10 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         "naive-sorted": lambda: naive(llama, texts, args.max_tokens, keep_cache=True),
         "batched": lambda: [r.text for r in model.generate(requests)],
     }
-    print(f"{len(requests)} prompts ({min(len(r.tokens) for r in requests)}-"
-          f"{max(len(r.tokens) for r in requests)} tokens), max_tokens={args.max_tokens}, "
-          f"cpus={os.cpu_count()}, physical cores={local.physical_cores()}, naive threads={llama.n_threads}, "
-          f"batched threads={model.n_threads}, load average={os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{len(requests)} prompts ({min(len(r.tokens) for r in requests)}-"
+        f"{max(len(r.tokens) for r in requests)} tokens), max_tokens={args.max_tokens}, "
+        f"cpus={os.cpu_count()}, physical cores={local.physical_cores()}, naive threads={llama.n_threads}, "
+        f"batched threads={model.n_threads}, load average={os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     rates: dict[str, list[float]] = {name: [] for name in variants}
     outputs: dict[str, list[str]] = {}
     for round_ in range(args.rounds):
@@ -89,8 +92,11 @@ def main(argv: list[str] | None = None) -> None:
             outputs[name] = run()
             seconds = time.perf_counter() - start
             rates[name].append(len(requests) / seconds)
-            print(f"round {round_ + 1} {name:13s} {len(requests) / seconds:7.2f} calls/s "
-                  f"({seconds:.2f} s, load {os.getloadavg()[0]:.2f})", flush=True)
+            print(
+                f"round {round_ + 1} {name:13s} {len(requests) / seconds:7.2f} calls/s "
+                f"({seconds:.2f} s, load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
     print("\nmedian calls/second")
     base = statistics.median(rates["naive"])
     for name, values in rates.items():
@@ -98,8 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:13s} {median:7.2f}   x{median / base:.2f}")
     naive_sorted = dict(zip(sorted(texts), outputs["naive-sorted"]))
     agree = sum(naive_sorted[t] == b for t, b in zip(texts, outputs["batched"]))
-    print(f"batched output equal to naive output on {agree}/{len(texts)} prompts (both greedy; the naive "
-          "path runs llama-cpp-python's default attention kernel, the batched path flash attention)")
+    print(
+        f"batched output equal to naive output on {agree}/{len(texts)} prompts (both greedy; the naive "
+        "path runs llama-cpp-python's default attention kernel, the batched path flash attention)"
+    )
 
 
 if __name__ == "__main__":

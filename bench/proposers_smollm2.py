@@ -47,8 +47,9 @@ def example_task(name: str) -> PromptTask:
     return next(f for k, f in fixtures.items() if k.endswith("_task"))._get_wrapped_function()(examples)
 
 
-def measure(task: PromptTask, proposers: str, meta_prompt: str | None, cache: str,
-            dump: Path | None = None) -> dict[str, Any]:
+def measure(
+    task: PromptTask, proposers: str, meta_prompt: str | None, cache: str, dump: Path | None = None
+) -> dict[str, Any]:
     task = dataclasses.replace(task, meta_prompt=meta_prompt) if meta_prompt else task
     settings = dataclasses.replace(settings_for(task), proposers=proposers)
     started = time.monotonic()

@@ -24,17 +24,29 @@ from tests.support.fake_provider import FakeBrain, install  # noqa: E402
 
 KEYWORDS = "step by step|carefully|double-check|think|be precise"
 SCRIPT = [
-    "<INS>Answer the question.</INS>", "<INS>Answer carefully.</INS>", "<INS>Go step by step, carefully.</INS>",
-    "<INS>Be precise.</INS>", "<INS>Think, then be precise.</INS>", "<INS>Think step by step, be precise.</INS>",
-    "<INS>Reply in one word.</INS>", "<INS>Double-check and think.</INS>",
+    "<INS>Answer the question.</INS>",
+    "<INS>Answer carefully.</INS>",
+    "<INS>Go step by step, carefully.</INS>",
+    "<INS>Be precise.</INS>",
+    "<INS>Think, then be precise.</INS>",
+    "<INS>Think step by step, be precise.</INS>",
+    "<INS>Reply in one word.</INS>",
+    "<INS>Double-check and think.</INS>",
     "<INS>Think step by step, carefully, and double-check.</INS>",
-    "<INS>Double-check.</INS>", "<INS>Be precise, double-check, think.</INS>", "<INS>Carefully double-check.</INS>",
-    "<INS>Say yes or no.</INS>", "<INS>Carefully, step by step, be precise.</INS>",
+    "<INS>Double-check.</INS>",
+    "<INS>Be precise, double-check, think.</INS>",
+    "<INS>Carefully double-check.</INS>",
+    "<INS>Say yes or no.</INS>",
+    "<INS>Carefully, step by step, be precise.</INS>",
     "<INS>Be precise, think, double-check, step by step.</INS>",
 ]
 ROWS = [
-    {"id": f"q{i:03d}", "input": f"Question q{i:03d}: is {i * 7 + 3} odd?",
-     "target": "yes" if (i * 7 + 3) % 2 else "no", "choices": ["yes", "no"]}
+    {
+        "id": f"q{i:03d}",
+        "input": f"Question q{i:03d}: is {i * 7 + 3} odd?",
+        "target": "yes" if (i * 7 + 3) % 2 else "no",
+        "choices": ["yes", "no"],
+    }
     for i in range(60)
 ]
 
@@ -44,5 +56,11 @@ def yesno_task():
     examples = examples_from_records(ROWS, source="yesno")
     brain = FakeBrain(keywords=os.environ.get("OPRO_FAKE_KEYWORDS", KEYWORDS).split("|"), optimizer=SCRIPT)
     install(brain).learn(examples)
-    return PromptTask(name="yesno", examples=examples, metric="choice", scorer="fake/scorer",
-                      optimizer="fake/optimizer", settings={"max_steps": 8, "candidates": 3, "patience": 2})
+    return PromptTask(
+        name="yesno",
+        examples=examples,
+        metric="choice",
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        settings={"max_steps": 8, "candidates": 3, "patience": 2},
+    )

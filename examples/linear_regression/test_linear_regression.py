@@ -32,6 +32,7 @@ def test_optimize_linear_regression(opro_optimize_requested, opro_run_options, r
     opro_save_report("linear_regression", report)
     proposals = sum(1 for c in report.loop.trajectory.candidates if c.step > 0)
     assert report.rejections.get("optimizer call failed", 0) < proposals, (
-        f"every optimizer call to {options.get('optimizer')} failed; is the model available?")
+        f"every optimizer call to {options.get('optimizer')} failed; is the model available?"
+    )
     assert report.best_per_step == sorted(report.best_per_step, reverse=True)
     assert report.distinct_pairs >= 5

@@ -43,7 +43,8 @@ def test_optimize_tsp(opro_optimize_requested, opro_run_options, tsp_instance, o
     opro_save_report("tsp", report)
     proposals = sum(1 for c in report.loop.trajectory.candidates if c.step > 0)
     assert report.rejections.get("optimizer call failed", 0) < proposals, (
-        f"every optimizer call to {options.get('optimizer')} failed; is the model available?")
+        f"every optimizer call to {options.get('optimizer')} failed; is the model available?"
+    )
     best_reference = list(report.references)[-1]
     assert all(gap >= -1e-9 for gap in report.gaps[best_reference])
     assert report.length_per_step == sorted(report.length_per_step, reverse=True)

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS responses (
 )
 """
 
+
 def _is_corruption(exc: sqlite3.Error) -> bool:
     """True for 'file is not a database' and friends, False for lock contention."""
     if isinstance(exc, sqlite3.OperationalError):
@@ -72,8 +73,9 @@ class ResponseCache:
     older than that is a miss and may be written anew.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] = ".opro_cache", mode: CacheMode = "rw",
-                 ttl: float | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str] = ".opro_cache", mode: CacheMode = "rw", ttl: float | None = None
+    ) -> None:
         if mode not in MODES:
             raise ConfigError(f"cache mode {mode!r} is not one of {', '.join(MODES)}")
         self.directory = Path(directory)
@@ -120,14 +122,16 @@ class ResponseCache:
                 self._bypass = True
                 return None
             uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("SELECT count(*) FROM responses").fetchone()
             return conn
         self.directory.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+        )
         try:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
@@ -189,10 +193,12 @@ class ResponseCache:
             found: dict[str, Any] = {}
             try:
                 for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
+                    chunk = keys[start : start + 500]
                     marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(f"SELECT key, value FROM responses WHERE key IN ({marks}) AND created >= ?",
-                                        (*chunk, self._fresh_after())).fetchall()
+                    rows = conn.execute(
+                        f"SELECT key, value FROM responses WHERE key IN ({marks}) AND created >= ?",
+                        (*chunk, self._fresh_after()),
+                    ).fetchall()
                     found.update(rows)
             except sqlite3.Error as exc:
                 if _is_corruption(exc):
@@ -220,10 +226,15 @@ class ResponseCache:
         data = _canonical(clean_value(value))
         args: tuple[Any, ...]
         if self.ttl is None:
-            sql, args = "INSERT OR IGNORE INTO responses (key, value, created) VALUES (?, ?, ?)", (key, data, time.time())
+            sql, args = (
+                "INSERT OR IGNORE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                (key, data, time.time()),
+            )
         else:  # an expired row may be replaced
-            sql = ("INSERT INTO responses (key, value, created) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
-                   "SET value = excluded.value, created = excluded.created WHERE responses.created < ?")
+            sql = (
+                "INSERT INTO responses (key, value, created) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value, created = excluded.created WHERE responses.created < ?"
+            )
             args = (key, data, time.time(), self._fresh_after())
         with self._lock:
             conn = self._open()
@@ -260,8 +271,15 @@ class ResponseCache:
                 size += os.path.getsize(str(self.path) + suffix)
             except OSError:
                 pass
-        return {"path": str(self.path), "mode": self.mode, "entries": entries, "size_bytes": size,
-                "hits": self.hits, "misses": self.misses, "writes": self.writes}
+        return {
+            "path": str(self.path),
+            "mode": self.mode,
+            "entries": entries,
+            "size_bytes": size,
+            "hits": self.hits,
+            "misses": self.misses,
+            "writes": self.writes,
+        }
 
     def close(self) -> None:
         with self._lock:
@@ -287,8 +305,9 @@ def is_cache_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(REDIS_SCHEMES)
 
 
-def open_cache(cache: Cache | str | Path | None, mode: str = "rw", *, url: str | None = None,
-               ttl: float | None = None) -> Cache | None:
+def open_cache(
+    cache: Cache | str | Path | None, mode: str = "rw", *, url: str | None = None, ttl: float | None = None
+) -> Cache | None:
     """A response cache: an existing one as is; Redis for a ``redis://``/``rediss://`` URL (`url`
     or `cache`); SQLite for a directory; None for no cache (``cache=None`` or mode "off").
 

@@ -16,8 +16,9 @@ MODES = ("rw", "ro", "off")
 KEY_VERSION = 1
 
 # Parameters that never reach the cache key: they are secrets or transport details.
-SECRET_PARAMS = frozenset({"api_key", "headers", "extra_headers", "api_base", "base_url", "timeout",
-                           "num_retries", "max_retries", "metadata"})
+SECRET_PARAMS = frozenset(
+    {"api_key", "headers", "extra_headers", "api_base", "base_url", "timeout", "num_retries", "max_retries", "metadata"}
+)
 
 
 #: Values longer than this (bytes of JSON) are stored zlib-compressed where the backend stores bytes.
@@ -32,8 +33,13 @@ def _canonical(obj: Any) -> str:
 def cache_key(model: str, messages: list[dict], params: Mapping[str, Any], sample_index: int) -> str:
     """sha256 hex of the canonical JSON of everything that changes the answer (every backend's key)."""
     clean = {k: v for k, v in dict(params or {}).items() if k not in SECRET_PARAMS}
-    payload = {"v": KEY_VERSION, "model": model, "messages": messages, "params": clean,
-               "sample_index": int(sample_index)}
+    payload = {
+        "v": KEY_VERSION,
+        "model": model,
+        "messages": messages,
+        "params": clean,
+        "sample_index": int(sample_index),
+    }
     return sha256_hex(_canonical(payload))
 
 
@@ -92,7 +98,6 @@ class Cache(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
-
 
 
 def check_ttl(ttl: float | None) -> float | None:

@@ -89,7 +89,8 @@ class LLMClient:
         self.retry_cap = float(retry_cap)
         self._rng = rng or random.Random()
         self._semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         self._http = openai_http.HTTPTransport(pool_size=self.concurrency)
 
     # -- the Completer protocol of pytest_opro.opro ----------------------------------------------
@@ -115,7 +116,7 @@ class LLMClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(self.retry_cap, retry_after)
-        ceiling = min(self.retry_cap, self.retry_base * (2 ** attempt))
+        ceiling = min(self.retry_cap, self.retry_base * (2**attempt))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     def _cache_key(self, config: ModelConfig, messages: list[dict], sample_index: int) -> str | None:
@@ -128,12 +129,17 @@ class LLMClient:
     def _from_cache(hit: dict | None) -> Completion | None:
         if hit is None or not isinstance(hit.get("text"), str):
             return None
-        return Completion(text=hit["text"], prompt_tokens=int(hit.get("prompt_tokens") or 0),
-                          completion_tokens=int(hit.get("completion_tokens") or 0),
-                          cost_usd=hit.get("cost_usd"), cached=True)
+        return Completion(
+            text=hit["text"],
+            prompt_tokens=int(hit.get("prompt_tokens") or 0),
+            completion_tokens=int(hit.get("completion_tokens") or 0),
+            cost_usd=hit.get("cost_usd"),
+            cached=True,
+        )
 
-    async def complete(self, config: ModelConfig, messages: list[dict], *, sample_index: int = 0,
-                       role: str | None = None) -> Completion:
+    async def complete(
+        self, config: ModelConfig, messages: list[dict], *, sample_index: int = 0, role: str | None = None
+    ) -> Completion:
         """One chat completion: from the cache when possible, else from the provider.
 
         `role` ("scorer", "optimizer", "judge") is what the call is for: the ledger counts usage per
@@ -148,8 +154,9 @@ class LLMClient:
                 return cached
         return await self._provider_call(config, messages, sample_index, key, role)
 
-    async def _provider_call(self, config: ModelConfig, messages: list[dict], sample_index: int,
-                             key: str | None, role: str | None = None) -> Completion:
+    async def _provider_call(
+        self, config: ModelConfig, messages: list[dict], sample_index: int, key: str | None, role: str | None = None
+    ) -> Completion:
         """The call after a cache miss; the answer is stored under `key` (None: not cached)."""
         usage = _Counters(self.ledger.usages(config.model, role))
         cache = self.cache
@@ -222,8 +229,9 @@ class LLMClient:
                         raise provider_error(litellm, config, exc, scrub=scrub) from None
                     if attempt >= config.max_retries:
                         usage.failures += 1
-                        raise ProviderError(f"model {config.model}: {cause} "
-                                            f"(gave up after {attempt + 1} attempts)") from None
+                        raise ProviderError(
+                            f"model {config.model}: {cause} (gave up after {attempt + 1} attempts)"
+                        ) from None
                     delay = self._delay(attempt, retry_after)
                     attempt += 1
                     retries += 1
@@ -246,10 +254,23 @@ class LLMClient:
         else:
             usage.cost_usd += cost
         if key is not None:
-            cache.put(key, {"text": text, "prompt_tokens": prompt_tokens,
-                            "completion_tokens": completion_tokens, "cost_usd": cost})
-        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          cost_usd=cost, cached=False, retries=retries)
+            cache.put(
+                key,
+                {
+                    "text": text,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "cost_usd": cost,
+                },
+            )
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
+            cached=False,
+            retries=retries,
+        )
 
     async def _call(self, litellm: Any, config: ModelConfig, messages: list[dict]) -> Any:
         kwargs: dict[str, Any] = dict(config.params)
@@ -268,14 +289,21 @@ class LLMClient:
         # The guard also covers the wait for a paced deployment's slot (at most its max_wait).
         guard = config.timeout * 1.5 + 1.0 + router.max_wait
         try:
-            return await asyncio.wait_for(router.acompletion(config.model, messages, config.params, config.timeout),
-                                          timeout=guard)
+            return await asyncio.wait_for(
+                router.acompletion(config.model, messages, config.params, config.timeout), timeout=guard
+            )
         except asyncio.TimeoutError:
             raise Retryable(f"timed out after {config.timeout:g}s") from None
 
     async def _http_call(self, config: ModelConfig, messages: list[dict]) -> openai_http.ChatResult:
-        return await self._http.chat(model=config.model, messages=messages, params=config.params,
-                                     api_base=config.api_base, api_key=config.api_key, timeout=config.timeout)
+        return await self._http.chat(
+            model=config.model,
+            messages=messages,
+            params=config.params,
+            api_base=config.api_base,
+            api_key=config.api_key,
+            timeout=config.timeout,
+        )
 
     async def complete_many(
         self, config: ModelConfig, requests: Sequence[tuple[list[dict[str, Any]], int]], *, role: str | None = None
@@ -293,8 +321,11 @@ class LLMClient:
         found: list[Completion | None] = [None] * len(requests)
         wanted = [i for i, key in enumerate(keys) if key is not None]
         if wanted:
-            hits = self.cache.get_many([keys[i] for i in wanted]) if hasattr(self.cache, "get_many") \
+            hits = (
+                self.cache.get_many([keys[i] for i in wanted])
+                if hasattr(self.cache, "get_many")
                 else [self.cache.get(keys[i]) for i in wanted]
+            )
             usage = _Counters(self.ledger.usages(config.model, role))
             for i, hit in zip(wanted, hits):
                 found[i] = self._from_cache(hit)
@@ -311,8 +342,11 @@ class LLMClient:
                     raise
                 return exc
 
-        tasks = {i: asyncio.ensure_future(one(i, messages, index))
-                 for i, (messages, index) in enumerate(requests) if found[i] is None}
+        tasks = {
+            i: asyncio.ensure_future(one(i, messages, index))
+            for i, (messages, index) in enumerate(requests)
+            if found[i] is None
+        }
         try:
             done = dict(zip(tasks, await asyncio.gather(*tasks.values()))) if tasks else {}
             results = [found[i] if found[i] is not None else done[i] for i in range(len(requests))]
@@ -325,8 +359,6 @@ class LLMClient:
             if isinstance(result, BudgetExhausted):
                 raise result
         return results  # type: ignore[return-value]
-
-
 
 
 def run_sync(coro: Awaitable[T]) -> T:

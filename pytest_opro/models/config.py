@@ -28,11 +28,29 @@ TRANSPORTS = ("auto", "litellm", "http")
 #: Providers the direct HTTP transport serves when an api_base is set (transport="auto").
 HTTP_PROVIDERS = ("openai", "hosted_vllm")
 #: Parameters only litellm understands: a config using one stays on litellm under "auto".
-LITELLM_ONLY_PARAMS = frozenset({
-    "mock_response", "drop_params", "additional_drop_params", "allowed_openai_params", "custom_llm_provider",
-    "api_version", "extra_headers", "headers", "metadata", "caching", "cache", "num_retries", "fallbacks",
-    "base_model", "input_cost_per_token", "output_cost_per_token", "litellm_logging_obj", "organization",
-})
+LITELLM_ONLY_PARAMS = frozenset(
+    {
+        "mock_response",
+        "drop_params",
+        "additional_drop_params",
+        "allowed_openai_params",
+        "custom_llm_provider",
+        "api_version",
+        "extra_headers",
+        "headers",
+        "metadata",
+        "caching",
+        "cache",
+        "num_retries",
+        "fallbacks",
+        "base_model",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "litellm_logging_obj",
+        "organization",
+    }
+)
+
 
 # --------------------------------------------------------------------------------------------
 # configuration and accounting
@@ -61,15 +79,18 @@ class ModelConfig:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a litellm model string such as 'openai/gpt-4o-mini', got {self.model!r}")
         if "api_key" in self.params:
-            raise ConfigError(f"model {self.model}: pass api_key as ModelConfig(api_key=...) or an environment "
-                              "variable, not in params (params are recorded)")
+            raise ConfigError(
+                f"model {self.model}: pass api_key as ModelConfig(api_key=...) or an environment "
+                "variable, not in params (params are recorded)"
+            )
         if self.timeout <= 0:
             raise ConfigError(f"model {self.model}: timeout must be > 0 seconds, got {self.timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"model {self.model}: max_retries must be >= 0, got {self.max_retries}")
         if self.transport not in TRANSPORTS:
-            raise ConfigError(f"model {self.model}: transport must be one of {', '.join(TRANSPORTS)}, "
-                              f"got {self.transport!r}")
+            raise ConfigError(
+                f"model {self.model}: transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"
+            )
         if self.transport == "http" and not self.api_base and provider_of(self.model) != "openai":
             raise ConfigError(f"model {self.model}: transport='http' needs api_base (the server's /v1 URL)")
         object.__setattr__(self, "params", dict(self.params))
@@ -89,19 +110,24 @@ class ModelConfig:
 
     def with_params(self, **params: Any) -> "ModelConfig":
         merged = {**self.params, **params}
-        return ModelConfig(self.model, merged, self.api_base, self.timeout, self.max_retries, self.api_key,
-                           self.transport)
+        return ModelConfig(
+            self.model, merged, self.api_base, self.timeout, self.max_retries, self.api_key, self.transport
+        )
 
     def uses_http(self) -> bool:
         """Whether calls go to the direct OpenAI-compatible HTTP client instead of litellm."""
         if self.transport != "auto":
             return self.transport == "http"
-        return (bool(self.api_base) and provider_of(self.model) in HTTP_PROVIDERS
-                and not LITELLM_ONLY_PARAMS.intersection(self.params))
+        return (
+            bool(self.api_base)
+            and provider_of(self.model) in HTTP_PROVIDERS
+            and not LITELLM_ONLY_PARAMS.intersection(self.params)
+        )
 
     def public_dict(self) -> dict[str, Any]:
         """What artifacts record: the model and its sampling parameters, never keys or endpoints."""
         return {"model": self.model, "params": dict(sorted(self.params.items()))}
+
 
 @dataclass(frozen=True)
 class Budget:

@@ -82,8 +82,6 @@ def register_provider(prefix: str, handler: Any) -> None:
         _apply_provider(_litellm, prefix, handler)
 
 
-
-
 _local_ready: set[str] = set()
 #: model_name -> provider models behind it, for names a litellm Router serves (see models/router.py).
 _aliases: dict[str, tuple[str, ...]] = {}
@@ -109,8 +107,6 @@ def ensure_local(model: str) -> None:
     _local_ready.add(model)
 
 
-
-
 def supports_prefill(model: str) -> bool:
     """Whether the model continues a trailing assistant message (needed for A_begin position).
 
@@ -128,6 +124,8 @@ def supports_prefill(model: str) -> bool:
         return bool(info.get("supports_assistant_prefill"))
     except Exception:
         return False
+
+
 def extract_text(response: Any) -> str | None:
     """The assistant's text from a chat response; "" when empty, None when the shape is wrong."""
     try:
@@ -152,4 +150,3 @@ def extract_text(response: Any) -> str | None:
                 parts.append(part)
         return "".join(parts)
     return None
-

@@ -25,10 +25,22 @@ from pytest_opro.models.config import provider_of
 from pytest_opro.models.retry import redact
 
 __all__ = [
-    "APIConnectionError", "APIError", "APIStatusError", "APITimeoutError", "AuthenticationError",
-    "BadRequestError", "ChatResult", "HTTPTransport", "InternalServerError", "MalformedResponseError",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "UnprocessableEntityError",
-    "key_env_var", "resolve_api_key",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatResult",
+    "HTTPTransport",
+    "InternalServerError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+    "key_env_var",
+    "resolve_api_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,8 +62,7 @@ class APIError(Exception):
     """A failed chat call. ``status_code`` is the HTTP status (None without a response) and
     ``headers`` the response headers with lower-case names (``retry-after`` is read from there)."""
 
-    def __init__(self, message: str, status_code: int | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, message: str, status_code: int | None = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.headers = dict(headers or {})
@@ -102,8 +113,12 @@ class InternalServerError(APIStatusError):
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
-    422: UnprocessableEntityError, 429: RateLimitError,
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
 }
 
 
@@ -123,8 +138,6 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str], secret: 
     detail = redact(" ".join(detail.split()), secret)
     cls = _STATUS_ERRORS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
     return cls(f"HTTP {status}" + (f": {detail}" if detail else ""), status, headers)
-
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,8 +188,14 @@ def parse_response(payload: Any) -> ChatResult:
         elif isinstance(content, str):
             text = content
         elif isinstance(content, list):  # content parts
-            text = "".join(str(p.get("text") or "") if isinstance(p, Mapping) and p.get("type") == "text"
-                           else p if isinstance(p, str) else "" for p in content)
+            text = "".join(
+                str(p.get("text") or "")
+                if isinstance(p, Mapping) and p.get("type") == "text"
+                else p
+                if isinstance(p, str)
+                else ""
+                for p in content
+            )
     usage = payload.get("usage") if isinstance(payload, Mapping) else None
 
     def count(name: str) -> int:
@@ -283,8 +302,14 @@ class HTTPTransport:
         pool = await self._pool()
         proxy, proxy_auth = pool.proxy_for(url)
         try:
-            async with pool.session.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth,
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            async with pool.session.post(
+                url,
+                data=data,
+                headers=headers,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = {k.lower(): v for k, v in response.headers.items()} if status >= 300 else {}
@@ -299,8 +324,7 @@ class HTTPTransport:
         try:
             payload = json.loads(raw)
         except ValueError:
-            raise MalformedResponseError(f"malformed response: body is not JSON ({len(raw)} bytes)",
-                                         status) from None
+            raise MalformedResponseError(f"malformed response: body is not JSON ({len(raw)} bytes)", status) from None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("HTTP %d %s", status, raw.decode("utf-8", "replace"))
         return parse_response(payload)

@@ -1,5 +1,4 @@
-"""Prices of calls in USD: litellm's price table, read without importing litellm when possible.
-"""
+"""Prices of calls in USD: litellm's price table, read without importing litellm when possible."""
 
 from __future__ import annotations
 
@@ -24,7 +23,8 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int, calls:
         return table_cost(model, prompt_tokens, completion_tokens)
     try:
         prompt_cost, completion_cost = get_litellm().cost_per_token(
-            model=model, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens))
+            model=model, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
+        )
         return float(prompt_cost) + float(completion_cost)
     except Exception:
         return None
@@ -78,6 +78,8 @@ def table_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float 
     if prices is None:
         return None
     return prices[0] * int(prompt_tokens) + prices[1] * int(completion_tokens)
+
+
 def usage_tokens(response: Any) -> tuple[int, int]:
     usage = getattr(response, "usage", None)
     if usage is None and isinstance(response, Mapping):

@@ -74,8 +74,9 @@ class Pacer:
     ``burst``: requests that may go out back to back after an idle spell (1: strictly even).
     """
 
-    def __init__(self, redis_url: str | None = None, *, burst: int = 1, max_wait: float = 60.0,
-                 key_prefix: str = KEY_PREFIX) -> None:
+    def __init__(
+        self, redis_url: str | None = None, *, burst: int = 1, max_wait: float = 60.0, key_prefix: str = KEY_PREFIX
+    ) -> None:
         self.redis_url = redis_url
         self.burst = max(1, int(burst))
         self.max_wait = float(max_wait)
@@ -109,9 +110,13 @@ class Pacer:
 
         self._lost = True
         location = redact_url(self.redis_url or "")
-        warnings.warn(f"pytest-opro: rate limiter's Redis {location} unreachable "
-                      f"({describe_error(exc, *url_secrets(self.redis_url or ''))}); pacing each process on its own "
-                      "from now on", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"pytest-opro: rate limiter's Redis {location} unreachable "
+            f"({describe_error(exc, *url_secrets(self.redis_url or ''))}); pacing each process on its own "
+            "from now on",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def reserve(self, key: str, per_second: float) -> tuple[bool, float]:
         """(reserved, seconds to wait) for one request on `key` at `per_second` requests per second."""
@@ -120,8 +125,10 @@ class Pacer:
         if self.shared:
             try:
                 self._redis()
-                ok, wait_us = self._script(keys=[self.key_prefix + key],
-                                           args=[int(interval * 1e6), int(tolerance * 1e6), int(self.max_wait * 1e6)])
+                ok, wait_us = self._script(
+                    keys=[self.key_prefix + key],
+                    args=[int(interval * 1e6), int(tolerance * 1e6), int(self.max_wait * 1e6)],
+                )
                 return bool(ok), int(wait_us) / 1e6
             except Exception as exc:  # noqa: BLE001 - any Redis failure: pace locally instead
                 self._lose(exc)
@@ -132,8 +139,10 @@ class Pacer:
         ok, wait = self.reserve(key, per_second)
         if not ok:
             self.refused += 1
-            raise LocalRateLimitError(f"{label} at its request rate ({per_second * 60:g} rpm): next slot in "
-                                      f"{wait:.1f}s", retry_after=max(0.05, wait - self.max_wait / 2))
+            raise LocalRateLimitError(
+                f"{label} at its request rate ({per_second * 60:g} rpm): next slot in {wait:.1f}s",
+                retry_after=max(0.05, wait - self.max_wait / 2),
+            )
         self.reserved += 1
         if wait > 0:
             self.waited += wait

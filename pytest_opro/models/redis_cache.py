@@ -111,8 +111,13 @@ def scrub(text: str, *secrets: str | None) -> str:
     return text
 
 
-def connect(url: str, *, decode_responses: bool = False, connect_timeout: float = CONNECT_TIMEOUT,
-            socket_timeout: float = SOCKET_TIMEOUT) -> Any:
+def connect(
+    url: str,
+    *,
+    decode_responses: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    socket_timeout: float = SOCKET_TIMEOUT,
+) -> Any:
     """A ``redis.Redis`` client for `url` (password from the URL, else :data:`PASSWORD_ENV`), not yet
     connected. ImportError names the extra to install."""
     try:
@@ -149,8 +154,9 @@ def describe_error(exc: BaseException, *secrets: str | None) -> str:
 class RedisCache:
     """The response cache in one Redis database, shared by many processes and machines."""
 
-    def __init__(self, url: str, mode: CacheMode = "rw", ttl: float | None = None, *,
-                 key_prefix: str = KEY_PREFIX) -> None:
+    def __init__(
+        self, url: str, mode: CacheMode = "rw", ttl: float | None = None, *, key_prefix: str = KEY_PREFIX
+    ) -> None:
         if mode not in MODES:
             raise ConfigError(f"cache mode {mode!r} is not one of {', '.join(MODES)}")
         try:
@@ -203,11 +209,15 @@ class RedisCache:
         """A command failed: a lost server switches the cache off for this process, with one warning."""
         if isinstance(exc, connection_errors()):
             self._lost = True
-            self._warn(f"pytest-opro: response cache {self.location} lost ({describe_error(exc, *self._secrets)}); "
-                       "continuing without the cache: calls go to the provider and are not stored")
+            self._warn(
+                f"pytest-opro: response cache {self.location} lost ({describe_error(exc, *self._secrets)}); "
+                "continuing without the cache: calls go to the provider and are not stored"
+            )
         else:
-            self._warn(f"pytest-opro: response cache {self.location} failed ({describe_error(exc, *self._secrets)}); "
-                       "continuing without it for this call")
+            self._warn(
+                f"pytest-opro: response cache {self.location} failed ({describe_error(exc, *self._secrets)}); "
+                "continuing without it for this call"
+            )
 
     @property
     def available(self) -> bool:
@@ -242,8 +252,9 @@ class RedisCache:
             return
         blob = encode_value(value)
         try:
-            stored = self._client.set(self._redis_key(key), blob, nx=True,
-                                      ex=max(1, int(round(self.ttl))) if self.ttl else None)
+            stored = self._client.set(
+                self._redis_key(key), blob, nx=True, ex=max(1, int(round(self.ttl))) if self.ttl else None
+            )
         except Exception as exc:  # noqa: BLE001 - see _failed
             self._failed(exc)
             return
@@ -268,9 +279,17 @@ class RedisCache:
             entries = self.count_keys()
         except Exception as exc:  # noqa: BLE001 - see _failed
             self._failed(exc)
-        return {"path": self.location, "mode": self.mode, "entries": entries, "size_bytes": None,
-                "hits": self.hits, "misses": self.misses, "writes": self.writes,
-                "refused_writes": self.refused_writes, "lost": self._lost}
+        return {
+            "path": self.location,
+            "mode": self.mode,
+            "entries": entries,
+            "size_bytes": None,
+            "hits": self.hits,
+            "misses": self.misses,
+            "writes": self.writes,
+            "refused_writes": self.refused_writes,
+            "lost": self._lost,
+        }
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -15,12 +15,22 @@ from pytest_opro.models.config import ModelConfig, provider_of
 
 # Environment variable a provider needs, for error messages when litellm cannot tell us.
 _KEY_VARS = {
-    "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY", "groq": "GROQ_API_KEY", "cohere": "COHERE_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY", "deepseek": "DEEPSEEK_API_KEY", "openrouter": "OPENROUTER_API_KEY",
-    "xai": "XAI_API_KEY", "fireworks_ai": "FIREWORKS_AI_API_KEY", "azure": "AZURE_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "xai": "XAI_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY",
+    "azure": "AZURE_API_KEY",
     "hosted_vllm": "HOSTED_VLLM_API_KEY",
 }
+
+
 # --------------------------------------------------------------------------------------------
 # error classification
 # --------------------------------------------------------------------------------------------
@@ -31,13 +41,25 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
-_RETRYABLE_NAMES = {"RateLimitError", "InternalServerError", "ServiceUnavailableError", "BadGatewayError",
-                    "APIConnectionError", "Timeout", "APITimeoutError", "TimeoutError", "MalformedResponseError"}
+_RETRYABLE_NAMES = {
+    "RateLimitError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+    "APIConnectionError",
+    "Timeout",
+    "APITimeoutError",
+    "TimeoutError",
+    "MalformedResponseError",
+}
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
-_MISSING_KEY = re.compile(r"missing credentials|api[_ ]?key (is )?(not set|missing|required)|no api[_ ]?key"
-                          r"|set the `?\w+_API_KEY`? environment variable", re.IGNORECASE)
+_MISSING_KEY = re.compile(
+    r"missing credentials|api[_ ]?key (is )?(not set|missing|required)|no api[_ ]?key"
+    r"|set the `?\w+_API_KEY`? environment variable",
+    re.IGNORECASE,
+)
 _REPEATED = re.compile(r"\b(\w+): (\1: )+")
 
 
@@ -45,7 +67,7 @@ def first_line(text: str, limit: int = 300) -> str:
     text = str(text).split("Traceback (most recent call last)")[0]
     text = " ".join(text.split()) or "unknown error"
     if text.startswith("litellm."):
-        text = text[len("litellm."):]
+        text = text[len("litellm.") :]
     text = _REPEATED.sub(r"\1: ", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -88,9 +110,16 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return True
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError",
-                "ContextWindowExceededError", "ContentPolicyViolationError", "UnprocessableEntityError",
-                "PaymentRequiredError"}:
+    if names & {
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "BadRequestError",
+        "ContextWindowExceededError",
+        "ContentPolicyViolationError",
+        "UnprocessableEntityError",
+        "PaymentRequiredError",
+    }:
         return False
     if names & _RETRYABLE_NAMES:
         return True
@@ -121,8 +150,9 @@ def _fatal(message: str) -> ProviderError:
     return error
 
 
-def provider_error(litellm: Any, config: ModelConfig, exc: BaseException,
-                   scrub: Callable[[str], str] | None = None) -> ProviderError:
+def provider_error(
+    litellm: Any, config: ModelConfig, exc: BaseException, scrub: Callable[[str], str] | None = None
+) -> ProviderError:
     """The one-line error for a call that failed for good. `scrub` removes secrets from the provider's
     text (default: the config's API key; a router also removes its deployments)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -130,11 +160,12 @@ def provider_error(litellm: Any, config: ModelConfig, exc: BaseException,
     if "AuthenticationError" in names or _MISSING_KEY.search(str(exc)):
         return _fatal(f"model {config.model}: authentication failed; {env_var_hint(litellm, config.model)}")
     if "PermissionDeniedError" in names:
-        return _fatal(f"model {config.model}: permission denied (HTTP 403); "
-                      f"{env_var_hint(litellm, config.model)}")
+        return _fatal(f"model {config.model}: permission denied (HTTP 403); {env_var_hint(litellm, config.model)}")
     if "LLM Provider NOT provided" in str(exc) or "LiteLLMUnknownProvider" in names:
-        return _fatal(f"model {config.model}: unknown provider or model string; write it as "
-                      "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
+        return _fatal(
+            f"model {config.model}: unknown provider or model string; write it as "
+            "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'"
+        )
     if "NotFoundError" in names:
         return _fatal(f"model {config.model}: not found at the provider ({text})")
     return ProviderError(f"model {config.model}: {text}")

@@ -44,11 +44,21 @@ FORCED_SETTINGS = {"num_retries": 0}
 #: Router settings that would change what pytest-opro guarantees.
 REFUSED_SETTINGS = {
     "cache_responses": "litellm's response cache would answer before pytest-opro's (use --opro-cache / "
-                       "--opro-cache-url)",
+    "--opro-cache-url)",
 }
 #: Top-level keys accepted as router settings too (litellm's proxy config puts them under router_settings).
-TOP_LEVEL_SETTINGS = ("routing_strategy", "fallbacks", "redis_url", "redis_host", "redis_port", "redis_password",
-                      "routing_strategy_args", "cooldown_time", "allowed_fails", "timeout")
+TOP_LEVEL_SETTINGS = (
+    "routing_strategy",
+    "fallbacks",
+    "redis_url",
+    "redis_host",
+    "redis_port",
+    "redis_password",
+    "routing_strategy_args",
+    "cooldown_time",
+    "allowed_fails",
+    "timeout",
+)
 PACING_KEYS = ("enabled", "burst", "max_wait", "redis_url")
 _REDIS_DB_DEFAULT = 0
 
@@ -98,8 +108,10 @@ class RouterConfig:
         known = {"model_list", "router_settings", "pacing", *TOP_LEVEL_SETTINGS}
         unknown = sorted(set(map(str, data)) - known)
         if unknown:
-            raise ConfigError(f"router file {where}: unknown key(s) {', '.join(unknown)}; "
-                              "expected model_list, router_settings, pacing")
+            raise ConfigError(
+                f"router file {where}: unknown key(s) {', '.join(unknown)}; "
+                "expected model_list, router_settings, pacing"
+            )
         models = data.get("model_list")
         if not isinstance(models, list) or not models:
             raise ConfigError(f"router file {where}: model_list must be a non-empty list of deployments")
@@ -113,12 +125,12 @@ class RouterConfig:
                 raise ConfigError(f"{label}: model_name must be a non-empty string")
             params = entry.get("litellm_params")
             if not isinstance(params, Mapping) or not isinstance(params.get("model"), str) or not params["model"]:
-                raise ConfigError(f"{label} ({name}): litellm_params.model must name the provider's model, "
-                                  "e.g. openai/gpt-4o-mini")
+                raise ConfigError(
+                    f"{label} ({name}): litellm_params.model must name the provider's model, e.g. openai/gpt-4o-mini"
+                )
             for limit in ("rpm", "tpm"):
                 value = params.get(limit, entry.get(limit))
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or value <= 0):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                     raise ConfigError(f"{label} ({name}): {limit} must be a positive number, got {value!r}")
             info = entry.get("model_info")
             if info is not None and not isinstance(info, Mapping):
@@ -147,8 +159,9 @@ class RouterConfig:
             raise ConfigError(f"router file {where}: pacing must be a mapping ({', '.join(PACING_KEYS)})")
         bad = sorted(set(map(str, pacing)) - set(PACING_KEYS))
         if bad:
-            raise ConfigError(f"router file {where}: unknown pacing key(s) {', '.join(bad)}; "
-                              f"known: {', '.join(PACING_KEYS)}")
+            raise ConfigError(
+                f"router file {where}: unknown pacing key(s) {', '.join(bad)}; known: {', '.join(PACING_KEYS)}"
+            )
         try:
             enabled = pacing.get("enabled")
             if enabled is not None and not isinstance(enabled, bool):
@@ -185,11 +198,12 @@ class RouterConfig:
 
         def resolve(value: Any, field_name: str) -> Any:
             if isinstance(value, str) and value.startswith(ENV_PREFIX):
-                var = value[len(ENV_PREFIX):]
+                var = value[len(ENV_PREFIX) :]
                 got = os.environ.get(var)
                 if got is None:
-                    raise ConfigError(f"router file {self.path}: {field_name} reads the environment variable "
-                                      f"{var}, which is not set")
+                    raise ConfigError(
+                        f"router file {self.path}: {field_name} reads the environment variable {var}, which is not set"
+                    )
                 return got
             if isinstance(value, list):
                 return [resolve(v, field_name) for v in value]
@@ -386,14 +400,18 @@ class RouterBridge:
         text = str(error)
         for problem in ("authentication failed", "permission denied"):
             if text.startswith(f"model {config.model}: {problem}"):
-                error.args = (f"model {config.model}: {problem} at a deployment; check the api_key of the "
-                              f"deployments of {config.model} in the router file {self.config.path}",)
+                error.args = (
+                    f"model {config.model}: {problem} at a deployment; check the api_key of the "
+                    f"deployments of {config.model} in the router file {self.config.path}",
+                )
         return error
 
     def unknown_model(self, model: str) -> str:
         names = ", ".join(sorted(self.names))
-        return (f"model {model} is not a model_name of the router file {self.config.path} "
-                f"(model names: {names}); add deployments for it there or choose one of those")
+        return (
+            f"model {model} is not a model_name of the router file {self.config.path} "
+            f"(model names: {names}); add deployments for it there or choose one of those"
+        )
 
     def router(self) -> Any:
         if self._router is None:

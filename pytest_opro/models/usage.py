@@ -1,5 +1,4 @@
-"""What calls cost: one :class:`Completion`, per-model :class:`ModelUsage` and the run's :class:`Ledger`.
-"""
+"""What calls cost: one :class:`Completion`, per-model :class:`ModelUsage` and the run's :class:`Ledger`."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ class Completion:
 
 @dataclass
 class ModelUsage:
-    calls: int = 0               # logical provider calls started (cache hits excluded)
+    calls: int = 0  # logical provider calls started (cache hits excluded)
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -99,12 +98,15 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Ledger":
         known = {f.name for f in fields(ModelUsage)}
-        return cls({model: ModelUsage(**{k: v for k, v in dict(u).items() if k in known})
-                    for model, u in dict(data or {}).items()})
+        return cls(
+            {
+                model: ModelUsage(**{k: v for k, v in dict(u).items() if k in known})
+                for model, u in dict(data or {}).items()
+            }
+        )
 
 
 def usage_totals(usage: Mapping[str, Mapping[str, Any]], keys: Iterable[str]) -> dict[str, Any]:
     """Totals over models of a ``Ledger.to_dict()`` mapping, for the fields in `keys`."""
     total = asdict(Ledger.from_dict(usage).total())
     return {key: total[key] for key in keys}
-

@@ -99,9 +99,15 @@ CandidateCallback = Callable[[Candidate], None]
 class _Run:
     """State of one loop run; split out so each step reads as a few named phases."""
 
-    def __init__(self, problem: Problem, client: Completer, settings: OptimizerSettings,
-                 on_step: StepCallback | None, on_candidate: CandidateCallback | None,
-                 checkpoint: Checkpoint | None) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        client: Completer,
+        settings: OptimizerSettings,
+        on_step: StepCallback | None,
+        on_candidate: CandidateCallback | None,
+        checkpoint: Checkpoint | None,
+    ) -> None:
         self.problem = problem
         self.client = client
         self.settings = settings
@@ -176,9 +182,15 @@ class _Run:
             return list(await problem.score_examples(texts, "train", ids))
 
         result = await race(
-            [c.text for c in candidates], order, score_examples,
-            first=settings.race_minibatch, keep=settings.validate_top, rule=settings.race_rule,
-            alpha=settings.race_alpha, incumbent=incumbent, higher_is_better=self.problem.higher_is_better,
+            [c.text for c in candidates],
+            order,
+            score_examples,
+            first=settings.race_minibatch,
+            keep=settings.validate_top,
+            rule=settings.race_rule,
+            alpha=settings.race_alpha,
+            incumbent=incumbent,
+            higher_is_better=self.problem.higher_is_better,
             on_rung=lambda scores: self._check_failures(scores, "train"),
         )
         for cand, entrant, done in zip(candidates, result.entrants, result.finished):
@@ -220,8 +232,9 @@ class _Run:
         seen = self.trajectory.seen()
         mix = parse_mix(settings.proposers)
         # The mix draws from its own generator: the exemplars shown stay those of an OPRO-only run.
-        plan = ProposerPlan(self.problem, variables, messages, top, seen,
-                            random.Random(f"{settings.seed}:{self.step}:proposers"))
+        plan = ProposerPlan(
+            self.problem, variables, messages, top, seen, random.Random(f"{settings.seed}:{self.step}:proposers")
+        )
         accepted: list[Candidate] = []
         wanted = settings.candidates
         for attempt in range(settings.reask + 1):
@@ -229,8 +242,9 @@ class _Run:
             proposals = [plan.proposal(name) for name in allocate(mix, wanted, plan.rng)]
             requests = [(p.messages, base + i) for i, p in enumerate(proposals) if p.messages is not None]
             asked = [index - base for _, index in requests]
-            replies = (await self.client.complete_many(self.problem.optimizer, requests, role="optimizer")
-                       if requests else [])
+            replies = (
+                await self.client.complete_many(self.problem.optimizer, requests, role="optimizer") if requests else []
+            )
             failed = sum(isinstance(r, ProviderError) for r in replies)
             # An outage must stop the run, not burn steps whose candidates all "failed".
             check_failure_rate(failed, len(replies), "optimizer calls", settings.max_failure_rate)
@@ -262,12 +276,15 @@ class _Run:
             stopped: dict[str, Candidate] = {}
             for c in self.trajectory.candidates:
                 key = normalise(c.text)
-                if c.partial_train is not None and key not in seen and (
-                        key not in stopped or c.partial_train > (stopped[key].partial_train or 0.0)):
+                if (
+                    c.partial_train is not None
+                    and key not in seen
+                    and (key not in stopped or c.partial_train > (stopped[key].partial_train or 0.0))
+                ):
                     stopped[key] = c
             shown += [(c.partial_train or 0.0, c, c.train_n) for c in stopped.values()]
             sign = 1.0 if self.problem.higher_is_better else -1.0
-            shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k:]
+            shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k :]
         items: list[dict[str, Any]] = []
         for value, cand, n in shown:
             item: dict[str, Any] = {"text": cand.text, "score": self.problem.format_score(value, settings)}
@@ -276,8 +293,9 @@ class _Run:
             items.append(item)
         return items
 
-    def _judge(self, reply: Reply | ProviderError, call: int, seen: set[str], proposer: str = "opro",
-               skeleton: str = "") -> Candidate:
+    def _judge(
+        self, reply: Reply | ProviderError, call: int, seen: set[str], proposer: str = "opro", skeleton: str = ""
+    ) -> Candidate:
         def rejected(text: str, reason: str) -> Candidate:
             return Candidate(self.step, text, rejection=reason, call=call, proposer=proposer)
 
@@ -303,8 +321,9 @@ class _Run:
         return Candidate(self.step, text, call=call, proposer=proposer)
 
     def best_so_far(self, field_name: str) -> float | None:
-        values: list[float] = [getattr(c, field_name) for c in self.trajectory.scored()
-                               if getattr(c, field_name) is not None]
+        values: list[float] = [
+            getattr(c, field_name) for c in self.trajectory.scored() if getattr(c, field_name) is not None
+        ]
         if not values:
             return None
         return max(values) if self.problem.higher_is_better else min(values)
@@ -337,13 +356,22 @@ class _Run:
         if not scored:
             return baseline[0], None
         base = [c for c in scored if c.step == 0]
-        if (self.problem.has_validation and self.problem.higher_is_better and base
-                and all(c.validation_outcomes is not None for c in base)):
+        if (
+            self.problem.has_validation
+            and self.problem.higher_is_better
+            and base
+            and all(c.validation_outcomes is not None for c in base)
+        ):
             base_best = max(base, key=key)
             compared = [c for c in scored if c.step > 0 and c.validation_outcomes is not None]
             return select(
-                base_best, compared, outcomes=lambda c: c.validation_outcomes, score=lambda c: c.validation,
-                alpha=self.settings.select_alpha, min_delta=self.settings.min_delta, seed=self.settings.seed,
+                base_best,
+                compared,
+                outcomes=lambda c: c.validation_outcomes,
+                score=lambda c: c.validation,
+                alpha=self.settings.select_alpha,
+                min_delta=self.settings.min_delta,
+                seed=self.settings.seed,
             )
         best = max(scored, key=key)
         if base and best.step > 0:
@@ -392,15 +420,17 @@ class _Run:
     def save(self) -> None:
         if self.checkpoint is None:
             return
-        self.checkpoint.save({
-            "step": self.step,
-            "trajectory": self.trajectory.to_list(),
-            "stopper": self.stopper.state(),
-            "reports": [r.to_dict() for r in self.reports],
-            "ledger": self.client.usage_state(),
-            "incumbents": self.incumbents,
-            "elapsed": self.elapsed_before + time.monotonic() - self.started,
-        })
+        self.checkpoint.save(
+            {
+                "step": self.step,
+                "trajectory": self.trajectory.to_list(),
+                "stopper": self.stopper.state(),
+                "reports": [r.to_dict() for r in self.reports],
+                "ledger": self.client.usage_state(),
+                "incumbents": self.incumbents,
+                "elapsed": self.elapsed_before + time.monotonic() - self.started,
+            }
+        )
 
     def restore(self) -> bool:
         state = self.checkpoint.load() if self.checkpoint is not None else None
@@ -417,8 +447,9 @@ class _Run:
 
     # -- the loop ------------------------------------------------------------------------------
     async def baseline(self) -> None:
-        initial = [Candidate(0, text, call=i, proposer="initial")
-                   for i, text in enumerate(self.problem.initial_solutions())]
+        initial = [
+            Candidate(0, text, call=i, proposer="initial") for i, text in enumerate(self.problem.initial_solutions())
+        ]
         self.trajectory.extend(initial)
         await self.score_candidates(initial, "train")
         if self.problem.has_validation:

@@ -33,6 +33,7 @@ EDIT_MODES = (("rewrite", 1), ("format", 1), ("combine", 2))
 #: The edit proposer chooses among this many of the best instructions.
 EDIT_POOL = 4
 
+
 @dataclass
 class Proposal:
     """One slot of a step: who proposes, and either a request for the optimizer or a ready text."""
@@ -56,8 +57,15 @@ def skeleton_of(template: str, variables: Mapping[str, Any]) -> str:
 class ProposerPlan:
     """Turns a step's slots into proposals: optimizer requests (opro, edit) and model-free texts."""
 
-    def __init__(self, problem: Problem, variables: dict[str, Any], opro_messages: list[dict[str, Any]],
-                 top: list[Candidate], seen: set[str], rng: random.Random) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        variables: dict[str, Any],
+        opro_messages: list[dict[str, Any]],
+        top: list[Candidate],
+        seen: set[str],
+        rng: random.Random,
+    ) -> None:
         self.problem = problem
         self.variables = variables
         self.opro_messages = opro_messages
@@ -99,8 +107,9 @@ class ProposerPlan:
         variables = dict(self.variables)
         variables.update(mode=mode, instruction=chosen[0], second=chosen[1] if takes == 2 else "")
         prompt = build_meta_prompt(template, variables)
-        return Proposal("edit", messages=[{"role": "user", "content": prompt}],
-                        skeleton=skeleton_of(template, variables))
+        return Proposal(
+            "edit", messages=[{"role": "user", "content": prompt}], skeleton=skeleton_of(template, variables)
+        )
 
     def _model_free(self, kind: str) -> str | None:
         make = getattr(self.problem, "proposals", None)
@@ -140,4 +149,13 @@ def repeats_prompt(text: str, skeleton: str, min_words: int = 3) -> bool:
     return all(f" {s} " in bare for s in long_enough)
 
 
-__all__ = ["KNOWN", "MODEL_PROPOSERS", "Proposal", "ProposerPlan", "allocate", "parse_mix", "repeats_prompt", "skeleton_of"]
+__all__ = [
+    "KNOWN",
+    "MODEL_PROPOSERS",
+    "Proposal",
+    "ProposerPlan",
+    "allocate",
+    "parse_mix",
+    "repeats_prompt",
+    "skeleton_of",
+]

@@ -57,8 +57,9 @@ class Entrant:
 
     def score(self) -> Score:
         """Its score on the examples seen so far (n = examples with an outcome)."""
-        return Score(self.value, n=len(self.outcomes), outcomes=dict(self.outcomes),
-                     failures=self.failures, error=self.error)
+        return Score(
+            self.value, n=len(self.outcomes), outcomes=dict(self.outcomes), failures=self.failures, error=self.error
+        )
 
 
 @dataclass
@@ -171,7 +172,7 @@ async def race(
         running = [e for e in entrants if e.running]
         if not running:
             break
-        batch = order[previous:sizes[rung]]
+        batch = order[previous : sizes[rung]]
         previous = sizes[rung]
         scores = await score_examples([e.text for e in running], batch)
         for entrant, score in zip(running, scores):
@@ -193,8 +194,14 @@ async def race(
     return RaceResult(entrants, finished, calls, len(entrants) * len(order))
 
 
-def _eliminate(running: list[Entrant], keep: int, rule: str, alpha: float,
-               incumbent: Mapping[str, float] | None, higher_is_better: bool) -> None:
+def _eliminate(
+    running: list[Entrant],
+    keep: int,
+    rule: str,
+    alpha: float,
+    incumbent: Mapping[str, float] | None,
+    higher_is_better: bool,
+) -> None:
     """Stop the entrants that the rule says cannot be among the step's best."""
     sign = 1.0 if higher_is_better else -1.0
     # Best first; ties keep the proposal order, so the result does not depend on dict order.
@@ -217,5 +224,14 @@ def _eliminate(running: list[Entrant], keep: int, rule: str, alpha: float,
                     entrant.running = False
 
 
-__all__ = ["RULES", "SCREENING", "Entrant", "RaceResult", "expected_race_calls", "halving_survivors", "race",
-           "rung_sizes", "stratified_order"]
+__all__ = [
+    "RULES",
+    "SCREENING",
+    "Entrant",
+    "RaceResult",
+    "expected_race_calls",
+    "halving_survivors",
+    "race",
+    "rung_sizes",
+    "stratified_order",
+]

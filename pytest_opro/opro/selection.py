@@ -135,8 +135,16 @@ def select(
     adjusted = holm([r[6] for r in raw])
     tests = [
         Comparison(
-            step=int(getattr(c, "step", 0)), call=int(getattr(c, "call", 0)), score=float(score(c) or 0.0), gain=gain,
-            better=better, worse=worse, n=n, p_value=p, adjusted_p=adj, method=method,
+            step=int(getattr(c, "step", 0)),
+            call=int(getattr(c, "call", 0)),
+            score=float(score(c) or 0.0),
+            gain=gain,
+            better=better,
+            worse=worse,
+            n=n,
+            p_value=p,
+            adjusted_p=adj,
+            method=method,
         )
         for (c, gain, better, worse, n, method, p), adj in zip(raw, adjusted)
     ]
@@ -152,8 +160,11 @@ def select(
     if eligible:
         i = eligible[0]
         t = tests[i]
-        how = (f"Holm-adjusted {_pvalue(t.adjusted_p)} < {alpha:g} over {_plural(m, 'comparison')}" if alpha < 1
-               else "no significance required (select_alpha 1)")
+        how = (
+            f"Holm-adjusted {_pvalue(t.adjusted_p)} < {alpha:g} over {_plural(m, 'comparison')}"
+            if alpha < 1
+            else "no significance required (select_alpha 1)"
+        )
         reason = (
             f"shipped the step {t.step} candidate: {_counts(t, split)} ({t.gain * 100:+.1f} points), "
             f"p={_pvalue(t.p_value)}, {how}"

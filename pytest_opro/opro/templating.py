@@ -37,9 +37,7 @@ def compile_template(source: str, origin: str) -> jinja2.Template:
     try:
         return _parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"{origin}: template syntax error on line {exc.lineno}: {exc.message}"
-        ) from None
+        raise TemplateError(f"{origin}: template syntax error on line {exc.lineno}: {exc.message}") from None
 
 
 def render(source: str, variables: dict[str, Any], origin: str) -> str:
@@ -61,6 +59,4 @@ def variables_used(source: str, origin: str) -> set[str]:
     try:
         return set(meta.find_undeclared_variables(environment().parse(source)))
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"{origin}: template syntax error on line {exc.lineno}: {exc.message}"
-        ) from None
+        raise TemplateError(f"{origin}: template syntax error on line {exc.lineno}: {exc.message}") from None

@@ -37,7 +37,9 @@ class OproFixture:
 
         path = self.artifact_path(task)
         if not path.exists():
-            pytest.fail(f"opro {task.name}: no artifact at {path}; create it with: pytest --opro-optimize", pytrace=False)
+            pytest.fail(
+                f"opro {task.name}: no artifact at {path}; create it with: pytest --opro-optimize", pytrace=False
+            )
         try:
             return load_artifact(path).instruction
         except OproError as exc:
@@ -81,4 +83,6 @@ class OproFixture:
         }
         for name, value in props.items():
             if value is not None:
-                self._request.node.user_properties.append((name, round(value, 4) if isinstance(value, float) else value))
+                self._request.node.user_properties.append(
+                    (name, round(value, 4) if isinstance(value, float) else value)
+                )

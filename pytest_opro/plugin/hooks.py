@@ -147,4 +147,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_sep("=", "opro")
         for line in lines + notes:
             terminalreporter.write_line(line)
-

@@ -125,30 +125,65 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("optimizer-model", _text, None, "optimizer model (default: local/smollm2)", "MODEL"),
     OptionSpec("steps", _non_negative_int, None, "maximum optimisation steps (default 10)", "N"),
     OptionSpec("candidates", _positive_int, None, "candidate instructions per step (default 8)", "N"),
-    OptionSpec("patience", _non_negative_int, None, "stop after N steps without validation gain (default 3, 0 = never)", "N"),
+    OptionSpec(
+        "patience", _non_negative_int, None, "stop after N steps without validation gain (default 3, 0 = never)", "N"
+    ),
     OptionSpec("max-calls", _positive_int, None, "stop a task's run after N provider calls", "N"),
     OptionSpec("max-tokens", _positive_int, None, "stop a task's run after N tokens", "N"),
     OptionSpec("max-cost", _non_negative_float, None, "stop a task's run after USD spent", "USD"),
     OptionSpec("concurrency", _positive_int, 16, "concurrent model calls (default 16)", "N"),
-    OptionSpec("proposers", _proposers, None,
-               "how a step's candidates are shared, e.g. 'opro:1,edit:1,format:1,classic:1' (default: opro only)",
-               "MIX"),
-    OptionSpec("screening", _screening, None,
-               "train scoring: race (default; stop clearly worse candidates early) or off (every candidate on all of train)",
-               "MODE"),
+    OptionSpec(
+        "proposers",
+        _proposers,
+        None,
+        "how a step's candidates are shared, e.g. 'opro:1,edit:1,format:1,classic:1' (default: opro only)",
+        "MIX",
+    ),
+    OptionSpec(
+        "screening",
+        _screening,
+        None,
+        "train scoring: race (default; stop clearly worse candidates early) or off (every candidate on all of train)",
+        "MODE",
+    ),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
-    OptionSpec("select-alpha", _probability, None, "optimise: significance level a winner must reach on validation "
-               "(paired test, Holm-corrected over the candidates compared; default 0.05)", "P"),
+    OptionSpec(
+        "select-alpha",
+        _probability,
+        None,
+        "optimise: significance level a winner must reach on validation "
+        "(paired test, Holm-corrected over the candidates compared; default 0.05)",
+        "P",
+    ),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),
-    OptionSpec("cache-url", _cache_url, None, "shared response cache in Redis instead of the directory: "
-               "redis://host:6379/0 or rediss://... (password in the URL or $OPRO_REDIS_PASSWORD)", "URL", secret=True),
-    OptionSpec("cache-ttl", _positive_float, None, "response cache entries expire after SECONDS (default: never)",
-               "SECONDS"),
-    OptionSpec("router", _text, None, "send every model call through a litellm Router set up in FILE (YAML: "
-               "model_list, router_settings, pacing; relative to the rootdir)", "FILE"),
-    OptionSpec("shard", _shard, None, "run only shard K of N (e.g. 2/4): N CI jobs check disjoint sets of "
-               "prompt tests whose union is all of them", "K/N"),
+    OptionSpec(
+        "cache-url",
+        _cache_url,
+        None,
+        "shared response cache in Redis instead of the directory: "
+        "redis://host:6379/0 or rediss://... (password in the URL or $OPRO_REDIS_PASSWORD)",
+        "URL",
+        secret=True,
+    ),
+    OptionSpec(
+        "cache-ttl", _positive_float, None, "response cache entries expire after SECONDS (default: never)", "SECONDS"
+    ),
+    OptionSpec(
+        "router",
+        _text,
+        None,
+        "send every model call through a litellm Router set up in FILE (YAML: "
+        "model_list, router_settings, pacing; relative to the rootdir)",
+        "FILE",
+    ),
+    OptionSpec(
+        "shard",
+        _shard,
+        None,
+        "run only shard K of N (e.g. 2/4): N CI jobs check disjoint sets of prompt tests whose union is all of them",
+        "K/N",
+    ),
     OptionSpec("tolerance", _tolerance, 2.0, "gate: accuracy drop in points tolerated (default 2)", "POINTS"),
     OptionSpec("alpha", _probability, 0.05, "gate: significance level of the paired test (default 0.05)", "P"),
     OptionSpec("report", _report_path, None, "write a report: PATH.md (markdown) or PATH.json", "PATH"),

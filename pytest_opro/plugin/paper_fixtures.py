@@ -31,8 +31,12 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
 
     def options(*, steps: int, candidates: int, seed: int = 0) -> dict[str, Any]:
         if session is None:  # plugin not active: plain defaults
-            return {"steps": steps, "candidates": candidates, "seed": seed,
-                    "budget": Budget(max_calls=steps * candidates * 2)}
+            return {
+                "steps": steps,
+                "candidates": candidates,
+                "seed": seed,
+                "budget": Budget(max_calls=steps * candidates * 2),
+            }
         opts = session.options
         client = session.client()
         if client.budget == Budget():
@@ -40,8 +44,10 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
 
         def on_step(report: Any) -> None:
             best = "-" if report.best_train is None else f"{report.best_train:.1f}"
-            session.write_line(f"opro {name}: step {report.step}/{report.max_steps} best {best} | "
-                               f"calls {report.calls} (cached {report.cache_hits}) {report.elapsed:.1f}s")
+            session.write_line(
+                f"opro {name}: step {report.step}/{report.max_steps} best {best} | "
+                f"calls {report.calls} (cached {report.cache_hits}) {report.elapsed:.1f}s"
+            )
 
         return {
             "optimizer": opts.cli("optimizer_model") or opts.optimizer_model or "local/smollm2",
@@ -58,7 +64,7 @@ def run_options(config: pytest.Config, name: str) -> Callable[..., dict[str, Any
 def _task_name(request: pytest.FixtureRequest) -> str:
     """The name progress lines and reports use: the test module's name without ``test_``."""
     stem = Path(str(request.node.path)).stem
-    return stem[len("test_"):] if stem.startswith("test_") else stem
+    return stem[len("test_") :] if stem.startswith("test_") else stem
 
 
 @pytest.fixture
@@ -77,8 +83,9 @@ def opro_run_options(request: pytest.FixtureRequest) -> Callable[..., dict[str, 
 
 
 @pytest.fixture
-def opro_save_report(request: pytest.FixtureRequest,
-                     record_property: Callable[[str, object], None]) -> Callable[[str, Any], Path]:
+def opro_save_report(
+    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
+) -> Callable[[str, Any], Path]:
     """``opro_save_report(name, report)`` prints a run's summary, attaches it to the test report and
     writes it to ``__opro__/<name>.json`` beside the test module (``opro_dir`` sets the folder)."""
     from pytest_opro.plugin.keys import SESSION_KEY

@@ -114,8 +114,7 @@ class OproSession:
             max_tokens=self.options.max_tokens,
             max_cost_usd=self.options.max_cost,
         )
-        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget,
-                         router=self.router())
+        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget, router=self.router())
 
     # -- settings with precedence CLI > task > ini > default ----------------------------------
     def model(self, task: Any, role: str) -> Any:
@@ -130,8 +129,15 @@ class OproSession:
     def settings(self, task: Any) -> Any:
         from pytest_opro.prompts.optimization import build_settings
 
-        names = {"steps": "max_steps", "candidates": "candidates", "patience": "patience", "seed": "seed",
-                 "select_alpha": "select_alpha", "proposers": "proposers", "screening": "screening"}
+        names = {
+            "steps": "max_steps",
+            "candidates": "candidates",
+            "patience": "patience",
+            "seed": "seed",
+            "select_alpha": "select_alpha",
+            "proposers": "proposers",
+            "screening": "screening",
+        }
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}
         return build_settings(ini, task.settings, cli, origin=f"task {task.name!r}")
@@ -161,7 +167,10 @@ class OproSession:
 
         path = self.artifact_path(module_path, task)
         settings = self.settings(task)
-        scorer, optimizer = task.scorer_config(self.model(task, "scorer")), task.optimizer_config(self.model(task, "optimizer"))
+        scorer, optimizer = (
+            task.scorer_config(self.model(task, "scorer")),
+            task.optimizer_config(self.model(task, "optimizer")),
+        )
         guess = estimate(task, settings, scorer, optimizer)
         self.write_line(
             f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}; {guess.describe()}"
@@ -174,16 +183,19 @@ class OproSession:
             from pytest_opro.opro.collapse import describe
 
             collapsed = "".join(
-                f" | collapse: a step {report.step} candidate {describe(c)} on validation"
-                for c in report.collapsed
+                f" | collapse: a step {report.step} candidate {describe(c)} on validation" for c in report.collapsed
             )
             self.write_line(
                 f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
                 f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
                 f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
-                + (f" | screened out {report.screened_out}/{report.accepted}"
-                   + (f", {report.not_validated} not validated" if report.not_validated else "")
-                   + f", saved {report.calls_saved} calls" if report.screened_out or report.not_validated else "")
+                + (
+                    f" | screened out {report.screened_out}/{report.accepted}"
+                    + (f", {report.not_validated} not validated" if report.not_validated else "")
+                    + f", saved {report.calls_saved} calls"
+                    if report.screened_out or report.not_validated
+                    else ""
+                )
                 + collapsed
             )
             if self.hook is not None:
@@ -208,8 +220,10 @@ class OproSession:
         data = result.to_dict()
         won, base = result.scores["test"], result.baseline_scores["test"]
         if won.notes or base.notes:  # e.g. how many replies were not JSON, before and after
-            self.write_line(f"opro {task.name}: test replies of the baseline: {base.describe_notes() or 'no notes'}; "
-                            f"of the winner: {won.describe_notes() or 'no notes'}")
+            self.write_line(
+                f"opro {task.name}: test replies of the baseline: {base.describe_notes() or 'no notes'}; "
+                f"of the winner: {won.describe_notes() or 'no notes'}"
+            )
         top = [c.to_dict() for c in result.top_candidates(10)]
         write_artifact(path, artifact_from_result(data, __version__, top))
         if self.hook is not None:
@@ -278,8 +292,10 @@ class OproSession:
         if changed:
             why = ""
             if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):
-                why = (" The split rule changed: the examples are now divided into train, validation and test "
-                       "another way, so the recorded test outcomes are not on the task's test split.")
+                why = (
+                    " The split rule changed: the examples are now divided into train, validation and test "
+                    "another way, so the recorded test outcomes are not on the task's test split."
+                )
             text = (
                 f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
                 f"{', '.join(changed)}.{why} Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
@@ -359,8 +375,15 @@ class OproSession:
         from pytest_opro.reporting.json_report import json_report
 
         opts = self.options
-        return json_report(self.records, self.rootpath, optimize=bool(opts.optimize), tolerance=opts.tolerance,
-                           alpha=opts.alpha, allow_no_gain=bool(opts.allow_no_gain), shard=opts.shard)
+        return json_report(
+            self.records,
+            self.rootpath,
+            optimize=bool(opts.optimize),
+            tolerance=opts.tolerance,
+            alpha=opts.alpha,
+            allow_no_gain=bool(opts.allow_no_gain),
+            shard=opts.shard,
+        )
 
     def finish(self, deselected: int) -> tuple[list[str], int | None]:
         """Notes for the terminal summary and an exit status to set (None: leave pytest's)."""

@@ -25,11 +25,18 @@ class RunOptions(TypedDict, total=False):
     on_candidate: CandidateCallback | None
 
 
-async def run_problem(problem: Problem, settings: OptimizerSettings, *,
-                      cache: Cache | str | Path | None = ".opro_cache", cache_mode: str = "rw",
-                      budget: Budget | None = None, client: LLMClient | None = None, concurrency: int = 16,
-                      on_step: StepCallback | None = None,
-                      on_candidate: CandidateCallback | None = None) -> tuple[LoopResult, LLMClient]:
+async def run_problem(
+    problem: Problem,
+    settings: OptimizerSettings,
+    *,
+    cache: Cache | str | Path | None = ".opro_cache",
+    cache_mode: str = "rw",
+    budget: Budget | None = None,
+    client: LLMClient | None = None,
+    concurrency: int = 16,
+    on_step: StepCallback | None = None,
+    on_candidate: CandidateCallback | None = None,
+) -> tuple[LoopResult, LLMClient]:
     """Run the OPRO loop over `problem`; return the loop's result and the client that made the calls.
 
     Without `client`, one is opened with the response cache and budget prompt tasks use.
@@ -39,8 +46,9 @@ async def run_problem(problem: Problem, settings: OptimizerSettings, *,
     return loop, client
 
 
-def open_client(cache: Cache | str | Path | None, cache_mode: str, budget: Budget | None,
-                concurrency: int) -> LLMClient:
+def open_client(
+    cache: Cache | str | Path | None, cache_mode: str, budget: Budget | None, concurrency: int
+) -> LLMClient:
     """An LLMClient with the response cache and budget prompt tasks use."""
     from pytest_opro.models.cache import open_cache
 

@@ -48,8 +48,9 @@ class RegressionData:
     seed: int
 
     @classmethod
-    def generate(cls, w_true: float = 15, b_true: float = 14, *, noise: float = 1.0, seed: int = 0,
-                 n_points: int = 50) -> "RegressionData":
+    def generate(
+        cls, w_true: float = 15, b_true: float = 14, *, noise: float = 1.0, seed: int = 0, n_points: int = 50
+    ) -> "RegressionData":
         """Draw the data set; the same arguments always give the same points."""
         if n_points < 2:
             raise ValueError(f"linear regression needs at least 2 points, got n_points={n_points}")
@@ -129,9 +130,16 @@ class LinearRegressionProblem:
     higher_is_better = False
     has_validation = False
 
-    def __init__(self, data: RegressionData, optimizer: ModelConfig, *, starting_pairs: int = 5,
-                 start_range: tuple[int, int] = (10, 20), seed: int = 0,
-                 meta_prompt: str = "linear_regression") -> None:
+    def __init__(
+        self,
+        data: RegressionData,
+        optimizer: ModelConfig,
+        *,
+        starting_pairs: int = 5,
+        start_range: tuple[int, int] = (10, 20),
+        seed: int = 0,
+        meta_prompt: str = "linear_regression",
+    ) -> None:
         self.data = data
         self.optimizer = optimizer
         self.meta_prompt = meta_prompt
@@ -214,17 +222,22 @@ class LinearRegressionReport:
 
     def summary(self) -> str:
         """A few lines for a terminal."""
-        reached = (f"optimum {list(self.optimum)} reached at step {self.steps_to_optimum}" if self.solved
-                   else f"optimum {list(self.optimum)} (loss {self.optimum_loss:.1f}) not reached")
+        reached = (
+            f"optimum {list(self.optimum)} reached at step {self.steps_to_optimum}"
+            if self.solved
+            else f"optimum {list(self.optimum)} (loss {self.optimum_loss:.1f}) not reached"
+        )
         per_step = ", ".join(f"{v:.0f}" for v in self.best_per_step)
         rejected = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejections.items())) or "none"
-        return "\n".join([
-            f"linear regression w_true={self.w_true:g} b_true={self.b_true:g} noise={self.noise:g} seed={self.seed}",
-            f"  {reached}; {self.steps_run} steps ({self.stop_reason})",
-            f"  best pair {list(self.best_pair)} loss {self.best_loss:.1f}; {self.distinct_pairs} distinct pairs evaluated",
-            f"  best loss per step: {per_step}",
-            f"  rejected proposals: {rejected}",
-        ])
+        return "\n".join(
+            [
+                f"linear regression w_true={self.w_true:g} b_true={self.b_true:g} noise={self.noise:g} seed={self.seed}",
+                f"  {reached}; {self.steps_run} steps ({self.stop_reason})",
+                f"  best pair {list(self.best_pair)} loss {self.best_loss:.1f}; {self.distinct_pairs} distinct pairs evaluated",
+                f"  best loss per step: {per_step}",
+                f"  rejected proposals: {rejected}",
+            ]
+        )
 
 
 def report_from(problem: LinearRegressionProblem, loop: LoopResult, client: LLMClient) -> LinearRegressionReport:
@@ -233,10 +246,16 @@ def report_from(problem: LinearRegressionProblem, loop: LoopResult, client: LLMC
     scored = loop.trajectory.scored()
     best = min(scored, key=lambda c: (c.train, c.step))
     return LinearRegressionReport(
-        w_true=data.w_true, b_true=data.b_true, noise=data.noise, seed=data.seed,
-        optimum=problem.target, optimum_loss=problem.target_loss,
-        best_pair=pair_of(best.text), best_loss=float(best.train if best.train is not None else math.inf),
-        steps_run=loop.steps_run, stop_reason=loop.stop_reason,
+        w_true=data.w_true,
+        b_true=data.b_true,
+        noise=data.noise,
+        seed=data.seed,
+        optimum=problem.target,
+        optimum_loss=problem.target_loss,
+        best_pair=pair_of(best.text),
+        best_loss=float(best.train if best.train is not None else math.inf),
+        steps_run=loop.steps_run,
+        stop_reason=loop.stop_reason,
         steps_to_optimum=first_step_where(loop, problem.is_optimal),
         distinct_pairs=len({c.text for c in scored}),
         best_per_step=best_per_step(loop, higher_is_better=False),
@@ -266,7 +285,8 @@ async def run_linear_regression_async(
     config = model_config(optimizer, OPTIMIZER_PARAMS)
     problem = LinearRegressionProblem(data, config, starting_pairs=starting_pairs, seed=seed)
     settings = settings or OptimizerSettings(
-        max_steps=steps, candidates=candidates, top_k=top_k, exemplars=0, patience=0, seed=seed)
+        max_steps=steps, candidates=candidates, top_k=top_k, exemplars=0, patience=0, seed=seed
+    )
     loop, client = await run_problem(problem, settings, **run)
     return report_from(problem, loop, client)
 

@@ -147,8 +147,15 @@ class TspProblem:
     higher_is_better = False
     has_validation = False
 
-    def __init__(self, points: Sequence[Point], optimizer: ModelConfig, *, starting_traces: int = 5,
-                 seed: int = 0, meta_prompt: str = "tsp") -> None:
+    def __init__(
+        self,
+        points: Sequence[Point],
+        optimizer: ModelConfig,
+        *,
+        starting_traces: int = 5,
+        seed: int = 0,
+        meta_prompt: str = "tsp",
+    ) -> None:
         self.points: list[tuple[int, int]] = [(int(p[0]), int(p[1])) for p in points]
         self.n = len(self.points)
         self.dist = distance_matrix(self.points)
@@ -262,8 +269,10 @@ class TspReport:
 
     def summary(self) -> str:
         """A few lines for a terminal."""
-        lines = [f"TSP n={self.n} seed={self.seed}: {self.steps_run} steps ({self.stop_reason})",
-                 f"  best tour length {self.best_length:.1f}: {format_trace(self.best_tour)}"]
+        lines = [
+            f"TSP n={self.n} seed={self.seed}: {self.steps_run} steps ({self.stop_reason})",
+            f"  best tour length {self.best_length:.1f}: {format_trace(self.best_tour)}",
+        ]
         for name, length in self.references.items():
             gaps = ", ".join(f"{g:.1%}" for g in self.gaps[name])
             reached = self.steps_to_reference[name]
@@ -329,8 +338,15 @@ async def run_tsp_async(
     config = model_config(optimizer, optimizer_params(n))
     problem = TspProblem(random_points(n, seed), config, starting_traces=starting_traces, seed=seed)
     settings = settings or OptimizerSettings(
-        max_steps=steps, candidates=candidates, top_k=top_k, exemplars=0, patience=0, seed=seed,
-        reask=reask, max_chars=max(500, 6 * n))
+        max_steps=steps,
+        candidates=candidates,
+        top_k=top_k,
+        exemplars=0,
+        patience=0,
+        seed=seed,
+        reask=reask,
+        max_chars=max(500, 6 * n),
+    )
     loop, client = await run_problem(problem, settings, **run)
     return report_from(problem, loop, client)
 

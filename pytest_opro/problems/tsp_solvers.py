@@ -94,7 +94,7 @@ def two_opt(tour: Sequence[int], dist: Sequence[Sequence[float]]) -> Tour:
                     continue
                 delta = dist[a][c] + dist[b][d] - dist[a][b] - dist[c][d]
                 if delta < -1e-9:
-                    best[i:j + 1] = reversed(best[i:j + 1])
+                    best[i : j + 1] = reversed(best[i : j + 1])
                     improved = True
     return best
 

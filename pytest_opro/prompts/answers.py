@@ -34,15 +34,11 @@ def normalize(text: str, *, articles: bool = False) -> str:
     """
     text = unicodedata.normalize("NFKC", text or "").casefold()
     text = "".join(
-        " " if ch.isspace() else ch
-        for ch in text
-        if not (ch in _PUNCT or unicodedata.category(ch).startswith("P"))
+        " " if ch.isspace() else ch for ch in text if not (ch in _PUNCT or unicodedata.category(ch).startswith("P"))
     )
     if articles:
         text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
-
-
 
 
 _DIGIT_NUMBER = re.compile(
@@ -51,23 +47,44 @@ _DIGIT_NUMBER = re.compile(
 )
 
 _UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
     "nine": 9,
 }
 _TEENS = {
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
 }
 _TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 _SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 _NUMBER_WORDS = {**_UNITS, **_TEENS, **_TENS, "hundred": 100, **_SCALES}
 _WORD_ALT = "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
-_WORD_NUMBER = re.compile(
-    rf"\b(?:{_WORD_ALT})\b(?:(?:[\s-]+|\s+and\s+)\b(?:{_WORD_ALT})\b)*", re.IGNORECASE
-)
+_WORD_NUMBER = re.compile(rf"\b(?:{_WORD_ALT})\b(?:(?:[\s-]+|\s+and\s+)\b(?:{_WORD_ALT})\b)*", re.IGNORECASE)
 _WORD_TOKEN = re.compile(r"[a-z]+", re.IGNORECASE)
 
 _NUM_ANCHORS = (

@@ -95,8 +95,11 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
         },
         # how the winner was chosen, and answer collapse (schema 1 additions; absent in older artifacts)
         **({"selection": _selection_block(result["selection"])} if result.get("selection") else {}),
-        **({"collapse": result["collapse"], "answers": result["answers"]}
-           if any(result.get("answers", {}).values()) else {}),
+        **(
+            {"collapse": result["collapse"], "answers": result["answers"]}
+            if any(result.get("answers", {}).values())
+            else {}
+        ),
         "scorer": result["scorer"],
         "optimizer": result["optimizer"],
         **({"judge": result["judge"]} if result.get("judge") else {}),
@@ -107,17 +110,30 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
             "best_step": result["best_step"],
             "stop_reason": result["stop_reason"],
             **totals,
-            **({"by_role": {role: {k: u[k] for k in USAGE_FIELDS if k in u}
-                            for role, u in result["usage_by_role"].items()}} if result.get("usage_by_role") else {}),
+            **(
+                {
+                    "by_role": {
+                        role: {k: u[k] for k in USAGE_FIELDS if k in u} for role, u in result["usage_by_role"].items()
+                    }
+                }
+                if result.get("usage_by_role")
+                else {}
+            ),
             "wall_seconds": result["wall_seconds"],
             "rejections": result["rejections"],
             "proposals": proposal_counts(result["trajectory"]),
         },
         "top_candidates": [
-            {"text": c["text"], "train": c["train"], "train_n": c.get("train_n"), "validation": c["validation"],
-             "validation_n": c.get("validation_n"), "step": c["step"],
-             **({"top_answer": top_answer(c)} if top_answer(c) else {}),
-             **({"proposer": c["proposer"]} if c.get("proposer") else {})}
+            {
+                "text": c["text"],
+                "train": c["train"],
+                "train_n": c.get("train_n"),
+                "validation": c["validation"],
+                "validation_n": c.get("validation_n"),
+                "step": c["step"],
+                **({"top_answer": top_answer(c)} if top_answer(c) else {}),
+                **({"proposer": c["proposer"]} if c.get("proposer") else {}),
+            }
             for c in top
         ],
         "plugin_version": plugin_version,
@@ -138,8 +154,9 @@ def top_answer(candidate: dict[str, Any]) -> dict[str, Any] | None:
 def _selection_block(selection: dict[str, Any]) -> dict[str, Any]:
     """The selection test as the artifact records it: decision, reason, alpha, correction and counts."""
     keep = ("step", "score", "gain", "better", "worse", "n", "p_value", "adjusted_p", "method")
-    out = {k: selection[k] for k in ("kept_baseline", "reason", "split", "comparisons", "alpha", "correction",
-                                      "min_delta")}
+    out = {
+        k: selection[k] for k in ("kept_baseline", "reason", "split", "comparisons", "alpha", "correction", "min_delta")
+    }
     for who in ("chosen", "best"):
         block = selection.get(who)
         out[who] = {k: block[k] for k in keep} if block else None
@@ -190,7 +207,9 @@ def load_artifact(path: str | Path) -> Artifact:
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no artifact; create it with: pytest --opro-optimize") from None
     except UnicodeDecodeError as exc:
-        raise ArtifactError(f"{path}: not UTF-8 (byte {exc.start}); regenerate it with pytest --opro-optimize") from None
+        raise ArtifactError(
+            f"{path}: not UTF-8 (byte {exc.start}); regenerate it with pytest --opro-optimize"
+        ) from None
     conflict = next((i for i, line in enumerate(text.splitlines(), 1) if line.startswith("<<<<<<< ")), None)
     if conflict is not None:
         raise ArtifactError(
@@ -217,9 +236,7 @@ def load_artifact(path: str | Path) -> Artifact:
         )
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise ArtifactError(
-            f"{path}: artifact lacks {', '.join(missing)}; regenerate it with pytest --opro-optimize"
-        )
+        raise ArtifactError(f"{path}: artifact lacks {', '.join(missing)}; regenerate it with pytest --opro-optimize")
     if not isinstance(version, int) or version < 1:
         raise ArtifactError(f"{path}: schema_version must be a positive integer, got {version!r}")
     _check_types(path, data)

@@ -132,8 +132,14 @@ def load_examples(
         records = _parse_json(text, name)
     if not records:
         raise ExampleError(f"{name}: the file holds no examples; add at least one record with an input and a target")
-    return _build(records, name, input_field=input_field, target_field=target_field, id_field=id_field,
-                  csv_cells=suffix in CSV_SUFFIXES)
+    return _build(
+        records,
+        name,
+        input_field=input_field,
+        target_field=target_field,
+        id_field=id_field,
+        csv_cells=suffix in CSV_SUFFIXES,
+    )
 
 
 def examples_from_records(
@@ -344,7 +350,7 @@ def _record_to_example(
         except json.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise ExampleError(f"{where}: 'metadata' must be a JSON object such as {{\"topic\": \"x\"}}")
+            raise ExampleError(f'{where}: \'metadata\' must be a JSON object such as {{"topic": "x"}}')
         metadata = parsed
     else:
         raise ExampleError(f"{where}: 'metadata' must be a mapping, found {type(metadata_raw).__name__}")
@@ -405,9 +411,7 @@ def _scalar(value: Any, where: str, field_name: str) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value)  # 12.0 -> "12.0"; the numeric metric compares values, not spellings
-    raise ExampleError(
-        f"{where}: '{field_name}' must be a string, number or boolean, found {type(value).__name__}"
-    )
+    raise ExampleError(f"{where}: '{field_name}' must be a string, number or boolean, found {type(value).__name__}")
 
 
 def _string_list(value: Any, where: str, field_name: str) -> list[str]:

@@ -30,7 +30,7 @@ def extract_instruction(text: str) -> str:
             if opened is None:
                 opened = tag.end()
         elif opened is not None:
-            block = _INS_TAG.sub("", text[opened:tag.start()]).strip()
+            block = _INS_TAG.sub("", text[opened : tag.start()]).strip()
             if block:
                 return block
             opened = None

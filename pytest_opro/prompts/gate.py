@@ -76,11 +76,15 @@ class GateDecision:
     def describe_test(self) -> str:
         """The paired test that ran and what it counted, for the message."""
         if self.test == "sign":
-            return (f"paired sign test: {len(self.worse_ids)} right->wrong, {len(self.better_ids)} wrong->right, "
-                    f"one-sided p={self.p_value:.3g}")
+            return (
+                f"paired sign test: {len(self.worse_ids)} right->wrong, {len(self.better_ids)} wrong->right, "
+                f"one-sided p={self.p_value:.3g}"
+            )
         how = "exact over every sign pattern" if self.resamples == 0 else f"{self.resamples} seeded resamples"
-        return (f"paired permutation test (sign-flip on per-example score differences, {how}): "
-                f"{len(self.worse_ids)} lower, {len(self.better_ids)} higher, one-sided p={self.p_value:.3g}")
+        return (
+            f"paired permutation test (sign-flip on per-example score differences, {how}): "
+            f"{len(self.worse_ids)} lower, {len(self.better_ids)} higher, one-sided p={self.p_value:.3g}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -154,8 +158,22 @@ def decide(
         verdict, passed = Verdict.IMPROVED, True
     else:
         verdict, passed = Verdict.PASS, True
-    return GateDecision(passed, verdict, rec, cur, delta, p_value, n, worse, better, tolerance, alpha, floor,
-                        test.method, test.resamples)
+    return GateDecision(
+        passed,
+        verdict,
+        rec,
+        cur,
+        delta,
+        p_value,
+        n,
+        worse,
+        better,
+        tolerance,
+        alpha,
+        floor,
+        test.method,
+        test.resamples,
+    )
 
 
 def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:

@@ -49,8 +49,9 @@ class InstructionProblem:
     higher_is_better = True
     has_validation = True
 
-    def __init__(self, task: PromptTask, client: LLMClient, scorer: ModelConfig, optimizer: ModelConfig,
-                 exemplars: int = 3) -> None:
+    def __init__(
+        self, task: PromptTask, client: LLMClient, scorer: ModelConfig, optimizer: ModelConfig, exemplars: int = 3
+    ) -> None:
         self.task = task
         self.exemplars = exemplars
         self.client = client
@@ -119,11 +120,7 @@ async def score_instructions(
     """Score every instruction on every example in one concurrent batch."""
     if prefill is None:
         prefill = _prefill(task, scorer)
-    requests = [
-        (task.messages(instruction, ex, prefill=prefill), 0)
-        for instruction in instructions
-        for ex in examples
-    ]
+    requests = [(task.messages(instruction, ex, prefill=prefill), 0) for instruction in instructions for ex in examples]
     replies = await client.complete_many(scorer, requests, role="scorer")
     n = len(examples)
     # Every answer of every instruction is graded in one batch: a model-graded metric makes all its
@@ -159,6 +156,15 @@ async def score_instructions(
             if read_answers:
                 answers[ex.id] = task.answer(reply.text, ex)
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
-        scores.append(Score(value=value, n=len(outcomes), outcomes=outcomes, failures=failures, error=error,
-                            notes=notes or None, answers=answers if read_answers else None))
+        scores.append(
+            Score(
+                value=value,
+                n=len(outcomes),
+                outcomes=outcomes,
+                failures=failures,
+                error=error,
+                notes=notes or None,
+                answers=answers if read_answers else None,
+            )
+        )
     return scores

@@ -198,7 +198,7 @@ class Judge:
         for i in range(len(outputs)):
             grades: list[int] = []
             first_problem: str | None = None
-            for reply in replies[i * self.votes:(i + 1) * self.votes]:
+            for reply in replies[i * self.votes : (i + 1) * self.votes]:
                 if isinstance(reply, ProviderError):
                     first_problem = first_problem or str(reply)
                     continue

@@ -105,7 +105,6 @@ async def grade_outputs(
     return [_checked(metric, metric(out, ex), ex) for out, ex in zip(outputs, examples)]
 
 
-
 def code_digest(fn: Callable[..., Any]) -> str:
     """A short hash of a function's source (or bytecode), so editing it marks artifacts stale."""
 
@@ -113,6 +112,9 @@ def code_digest(fn: Callable[..., Any]) -> str:
         text = inspect.getsource(fn).encode("utf-8")
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)  # noqa: B004
-        text = (code.co_code + repr((code.co_consts, code.co_names)).encode("utf-8")) if code is not None \
+        text = (
+            (code.co_code + repr((code.co_consts, code.co_names)).encode("utf-8"))
+            if code is not None
             else repr(fn).encode("utf-8")
+        )
     return hashlib.sha256(text).hexdigest()[:8]

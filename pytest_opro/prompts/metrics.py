@@ -150,6 +150,7 @@ class _Contains(_BuiltinMetric):
 
 # ------------------------------------------------------------------------------------------- numbers
 
+
 class _Numeric(_BuiltinMetric):
     name = "numeric"
 
@@ -213,7 +214,7 @@ def _option_pattern(option: str) -> re.Pattern[str] | None:
 
 
 def _negated(text: str, start: int) -> bool:
-    return bool(_NEGATION_BEFORE.search(text[max(0, start - 40):start]))
+    return bool(_NEGATION_BEFORE.search(text[max(0, start - 40) : start]))
 
 
 def _options(example: Example) -> tuple[list[tuple[str, str]], dict[bool, str]]:
@@ -351,7 +352,9 @@ class _Regex(_BuiltinMetric):
         try:
             self.pattern = re.compile(pattern, flags)
         except (re.error, TypeError) as exc:
-            raise MetricError(f"metric regex({pattern!r}): invalid pattern ({exc}); fix the regular expression") from None
+            raise MetricError(
+                f"metric regex({pattern!r}): invalid pattern ({exc}); fix the regular expression"
+            ) from None
         self.name = f"regex:{pattern}"
         self.version = "1" if not flags else f"1+flags{int(flags)}"
 
@@ -376,7 +379,6 @@ def regex(pattern: str, flags: int = 0) -> Metric:
     Comparison is after :func:`normalize`, so case and punctuation do not matter. Name ``regex:<pattern>``.
     """
     return _Regex(pattern, flags)
-
 
 
 class _Custom:
@@ -479,8 +481,9 @@ def judge(
     averages k judgments drawn with distinct sample indices."""
     from pytest_opro.prompts.judge import Judge
 
-    return Judge(rubric, model, scale=scale, votes=votes, template=template, params=params, reference=reference,
-                 name=name)
+    return Judge(
+        rubric, model, scale=scale, votes=votes, template=template, params=params, reference=reference, name=name
+    )
 
 
 exact: Metric = _Exact()
@@ -502,7 +505,7 @@ def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
         if key.lower() == "normalized:no-articles":
             return Normalized(articles=True)
         if key.startswith("regex:"):
-            return regex(key[len("regex:"):])
+            return regex(key[len("regex:") :])
         known = ", ".join([*sorted(_BY_NAME), "regex:<pattern>"])
         raise MetricError(f"unknown metric {spec!r}; known metrics: {known} (or pass a callable)")
     if isinstance(spec, (_BuiltinMetric, _Custom)):
@@ -520,4 +523,3 @@ def resolve(spec: str | Metric | Callable[[str, Example], float]) -> Metric:
     raise MetricError(
         f"metric must be a name, a Metric or a callable (output, example) -> float, got {type(spec).__name__}"
     )
-

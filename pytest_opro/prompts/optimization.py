@@ -35,7 +35,9 @@ def build_settings(*layers: Mapping[str, Any] | None, origin: str = "settings") 
     known = set(OptimizerSettings.__dataclass_fields__)
     unknown = sorted(set(merged) - known)
     if unknown:
-        raise ConfigError(f"{origin}: unknown optimizer setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{origin}: unknown optimizer setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return OptimizerSettings(**merged)
 
 
@@ -57,10 +59,14 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
     full_train = settings.candidates * n_train
     max_train = expected_train = full_train  # a race where nothing is ever cut costs full scoring
     if settings.screening == "race":
-        expected_train = expected_race_calls(settings.candidates, n_train, settings.race_minibatch,
-                                             settings.validate_top, settings.race_rule)
-    fixed = ((n_train + n_val) * len(task.starting_instructions())
-             + settings.max_steps * settings.validate_top * n_val + 2 * n_test)
+        expected_train = expected_race_calls(
+            settings.candidates, n_train, settings.race_minibatch, settings.validate_top, settings.race_rule
+        )
+    fixed = (
+        (n_train + n_val) * len(task.starting_instructions())
+        + settings.max_steps * settings.validate_top * n_val
+        + 2 * n_test
+    )
     scorer_calls = fixed + settings.max_steps * max_train
     sample = task.messages(task.initial_instruction, splits.train[0])
     prompt_tokens = sum(len(m["content"]) for m in sample) // _CHARS_PER_TOKEN + 8
@@ -81,8 +87,14 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         judge_out = int(judge_model.params.get("max_tokens", 256))
         judge_cost = estimate_cost(judge_model.model, judge_prompt * judge_calls, judge_out * judge_calls, judge_calls)
         cost = None if cost is None or judge_cost is None else cost + judge_cost
-    return Estimate(optimizer_calls + scorer_calls + judge_calls, optimizer_calls, scorer_calls, cost, judge_calls,
-                    expected_scorer_calls=fixed + settings.max_steps * expected_train)
+    return Estimate(
+        optimizer_calls + scorer_calls + judge_calls,
+        optimizer_calls,
+        scorer_calls,
+        cost,
+        judge_calls,
+        expected_scorer_calls=fixed + settings.max_steps * expected_train,
+    )
 
 
 def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:

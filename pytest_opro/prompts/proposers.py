@@ -57,20 +57,34 @@ def format_phrasings(task: PromptTask) -> list[str]:
     if labels:
         either, listed = _either(labels), ", ".join(labels)
         if prefix:
-            return [f"The answer ({either}) is:", f"Answer ({either}):", f"My one-word answer ({either}):",
-                    "The correct answer is"]
-        return [f"Answer with one of: {listed}.", f"Answer with only one word: {either}.",
-                f"Reply with exactly one of these words and nothing else: {listed}.",
-                f"Choose the correct answer, {either}, and give only that word."]
+            return [
+                f"The answer ({either}) is:",
+                f"Answer ({either}):",
+                f"My one-word answer ({either}):",
+                "The correct answer is",
+            ]
+        return [
+            f"Answer with one of: {listed}.",
+            f"Answer with only one word: {either}.",
+            f"Reply with exactly one of these words and nothing else: {listed}.",
+            f"Choose the correct answer, {either}, and give only that word.",
+        ]
     if metric == "numeric":
         if prefix:
             return ["The answer, as a number, is", "The final number is", "Answer (one number):"]
-        return ["Answer with a single number.", "End with the final number.",
-                "Give only the final number, in digits.", "Count carefully and answer with one number."]
+        return [
+            "Answer with a single number.",
+            "End with the final number.",
+            "Give only the final number, in digits.",
+            "Count carefully and answer with one number.",
+        ]
     if prefix:
         return ["The answer is", "Answer:", "The short answer is"]
-    return ["Answer with the answer only, no explanation.", "Give a short, direct answer.",
-            "Reply with just the answer."]
+    return [
+        "Answer with the answer only, no explanation.",
+        "Give a short, direct answer.",
+        "Reply with just the answer.",
+    ]
 
 
 def format_proposals(task: PromptTask, top: Sequence[str]) -> list[str]:

@@ -76,7 +76,9 @@ class Estimate:
     def describe(self) -> str:
         cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
         judge = f", {self.judge_calls} judge" if self.judge_calls else ""
-        text = f"at most {self.calls} calls ({self.optimizer_calls} optimizer, {self.scorer_calls} scorer{judge}), {cost}"
+        text = (
+            f"at most {self.calls} calls ({self.optimizer_calls} optimizer, {self.scorer_calls} scorer{judge}), {cost}"
+        )
         if self.expected_scorer_calls is not None and self.expected_scorer_calls < self.scorer_calls:
             text += f"; expected {self.expected_scorer_calls} scorer calls"
         return text

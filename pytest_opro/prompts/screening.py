@@ -38,20 +38,109 @@ STORY_SENTENCES = 3
 #: (five letters or more) match inflections ("question", "questions"); short words match whole,
 #: with an "s", "ed" or "ing" ending at most ("keeper" is not "keep").
 INSTRUCTION_PREFIXES = (
-    "answe", "quest", "think", "solve", "solvi", "solut", "probl", "expla", "choos", "choic", "optio", "corre",
-    "reaso", "caref", "count", "numbe", "calcu", "respo", "reply", "outpu", "final", "decid", "decis", "deter",
-    "check", "logic", "arith", "verif", "resul", "consi", "ident", "evalu", "focus", "tally", "total", "singl",
-    "exact", "brief", "short", "conci", "detai", "sente", "instr", "accur",
+    "answe",
+    "quest",
+    "think",
+    "solve",
+    "solvi",
+    "solut",
+    "probl",
+    "expla",
+    "choos",
+    "choic",
+    "optio",
+    "corre",
+    "reaso",
+    "caref",
+    "count",
+    "numbe",
+    "calcu",
+    "respo",
+    "reply",
+    "outpu",
+    "final",
+    "decid",
+    "decis",
+    "deter",
+    "check",
+    "logic",
+    "arith",
+    "verif",
+    "resul",
+    "consi",
+    "ident",
+    "evalu",
+    "focus",
+    "tally",
+    "total",
+    "singl",
+    "exact",
+    "brief",
+    "short",
+    "conci",
+    "detai",
+    "sente",
+    "instr",
+    "accur",
 )
-INSTRUCTION_WORDS = frozenset({
-    "step", "read", "word", "true", "false", "break", "work", "state", "give", "write", "list", "keep",
-    "clear", "task",
-})
+INSTRUCTION_WORDS = frozenset(
+    {
+        "step",
+        "read",
+        "word",
+        "true",
+        "false",
+        "break",
+        "work",
+        "state",
+        "give",
+        "write",
+        "list",
+        "keep",
+        "clear",
+        "task",
+    }
+)
 _ENDINGS = ("ing", "ed", "s")
 _STOP = {
-    "this", "that", "with", "from", "have", "your", "what", "which", "when", "will", "would", "there", "their",
-    "they", "them", "then", "than", "were", "been", "being", "into", "about", "only", "also", "just", "each",
-    "some", "such", "more", "most", "very", "over", "these", "those", "here", "where", "while", "shall",
+    "this",
+    "that",
+    "with",
+    "from",
+    "have",
+    "your",
+    "what",
+    "which",
+    "when",
+    "will",
+    "would",
+    "there",
+    "their",
+    "they",
+    "them",
+    "then",
+    "than",
+    "were",
+    "been",
+    "being",
+    "into",
+    "about",
+    "only",
+    "also",
+    "just",
+    "each",
+    "some",
+    "such",
+    "more",
+    "most",
+    "very",
+    "over",
+    "these",
+    "those",
+    "here",
+    "where",
+    "while",
+    "shall",
 }
 _WORD = re.compile(r"[^\W\d_]+|\d+", re.UNICODE)
 _SENTENCE_BREAK = re.compile(r"[.!?]+(?:\s|$)|\n+")
@@ -96,7 +185,11 @@ class Screen:
         for ex in task.examples:
             tokens = words(_input_text(ex))
             size = min(QUOTE_WORDS, len(tokens))
-            own = {tuple(tokens[i:i + size]) for i in range(len(tokens) - size + 1)} if size >= MIN_QUOTE_WORDS else set()
+            own = (
+                {tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+                if size >= MIN_QUOTE_WORDS
+                else set()
+            )
             windows.update(own)
             if ex.id in seen_ids:
                 per_example.append(own)
@@ -119,7 +212,7 @@ class Screen:
         """True when `text` quotes a train/validation input or gives a target as an answer key."""
         tokens = words(text)
         for size in self._sizes:
-            if any(tuple(tokens[i:i + size]) in self._quotes for i in range(len(tokens) - size + 1)):
+            if any(tuple(tokens[i : i + size]) in self._quotes for i in range(len(tokens) - size + 1)):
                 return True
         lowered = text.casefold()
         if any(t in lowered for t in self._long_targets):

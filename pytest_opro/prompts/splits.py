@@ -127,9 +127,7 @@ def resolve_stratify(stratify: Stratify, examples: Sequence[Example]) -> Callabl
         return None
     if callable(stratify):
         return stratify
-    raise ConfigError(
-        f"stratify={stratify!r}: use 'auto', True, False or a callable example -> group key"
-    )
+    raise ConfigError(f"stratify={stratify!r}: use 'auto', True, False or a callable example -> group key")
 
 
 def split_rule(stratify: Stratify, examples: Sequence[Example]) -> str:
@@ -331,7 +329,7 @@ def _stratified_counts(
     for g in order:
         start = 0
         for k, size in enumerate(quota[g]):
-            for ex in groups[g][start:start + size]:
+            for ex in groups[g][start : start + size]:
                 chosen[ex.id] = k
             start += size
     return chosen

@@ -80,12 +80,9 @@ class PromptTask:
             raise ConfigError("PromptTask needs a non-empty name (it names the artifact file)")
         bad = set(self.name) & set('/\\:*?"<>|')
         if bad or self.name.startswith("."):
-            raise ConfigError(
-                f"PromptTask name {self.name!r} cannot be a file name: use letters, digits, '-', '_'"
-            )
+            raise ConfigError(f"PromptTask name {self.name!r} cannot be a file name: use letters, digits, '-', '_'")
         self.examples = tuple(self.examples)
-        if isinstance(self.initial_instructions, str) or not all(
-                isinstance(t, str) for t in self.initial_instructions):
+        if isinstance(self.initial_instructions, str) or not all(isinstance(t, str) for t in self.initial_instructions):
             raise ConfigError(f"task {self.name!r}: initial_instructions must be a list of strings")
         self.initial_instructions = tuple(self.initial_instructions)
         if not self.examples:
@@ -95,13 +92,9 @@ class PromptTask:
         if self.position is None:
             self.position = "slot" if "instruction" in uses else "Q_begin"
         if self.position not in POSITIONS:
-            raise ConfigError(
-                f"task {self.name!r}: position {self.position!r} is not one of {', '.join(POSITIONS)}"
-            )
+            raise ConfigError(f"task {self.name!r}: position {self.position!r} is not one of {', '.join(POSITIONS)}")
         if self.position == "slot" and "instruction" not in uses:
-            raise ConfigError(
-                f"task {self.name!r}: position 'slot' needs '{{{{ instruction }}}}' in the template"
-            )
+            raise ConfigError(f"task {self.name!r}: position 'slot' needs '{{{{ instruction }}}}' in the template")
         if self.position != "slot" and "instruction" in uses:
             raise ConfigError(
                 f"task {self.name!r}: the template has an {{{{ instruction }}}} slot, so leave position unset"
@@ -115,7 +108,10 @@ class PromptTask:
         try:
             resolve_stratify(self.stratify, self.examples)
             self._splits = split_examples(
-                self.examples, seed=self.split_seed, fractions=self.fractions, counts=self.counts,
+                self.examples,
+                seed=self.split_seed,
+                fractions=self.fractions,
+                counts=self.counts,
                 stratify=self.stratify,
             )
         except ExampleError as exc:
@@ -226,9 +222,7 @@ class PromptTask:
         parts = getattr(self._metric, "fingerprint_parts", None)
         extra = {str(k): str(v) for k, v in parts().items()} if callable(parts) else {}
         return {
-            "template": _sha(
-                {"template": self.template, "position": self.position, "system": self.system_prompt}
-            ),
+            "template": _sha({"template": self.template, "position": self.position, "system": self.system_prompt}),
             "examples_train": examples_fingerprint(self._splits.train)[:16],
             "examples_validation": examples_fingerprint(self._splits.validation)[:16],
             "examples_test": examples_fingerprint(self._splits.test)[:16],

@@ -35,10 +35,16 @@ def load_report(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ReportError(f"{path}: cannot read a JSON report ({exc})") from None
     version = report.get("schema_version") if isinstance(report, dict) else None
-    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(version, int) \
-            or version > REPORT_SCHEMA_VERSION:
-        raise ReportError(f"{path}: not a pytest-opro report this version reads (schema_version {version!r}); "
-                          "upgrade with: pip install -U pytest-opro")
+    if (
+        not isinstance(report, dict)
+        or report.get("schema") != REPORT_SCHEMA
+        or not isinstance(version, int)
+        or version > REPORT_SCHEMA_VERSION
+    ):
+        raise ReportError(
+            f"{path}: not a pytest-opro report this version reads (schema_version {version!r}); "
+            "upgrade with: pip install -U pytest-opro"
+        )
     return report
 
 
@@ -56,8 +62,9 @@ def _markdown(args: argparse.Namespace) -> int:
 def _comment(args: argparse.Namespace) -> int:
     from pytest_opro.reporting.markdown import comment_from_report
 
-    text = comment_from_report(load_report(args.report), run_url=args.run_url, commit=args.commit,
-                               artifact=args.artifact)
+    text = comment_from_report(
+        load_report(args.report), run_url=args.run_url, commit=args.commit, artifact=args.artifact
+    )
     if args.out:
         write_text_atomic(Path(args.out), text)
     else:
@@ -93,8 +100,10 @@ def _merge(args: argparse.Namespace) -> int:
         raise ReportError(f"cannot merge: {exc}") from None
     if merged["merged"]["missing_shards"]:
         missing = ", ".join(str(k) for k in merged["merged"]["missing_shards"])
-        print(f"warning: shard(s) {missing} of {merged['merged']['shard_count']} missing from the merged report",
-              file=sys.stderr)
+        print(
+            f"warning: shard(s) {missing} of {merged['merged']['shard_count']} missing from the merged report",
+            file=sys.stderr,
+        )
     if args.out:
         write_report(merged, Path(args.out))
     if args.markdown == "-":
@@ -102,8 +111,10 @@ def _merge(args: argparse.Namespace) -> int:
     elif args.markdown:
         write_text_atomic(Path(args.markdown), markdown_from_report(merged))
     summary = merged["summary"]
-    print(f"merged {len(reports)} reports: {summary['tasks']} tasks, {summary['ok']} ok, {summary['not_ok']} not ok",
-          file=sys.stderr)
+    print(
+        f"merged {len(reports)} reports: {summary['tasks']} tasks, {summary['ok']} ok, {summary['not_ok']} not ok",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -118,7 +129,10 @@ def parser() -> argparse.ArgumentParser:
     cm = commands.add_parser("comment", help="write the pull request comment")
     cm.add_argument("report", help="the JSON report")
     cm.add_argument("out", nargs="?", help="where to write the markdown (default: standard output)")
-    cm.add_argument("--run-url", help="link to the workflow run, e.g. $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID")
+    cm.add_argument(
+        "--run-url",
+        help="link to the workflow run, e.g. $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID",
+    )
     cm.add_argument("--commit", help="the commit the report is about")
     cm.add_argument("--artifact", help="name of the artifact holding the JSON report and plots")
     cm.set_defaults(run=_comment)
@@ -130,8 +144,9 @@ def parser() -> argparse.ArgumentParser:
     mg.add_argument("reports", nargs="+", help="the shards' JSON reports (pytest --opro-shard K/N --opro-report ...)")
     mg.add_argument("-o", "--out", help="where to write the combined JSON report")
     mg.add_argument("--markdown", metavar="OUT.md", help="also write the markdown report ('-': standard output)")
-    mg.add_argument("--allow-missing", action="store_true",
-                    help="merge even when some of the N shards' reports are missing (warns)")
+    mg.add_argument(
+        "--allow-missing", action="store_true", help="merge even when some of the N shards' reports are missing (warns)"
+    )
     mg.set_defaults(run=_merge)
     return top
 

@@ -26,8 +26,16 @@ TOP_CANDIDATES = 5
 
 
 # -- the machine-readable report ---------------------------------------------------------------
-def json_report(records: Sequence[TaskRecord], rootpath: Path, *, optimize: bool, tolerance: float, alpha: float,
-                allow_no_gain: bool = False, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+def json_report(
+    records: Sequence[TaskRecord],
+    rootpath: Path,
+    *,
+    optimize: bool,
+    tolerance: float,
+    alpha: float,
+    allow_no_gain: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """The whole report as plain data (see ``docs/report-schema.md``); `tolerance` in points.
 
     `shard` (K, N) marks the report of one ``--opro-shard K/N`` job."""
@@ -75,8 +83,11 @@ def _split_score(value: float, n: int, low: float, high: float, notes: dict[str,
 
 
 def _result_scores(scores: dict[str, Any]) -> dict[str, Any]:
-    return {s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"], v.get("notes"))
-            for s, v in scores.items() if s in SPLIT_NAMES}
+    return {
+        s: _split_score(v["value"], v["n"], v["ci_low"], v["ci_high"], v.get("notes"))
+        for s, v in scores.items()
+        if s in SPLIT_NAMES
+    }
 
 
 def _artifact_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -149,13 +160,35 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         }
         entry["usage"]["by_model"] = result.get("usage", {})
         entry["usage"]["by_role"] = result.get("usage_by_role") or {}
-        entry["run"] = _run_block(result["steps_run"], result["best_step"], result["stop_reason"], result["rejections"],
-                                  result.get("settings", {}), result.get("scorer"), result.get("optimizer"),
-                                  proposal_counts(result["trajectory"]), result.get("reports", []))
+        entry["run"] = _run_block(
+            result["steps_run"],
+            result["best_step"],
+            result["stop_reason"],
+            result["rejections"],
+            result.get("settings", {}),
+            result.get("scorer"),
+            result.get("optimizer"),
+            proposal_counts(result["trajectory"]),
+            result.get("reports", []),
+        )
         entry["candidates"] = [
-            {**{k: c.get(k) for k in ("step", "text", "train", "validation", "rejection", "train_n", "validation_n",
-                                      "partial_train")},
-             "top_answer": top_answer(c), "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
+            {
+                **{
+                    k: c.get(k)
+                    for k in (
+                        "step",
+                        "text",
+                        "train",
+                        "validation",
+                        "rejection",
+                        "train_n",
+                        "validation_n",
+                        "partial_train",
+                    )
+                },
+                "top_answer": top_answer(c),
+                "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro"),
+            }
             for c in result["trajectory"]
         ]
         entry["selection"] = result.get("selection")
@@ -172,12 +205,24 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                 "baseline": _artifact_scores(baseline.get("scores", {})),
                 "winner": _artifact_scores(data.get("scores", {})),
             }
-            entry["run"] = _run_block(run.get("steps_run"), run.get("best_step"), run.get("stop_reason"),
-                                      run.get("rejections") or {}, data.get("optimizer_settings") or {},
-                                      data.get("scorer"), data.get("optimizer"), run.get("proposals") or {})
+            entry["run"] = _run_block(
+                run.get("steps_run"),
+                run.get("best_step"),
+                run.get("stop_reason"),
+                run.get("rejections") or {},
+                data.get("optimizer_settings") or {},
+                data.get("scorer"),
+                data.get("optimizer"),
+                run.get("proposals") or {},
+            )
             entry["top_candidates"] = [
-                {"rank": i + 1, **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer", "train_n",
-                                                         "validation_n")}}
+                {
+                    "rank": i + 1,
+                    **{
+                        k: c.get(k)
+                        for k in ("step", "text", "train", "validation", "top_answer", "train_n", "validation_n")
+                    },
+                }
                 for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
             ]
             entry["selection"] = data.get("selection")
@@ -193,8 +238,11 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
             }
             entry["candidates"] = [baseline_point] if baseline_point["train"] is not None else []
             entry["candidates"] += [
-                {**{k: c.get(k) for k in ("step", "text", "train", "validation")}, "rejection": None,
-                 "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro")}
+                {
+                    **{k: c.get(k) for k in ("step", "text", "train", "validation")},
+                    "rejection": None,
+                    "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro"),
+                }
                 for c in data.get("top_candidates") or []
             ]
     if record.decision is not None:
@@ -221,9 +269,17 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
     return entry
 
 
-def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dict[str, int], settings: dict[str, Any],
-               scorer: Any, optimizer: Any, proposals: dict[str, int],
-               reports: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _run_block(
+    steps_run: Any,
+    best_step: Any,
+    stop_reason: Any,
+    rejections: dict[str, int],
+    settings: dict[str, Any],
+    scorer: Any,
+    optimizer: Any,
+    proposals: dict[str, int],
+    reports: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     reason = stop_reason or ""
     racing = racing_totals(reports) if reports is not None else None
     return {
@@ -247,9 +303,19 @@ def _run_block(steps_run: Any, best_step: Any, stop_reason: Any, rejections: dic
 def _top_from_trajectory(trajectory: list[dict[str, Any]], k: int = TOP_CANDIDATES) -> list[dict[str, Any]]:
     """Best distinct scored candidates, best first: validation, then train, then earlier step."""
     best = best_distinct((Candidate.from_dict(c) for c in trajectory), k)
-    return [{"rank": i, "step": c.step, "text": c.text, "train": c.train, "validation": c.validation,
-             "top_answer": top_answer(c.to_dict()), "train_n": c.train_n, "validation_n": c.validation_n}
-            for i, c in enumerate(best, 1)]
+    return [
+        {
+            "rank": i,
+            "step": c.step,
+            "text": c.text,
+            "train": c.train,
+            "validation": c.validation,
+            "top_answer": top_answer(c.to_dict()),
+            "train_n": c.train_n,
+            "validation_n": c.validation_n,
+        }
+        for i, c in enumerate(best, 1)
+    ]
 
 
 # -- writing -----------------------------------------------------------------------------------

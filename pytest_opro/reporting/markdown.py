@@ -107,8 +107,10 @@ def _scores_table(entry: dict[str, Any]) -> list[str]:
         if not b and not w:
             continue
         n = (w or b).get("n")
-        row = f"| {split} | {n if n is not None else '–'} | {_score_cell(b, interval=split == 'test')} " \
-              f"| {_score_cell(w, interval=split == 'test')} |"
+        row = (
+            f"| {split} | {n if n is not None else '–'} | {_score_cell(b, interval=split == 'test')} "
+            f"| {_score_cell(w, interval=split == 'test')} |"
+        )
         if gate:
             now = "–"
             if split == "test":
@@ -137,18 +139,26 @@ def _verdict_line(entry: dict[str, Any]) -> str:
         reason = (entry.get("selection") or {}).get("reason")
         how = f" Selection: {md_text(reason)}." if reason else ""
         if entry["status"] == "written":
-            return (f"**{word}**: the winner beat the baseline on validation ({val_b} → {val_w}) and was written "
-                    f"to{where}. No gate runs under --opro-optimize; plain `pytest` gates against it from now on.{how}")
+            return (
+                f"**{word}**: the winner beat the baseline on validation ({val_b} → {val_w}) and was written "
+                f"to{where}. No gate runs under --opro-optimize; plain `pytest` gates against it from now on.{how}"
+            )
         if entry["status"] == "no gain":
             allowed = "accepted with --opro-allow-no-gain" if entry["ok"] else "the test fails"
-            return (f"**{word}**: no candidate was significantly better than the baseline on validation ({val_b}); "
-                    f"the baseline was written to{where} ({allowed}).{how}")
+            return (
+                f"**{word}**: no candidate was significantly better than the baseline on validation ({val_b}); "
+                f"the baseline was written to{where} ({allowed}).{how}"
+            )
     return f"**{word}**: {_headline(entry)}."
 
 
 def _run_line(entry: dict[str, Any]) -> str:
     u, run = entry["usage"], entry["run"]
-    parts = [f"Calls {u['calls']} ({u['cache_hits']} cached)", f"cost ${u['cost_usd']:.4f}", f"time {u['seconds']:.1f} s"]
+    parts = [
+        f"Calls {u['calls']} ({u['cache_hits']} cached)",
+        f"cost ${u['cost_usd']:.4f}",
+        f"time {u['seconds']:.1f} s",
+    ]
     if u["retries"] or u["failures"]:
         parts.append(f"{u['retries']} retries, {u['failures']} failed calls")
     line = " · ".join(parts)
@@ -158,13 +168,22 @@ def _run_line(entry: dict[str, Any]) -> str:
         line += (
             f"  \nOptimisation: {run['steps_run']} steps, stopped: {md_text(run['stop_reason'])}; "
             f"winner from step {run['best_step']}"
-            + (f"; {sum(proposals.values())} proposals ({md_text(', '.join(f'{k} {v}' for k, v in proposals.items()))})"
-               if proposals else "")
-            + (f"; {rejected} candidates rejected ({md_text(', '.join(f'{k} {v}' for k, v in run['rejections'].items()))})"
-               if rejected else "")
+            + (
+                f"; {sum(proposals.values())} proposals ({md_text(', '.join(f'{k} {v}' for k, v in proposals.items()))})"
+                if proposals
+                else ""
+            )
+            + (
+                f"; {rejected} candidates rejected ({md_text(', '.join(f'{k} {v}' for k, v in run['rejections'].items()))})"
+                if rejected
+                else ""
+            )
             + (f"; racing: {describe_racing(run)}" if run.get("screened_out") or run.get("not_validated") else "")
-            + (f"; optimizer {md_text(run['optimizer_model'])} → scorer {md_text(run['scorer_model'])}"
-               if run.get("scorer_model") else "")
+            + (
+                f"; optimizer {md_text(run['optimizer_model'])} → scorer {md_text(run['scorer_model'])}"
+                if run.get("scorer_model")
+                else ""
+            )
             + "."
         )
     return line
@@ -175,8 +194,10 @@ def _candidates_table(entry: dict[str, Any]) -> list[str]:
     if not top:
         return []
     answers = any(c.get("top_answer") for c in top)
-    lines = ["| # | step | train | validation | instruction |" + (" most common answer (validation) |" if answers else ""),
-             "|---:|---:|---:|---:|---|" + ("---|" if answers else "")]
+    lines = [
+        "| # | step | train | validation | instruction |" + (" most common answer (validation) |" if answers else ""),
+        "|---:|---:|---:|---:|---|" + ("---|" if answers else ""),
+    ]
     for c in top:
         a = c.get("top_answer")
         answer = (f" {md_text(a['answer'], 30)} {a['count']}/{a['n']} |" if a else " – |") if answers else ""
@@ -189,14 +210,18 @@ def _candidates_table(entry: dict[str, Any]) -> list[str]:
 
 def task_markdown(entry: dict[str, Any]) -> str:
     """One task's section: verdict, scores, usage, the failure message, the instruction and top candidates."""
-    out = [f"### {verdict_word(entry)} · {md_text(entry['task'])}: {md_text(_headline(entry))}", "", _verdict_line(entry), ""]
+    out = [
+        f"### {verdict_word(entry)} · {md_text(entry['task'])}: {md_text(_headline(entry))}",
+        "",
+        _verdict_line(entry),
+        "",
+    ]
     table = _scores_table(entry)
     if table:
         out += table + [""]
     out += [_run_line(entry), ""]
     kept = (entry.get("selection") or {}).get("kept_baseline")
-    notes = collapse_notes(entry.get("collapse"), kept_baseline=kept,
-                           gate=(entry["gate"] or {}).get("collapse"))
+    notes = collapse_notes(entry.get("collapse"), kept_baseline=kept, gate=(entry["gate"] or {}).get("collapse"))
     if notes:
         out += [f"- **{md_text(note.split(': ', 1)[0])}**: {md_text(note.split(': ', 1)[1])}" for note in notes] + [""]
     if not entry["ok"] and entry["message"]:
@@ -209,7 +234,11 @@ def task_markdown(entry: dict[str, Any]) -> str:
     cands = _candidates_table(entry)
     if cands:
         source = " (kept in the artifact)" if entry["mode"] == "gate" else ""
-        out += [f"<details><summary>Top {len(entry['top_candidates'])} candidates{source}</summary>", ""] + cands + ["", "</details>", ""]
+        out += (
+            [f"<details><summary>Top {len(entry['top_candidates'])} candidates{source}</summary>", ""]
+            + cands
+            + ["", "</details>", ""]
+        )
     return "\n".join(out)
 
 
@@ -226,8 +255,10 @@ def report_headline(report: dict[str, Any]) -> str:
 
 def _settings_note(report: dict[str, Any]) -> str:
     settings = report.get("settings", {})
-    return (f"pytest-opro {report['plugin_version']} · {report['mode']} mode · gate tolerance "
-            f"{settings.get('tolerance', 0) * 100:g} points, alpha {settings.get('alpha', 0):g}")
+    return (
+        f"pytest-opro {report['plugin_version']} · {report['mode']} mode · gate tolerance "
+        f"{settings.get('tolerance', 0) * 100:g} points, alpha {settings.get('alpha', 0):g}"
+    )
 
 
 def markdown_from_report(report: dict[str, Any]) -> str:
@@ -263,8 +294,9 @@ def _comment_details(entry: dict[str, Any]) -> str:
     return "\n".join([f"<details><summary>{summary}</summary>", "", md_fence(message), "", "</details>", ""])
 
 
-def comment_from_report(report: dict[str, Any], *, run_url: str | None = None, commit: str | None = None,
-                        artifact: str | None = None) -> str:
+def comment_from_report(
+    report: dict[str, Any], *, run_url: str | None = None, commit: str | None = None, artifact: str | None = None
+) -> str:
     """The pull request comment for a JSON report mapping: the headline, one row per task (recorded → now,
     p-value, verdict), the failed tests' messages folded under ``<details>``, and a link to the run.
 
@@ -288,8 +320,10 @@ def comment_from_report(report: dict[str, Any], *, run_url: str | None = None, c
         where.append(f"commit {md_text(commit[:12])}")
     if run_url:
         link = f"[workflow run]({run_url.replace(')', '%29').replace(' ', '%20')})"
-        where.append(f"{link}: full report in its job summary"
-                     + (f", JSON report and plots in its artifact {md_text(artifact)}" if artifact else ""))
+        where.append(
+            f"{link}: full report in its job summary"
+            + (f", JSON report and plots in its artifact {md_text(artifact)}" if artifact else "")
+        )
     if where:
         verb = "Gated" if mode == "gate" else "Optimised"
         tail += [f"{verb} {', '.join(where)}.", ""]

@@ -17,8 +17,9 @@ class MergeError(Exception):
     """The reports cannot be combined into one truthful report."""
 
 
-def merge_reports(reports: Sequence[dict[str, Any]], names: Sequence[str] | None = None, *,
-                  allow_missing: bool = False) -> dict[str, Any]:
+def merge_reports(
+    reports: Sequence[dict[str, Any]], names: Sequence[str] | None = None, *, allow_missing: bool = False
+) -> dict[str, Any]:
     """One report with every task of `reports` (already loaded and schema-checked)."""
     if not reports:
         raise MergeError("no report to merge")
@@ -26,11 +27,15 @@ def merge_reports(reports: Sequence[dict[str, Any]], names: Sequence[str] | None
     first = reports[0]
     for report, name in zip(reports[1:], names[1:]):
         if report.get("mode") != first.get("mode"):
-            raise MergeError(f"{names[0]} is a {first.get('mode')} report but {name} is a {report.get('mode')} "
-                             "report: merge the reports of one run")
+            raise MergeError(
+                f"{names[0]} is a {first.get('mode')} report but {name} is a {report.get('mode')} "
+                "report: merge the reports of one run"
+            )
         if report.get("settings") != first.get("settings"):
-            raise MergeError(f"{names[0]} and {name} were gated with different settings "
-                             f"({first.get('settings')} vs {report.get('settings')}): merge the reports of one run")
+            raise MergeError(
+                f"{names[0]} and {name} were gated with different settings "
+                f"({first.get('settings')} vs {report.get('settings')}): merge the reports of one run"
+            )
 
     shards: list[Any] = [r.get("shard") for r in reports]
     missing: list[int] = []
@@ -52,8 +57,10 @@ def merge_reports(reports: Sequence[dict[str, Any]], names: Sequence[str] | None
             seen[index] = name
         missing = [k for k in range(1, count + 1) if k not in seen]
         if missing and not allow_missing:
-            raise MergeError(f"shard(s) {', '.join(f'{k}/{count}' for k in missing)} missing: the merged report "
-                             "would leave out their tasks (pass --allow-missing to merge anyway)")
+            raise MergeError(
+                f"shard(s) {', '.join(f'{k}/{count}' for k in missing)} missing: the merged report "
+                "would leave out their tasks (pass --allow-missing to merge anyway)"
+            )
         order.sort(key=lambda i: int(shards[i]["index"]))
 
     tasks: list[dict[str, Any]] = []
@@ -62,8 +69,10 @@ def merge_reports(reports: Sequence[dict[str, Any]], names: Sequence[str] | None
         for entry in reports[i].get("tasks") or []:
             ident = (str(entry.get("nodeid")), str(entry.get("task")))
             if ident in owner:
-                raise MergeError(f"task {ident[1]!r} ({ident[0]}) is in both {owner[ident]} and {names[i]}: "
-                                 "the shards overlap (did every job collect the same tests?)")
+                raise MergeError(
+                    f"task {ident[1]!r} ({ident[0]}) is in both {owner[ident]} and {names[i]}: "
+                    "the shards overlap (did every job collect the same tests?)"
+                )
             owner[ident] = names[i]
             tasks.append(entry)
 

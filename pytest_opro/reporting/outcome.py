@@ -77,8 +77,9 @@ class TaskRecord:
 RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
 
 
-def collapse_notes(collapse: dict[str, Any] | None, *, kept_baseline: bool | None = None,
-                   gate: dict[str, Any] | None = None) -> list[str]:
+def collapse_notes(
+    collapse: dict[str, Any] | None, *, kept_baseline: bool | None = None, gate: dict[str, Any] | None = None
+) -> list[str]:
     """One line per answer collapse, for the terminal summary and the markdown report.
 
     `collapse` is a Result's (or artifact's) ``collapse`` block, `gate` the gate's fresh one on test.

@@ -133,23 +133,41 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
     ax = fig.add_subplot()
     xs = _spread(candidates)
 
-    ax.scatter(xs, [c["train"] for c in candidates], s=34, facecolors="none", edgecolors=TRAIN_COLOR,
-               linewidths=1.3, zorder=3)
+    ax.scatter(
+        xs, [c["train"] for c in candidates], s=34, facecolors="none", edgecolors=TRAIN_COLOR, linewidths=1.3, zorder=3
+    )
     val = [(x, c["validation"]) for x, c in zip(xs, candidates) if c.get("validation") is not None]
     if val:
         val_x, val_y = zip(*val)
         ax.scatter(val_x, val_y, s=30, marker="s", color=VALIDATION_COLOR, zorder=4)
 
     train_best = _best_so_far([(int(c["step"]), c["train"]) for c in candidates], steps)
-    val_best = _best_so_far([(int(c["step"]), c["validation"]) for c in candidates if c.get("validation") is not None], steps)
+    val_best = _best_so_far(
+        [(int(c["step"]), c["validation"]) for c in candidates if c.get("validation") is not None], steps
+    )
     ax.plot(*_levels(steps, train_best), color=TRAIN_COLOR, linewidth=2, zorder=2)
     ax.plot(*_levels(steps, val_best), color=VALIDATION_COLOR, linewidth=2, zorder=2)
 
     handles = [
-        Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=TRAIN_COLOR,
-               markersize=7, label="train, each candidate"),
-        Line2D([], [], marker="s", linestyle="none", color=VALIDATION_COLOR, markersize=6,
-               label="validation, best of each step"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="none",
+            markerfacecolor="none",
+            markeredgecolor=TRAIN_COLOR,
+            markersize=7,
+            label="train, each candidate",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="none",
+            color=VALIDATION_COLOR,
+            markersize=6,
+            label="validation, best of each step",
+        ),
         Line2D([], [], color=TRAIN_COLOR, linewidth=2, label="best train so far"),
         Line2D([], [], color=VALIDATION_COLOR, linewidth=2, label="best validation so far"),
     ]
@@ -157,16 +175,42 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
     baseline = (entry["scores"].get("baseline") or {}).get("validation") or {}
     if baseline.get("value") is not None:
         ax.axhline(baseline["value"], color=BASELINE_COLOR, linestyle="--", linewidth=1.5, zorder=1)
-        handles.append(Line2D([], [], color=BASELINE_COLOR, linestyle="--", linewidth=1.5,
-                              label=f"baseline instruction, validation ({baseline['value']:.0%})"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=BASELINE_COLOR,
+                linestyle="--",
+                linewidth=1.5,
+                label=f"baseline instruction, validation ({baseline['value']:.0%})",
+            )
+        )
 
     winner = (entry["scores"].get("winner") or {}).get("validation") or {}
     if winner.get("value") is not None and run.get("best_step") is not None:
         at = [x for x, c in zip(xs, candidates) if c["step"] == run["best_step"] and c["text"] == entry["instruction"]]
-        ax.scatter(at[:1] or [run["best_step"]], [winner["value"]], s=240, marker="*", color="#f2c200", edgecolors="black",
-                   linewidths=0.8, zorder=5)
-        handles.append(Line2D([], [], marker="*", linestyle="none", markerfacecolor="#f2c200",
-                              markeredgecolor="black", markersize=13, label=f"winner (step {run['best_step']})"))
+        ax.scatter(
+            at[:1] or [run["best_step"]],
+            [winner["value"]],
+            s=240,
+            marker="*",
+            color="#f2c200",
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=5,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="*",
+                linestyle="none",
+                markerfacecolor="#f2c200",
+                markeredgecolor="black",
+                markersize=13,
+                label=f"winner (step {run['best_step']})",
+            )
+        )
 
     if run.get("steps_run"):
         early = bool(run.get("early_stopped"))
@@ -188,8 +232,15 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
     title, subtitle = _title(entry)
     fig.suptitle(title, fontsize=13, fontweight="bold")
     ax.set_title(subtitle, fontsize=9.5, color="#444444")
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9, frameon=False,
-               columnspacing=1.2, handlelength=1.8)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=3,
+        fontsize=9,
+        frameon=False,
+        columnspacing=1.2,
+        handlelength=1.8,
+    )
     fig.savefig(path, format="png", dpi=DPI)
     return path
 

@@ -21,15 +21,18 @@ def racing_totals(reports: Iterable[dict]) -> dict[str, int]:
     """Candidates screened out on train, finalists not validated, train scorer calls made and scorer
     calls saved by racing, over a run's steps."""
     reports = list(reports)
-    return {key: sum(int(r.get(key) or 0) for r in reports)
-            for key in ("screened_out", "not_validated", "train_calls", "calls_saved")}
+    return {
+        key: sum(int(r.get(key) or 0) for r in reports)
+        for key in ("screened_out", "not_validated", "train_calls", "calls_saved")
+    }
 
 
 def describe_racing(totals: dict[str, int]) -> str:
-    """"12 candidates screened out, 3 not validated, 270 scorer calls saved"."""
+    """ "12 candidates screened out, 3 not validated, 270 scorer calls saved"."""
     not_validated = f"{totals['not_validated']} not validated, " if totals.get("not_validated") else ""
-    return (f"{totals['screened_out']} candidates screened out, {not_validated}"
-            f"{totals['calls_saved']} scorer calls saved")
+    return (
+        f"{totals['screened_out']} candidates screened out, {not_validated}{totals['calls_saved']} scorer calls saved"
+    )
 
 
 def summary_lines(records: Iterable[TaskRecord]) -> list[str]:

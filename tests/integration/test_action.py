@@ -131,11 +131,24 @@ class Runner:
             exe.chmod(0o755)
         self.gh_log = root / "gh-calls.jsonl"
         self.gh_state = root / "gh-state.json"
-        self.gh_state.write_text(json.dumps({"next_id": 500, "pulls": [], "comments": [
-            {"id": 7, "issue": 12, "body": "Looks good to me", "user": {"login": "reviewer"}},
-            {"id": 8, "issue": 12, "body": "<!-- pytest-opro report=other -->\nanother use of the action",
-             "user": {"login": "github-actions[bot]"}},
-        ]}), encoding="utf-8")
+        self.gh_state.write_text(
+            json.dumps(
+                {
+                    "next_id": 500,
+                    "pulls": [],
+                    "comments": [
+                        {"id": 7, "issue": 12, "body": "Looks good to me", "user": {"login": "reviewer"}},
+                        {
+                            "id": 8,
+                            "issue": 12,
+                            "body": "<!-- pytest-opro report=other -->\nanother use of the action",
+                            "user": {"login": "github-actions[bot]"},
+                        },
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
         self.runs = 0
 
     def gh_calls(self) -> list[dict[str, Any]]:
@@ -148,11 +161,25 @@ class Runner:
 
     def event(self, *, fork: bool = False, number: int = 12) -> dict[str, Any]:
         head = "someone/prompts" if fork else REPO_NAME
-        return {"number": number, "pull_request": {"number": number, "head": {"sha": SHA, "repo": {"full_name": head}},
-                                                   "base": {"repo": {"full_name": REPO_NAME}}}}
+        return {
+            "number": number,
+            "pull_request": {
+                "number": number,
+                "head": {"sha": SHA, "repo": {"full_name": head}},
+                "base": {"repo": {"full_name": REPO_NAME}},
+            },
+        }
 
-    def run(self, inputs: dict[str, str], *, event: dict[str, Any] | None = None, event_name: str = "pull_request",
-            extra_env: dict[str, str] | None = None, only: str | None = None, after: Run | None = None) -> Run:
+    def run(
+        self,
+        inputs: dict[str, str],
+        *,
+        event: dict[str, Any] | None = None,
+        event_name: str = "pull_request",
+        extra_env: dict[str, str] | None = None,
+        only: str | None = None,
+        after: Run | None = None,
+    ) -> Run:
         """Play action.yml's steps with these inputs, as the runner does for `uses: ./`; or only the step
         with id `only`, with the step outputs of an earlier run `after` (its reports, without running pytest again)."""
         self.runs += 1
@@ -182,19 +209,34 @@ class Runner:
 
             return re.sub(r"\$\{\{\s*(.+?)\s*\}\}", one, str(text))
 
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "INPUT_", "GH_", "OPRO_"))}
-        base.update({
-            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(REPO),  # tests.support.fake_provider, and this checkout's pytest_opro
-            "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_ACTION_PATH": str(REPO),
-            "GITHUB_WORKSPACE": str(self.workspace), "GITHUB_REPOSITORY": REPO_NAME,
-            "GITHUB_SERVER_URL": "https://github.example", "GITHUB_RUN_ID": "4242", "GITHUB_SHA": SHA,
-            "GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event_path), "GITHUB_REF_NAME": "main",
-            "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_PATH": str(here / "path"), "GITHUB_ENV": str(here / "env"),
-            "RUNNER_TEMP": str(temp), "RUNNER_TOOL_CACHE": str(self.root / "toolcache"),
-            "FAKE_GH_LOG": str(self.gh_log), "FAKE_GH_STATE": str(self.gh_state),
-            "OPRO_FAKE_KEYWORDS": KEYWORDS,
-        })
+        base = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "INPUT_", "GH_", "OPRO_"))
+        }
+        base.update(
+            {
+                "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+                "PYTHONPATH": str(REPO),  # tests.support.fake_provider, and this checkout's pytest_opro
+                "CI": "true",
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_ACTION_PATH": str(REPO),
+                "GITHUB_WORKSPACE": str(self.workspace),
+                "GITHUB_REPOSITORY": REPO_NAME,
+                "GITHUB_SERVER_URL": "https://github.example",
+                "GITHUB_RUN_ID": "4242",
+                "GITHUB_SHA": SHA,
+                "GITHUB_EVENT_NAME": event_name,
+                "GITHUB_EVENT_PATH": str(event_path),
+                "GITHUB_REF_NAME": "main",
+                "GITHUB_STEP_SUMMARY": str(summary),
+                "GITHUB_PATH": str(here / "path"),
+                "GITHUB_ENV": str(here / "env"),
+                "RUNNER_TEMP": str(temp),
+                "RUNNER_TOOL_CACHE": str(self.root / "toolcache"),
+                "FAKE_GH_LOG": str(self.gh_log),
+                "FAKE_GH_STATE": str(self.gh_state),
+                "OPRO_FAKE_KEYWORDS": KEYWORDS,
+            }
+        )
         base.update(extra_env or {})
         failed, log, done = False, [], []
         for index, step in enumerate(action["runs"]["steps"]):
@@ -209,9 +251,17 @@ class Runner:
                 continue
             out_file = here / f"output-{index}"
             out_file.touch()
-            step_env = base | {k: resolve(v) for k, v in (step.get("env") or {}).items()} | {"GITHUB_OUTPUT": str(out_file)}
-            proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                                  cwd=self.workspace, env=step_env, capture_output=True, text=True, timeout=600)
+            step_env = (
+                base | {k: resolve(v) for k, v in (step.get("env") or {}).items()} | {"GITHUB_OUTPUT": str(out_file)}
+            )
+            proc = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                cwd=self.workspace,
+                env=step_env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             log.append(f"--- {name} (exit {proc.returncode})\n{proc.stdout}{proc.stderr}")
             if step.get("id"):
                 outputs[step["id"]] = parse_outputs(out_file.read_text(encoding="utf-8"))
@@ -243,8 +293,9 @@ def parse_outputs(text: str) -> dict[str, str]:
 def make_workspace(path: Path) -> Path:
     """A checkout of a project with one prompt suite (a copy of the self-test) and its artifact."""
     shutil.copytree(SELFTEST, path / "prompts", ignore=shutil.ignore_patterns("__pycache__", ".opro_cache"))
-    (path / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "-p no:cacheprovider"\n',
-                                         encoding="utf-8")
+    (path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "-p no:cacheprovider"\n', encoding="utf-8"
+    )
     return path
 
 
@@ -332,7 +383,7 @@ def test_failing_gate_fails_the_step_and_updates_the_same_comment(gated: Gated) 
     assert "::error title=pytest-opro::the gate failed: 1 of 1 prompt tasks did not pass" in failed.log
     # the comment step still ran after the failed gate
     assert [status for name, status in failed.steps if name.startswith("Comment")] == [0]
-    calls = gated.runner.gh_calls()[len(gated.calls_after_pass):]
+    calls = gated.runner.gh_calls()[len(gated.calls_after_pass) :]
     assert [c["args"][:4] for c in calls] == [
         ["api", "--method", "GET", f"repos/{REPO_NAME}/issues/12/comments?per_page=100"],
         ["api", "--method", "PATCH", f"repos/{REPO_NAME}/issues/comments/501"],
@@ -340,8 +391,9 @@ def test_failing_gate_fails_the_step_and_updates_the_same_comment(gated: Gated) 
     bodies = comment_bodies(gated.runner)
     assert set(bodies) == {7, 8, 501}, "one comment, updated in place"
     fail_report = report_of(failed)
-    assert bodies[501] == MARKER + "\n" + comment_from_report(fail_report, run_url=RUN_URL, commit=SHA,
-                                                              artifact="opro-report")
+    assert bodies[501] == MARKER + "\n" + comment_from_report(
+        fail_report, run_url=RUN_URL, commit=SHA, artifact="opro-report"
+    )
     assert bodies[8].endswith("another use of the action")
     check_comment(bodies[501], fail_report, failed.summary, ok=False)
 
@@ -354,8 +406,11 @@ def check_comment(body: str, report: dict[str, Any], markdown: str, *, ok: bool)
     assert lines[0] == MARKER
     headline = markdown.splitlines()[0]
     assert lines[1] == headline
-    assert headline == ("## pytest-opro: PASS, 1 prompt task gated" if ok else
-                        "## pytest-opro: FAIL, 1 of 1 prompt tasks gated did not pass")
+    assert headline == (
+        "## pytest-opro: PASS, 1 prompt task gated"
+        if ok
+        else "## pytest-opro: FAIL, 1 of 1 prompt tasks gated did not pass"
+    )
     change = f"{gate['recorded']:.1%} → {gate['now']:.1%} ({gate['delta'] * 100:+.1f} pts)"
     verdict = "**PASS** no significant change" if ok else "**FAIL** accuracy dropped"
     row = f"| yesno | {change} | {gate['p_value']:.3g} | {verdict} |"
@@ -368,30 +423,41 @@ def check_comment(body: str, report: dict[str, Any], markdown: str, *, ok: bool)
         fence = f"```text\n{task['message']}\n```"
         assert f"<details><summary>FAIL · yesno: accuracy dropped</summary>\n\n{fence}\n\n</details>" in body
         assert f"The failed test says:\n\n{fence}" in markdown
-    assert (f"Gated commit {SHA[:12]}, [workflow run]({RUN_URL}): full report in its job summary, JSON report and "
-            "plots in its artifact opro-report.") in lines
-    assert lines[-1] == (f"<sub>pytest-opro {pytest_opro.__version__} · gate mode · gate tolerance 2 points, "
-                         "alpha 0.05.</sub>")
+    assert (
+        f"Gated commit {SHA[:12]}, [workflow run]({RUN_URL}): full report in its job summary, JSON report and "
+        "plots in its artifact opro-report."
+    ) in lines
+    assert lines[-1] == (
+        f"<sub>pytest-opro {pytest_opro.__version__} · gate mode · gate tolerance 2 points, alpha 0.05.</sub>"
+    )
 
 
 def test_comment_bodies_of_the_known_runs(gated: Gated) -> None:
     """The whole comment for a passing and a failing gate of the self-test suite, as reviewers see it."""
     version = pytest_opro.__version__
-    footer = (f"Gated commit {SHA[:12]}, [workflow run]({RUN_URL}): full report in its job summary, JSON report "
-              f"and plots in its artifact opro-report.\n\n<sub>pytest-opro {version} · gate mode · gate tolerance "
-              "2 points, alpha 0.05.</sub>\n")
+    footer = (
+        f"Gated commit {SHA[:12]}, [workflow run]({RUN_URL}): full report in its job summary, JSON report "
+        f"and plots in its artifact opro-report.\n\n<sub>pytest-opro {version} · gate mode · gate tolerance "
+        "2 points, alpha 0.05.</sub>\n"
+    )
     body = (Path(gated.passed.outputs["report-json"]).parent / "comment.md").read_text(encoding="utf-8")
-    assert body == textwrap.dedent("""\
+    assert (
+        body
+        == textwrap.dedent("""\
         ## pytest-opro: PASS, 1 prompt task gated
 
         | task | test: recorded → now | p-value | verdict |
         |---|---|---:|---|
         | yesno | 83.3% → 83.3% (+0.0 pts) | 1 | **PASS** no significant change |
 
-        """) + footer
+        """)
+        + footer
+    )
     body = (Path(gated.failed.outputs["report-json"]).parent / "comment.md").read_text(encoding="utf-8")
     [task] = report_of(gated.failed)["tasks"]
-    assert body == textwrap.dedent("""\
+    assert (
+        body
+        == textwrap.dedent("""\
         ## pytest-opro: FAIL, 1 of 1 prompt tasks gated did not pass
 
         | task | test: recorded → now | p-value | verdict |
@@ -406,7 +472,9 @@ def test_comment_bodies_of_the_known_runs(gated: Gated) -> None:
 
         </details>
 
-        """).format(message=task["message"]) + footer
+        """).format(message=task["message"])
+        + footer
+    )
     assert task["message"].startswith("opro gate FAILED for task 'yesno': accuracy dropped")
 
 
@@ -421,7 +489,8 @@ def test_fork_pull_request_gets_the_job_summary_and_a_notice(runner: Runner) -> 
     report = report_of(run)
     assert run.summary.startswith(markdown_from_report(report))
     assert run.summary.removeprefix(markdown_from_report(report)).startswith(
-        f"\n> [!NOTE]\n> The pull request comment was not written: {notice}.")
+        f"\n> [!NOTE]\n> The pull request comment was not written: {notice}."
+    )
     # cache: actions keeps the answers in the workspace's .opro_cache, the folder actions/cache saves
     assert f"--opro-cache-dir={runner.workspace / '.opro_cache'}" in run.log
     assert (runner.workspace / ".opro_cache" / "responses.sqlite3").exists()
@@ -478,8 +547,10 @@ def test_optimize_mode_pushes_a_branch_and_opens_then_updates_a_pull_request(run
     [pull] = runner.state()["pulls"]
     assert (pull["head"], pull["base"], pull["title"]) == ("opro/optimize", "main", "Update optimised prompts")
     assert pull["body"].startswith("## pytest-opro: PASS, 1 prompt task optimised\n")
-    assert pull["body"].endswith(f"Plots and the JSON report: artifact 'opro-report' of "
-                                 f"{server['GITHUB_SERVER_URL']}/octo/prompts/actions/runs/4242\n")
+    assert pull["body"].endswith(
+        f"Plots and the JSON report: artifact 'opro-report' of "
+        f"{server['GITHUB_SERVER_URL']}/octo/prompts/actions/runs/4242\n"
+    )
     assert first.outputs["pull-request-url"] == "https://github.example/octo/prompts/pull/100"
     # the inputs "cache: off" and "args" reach pytest
     assert "--opro-optimize --opro-cache=off --opro-steps=3" in first.log
@@ -517,9 +588,12 @@ def test_cache_input_becomes_pytest_options(tmp_path: Path) -> None:
     assert action.cache_args("actions", "optimize", ws) == [f"--opro-cache-dir={ws / '.opro_cache'}", "--opro-cache=ro"]
     assert action.cache_args("off", "gate", ws) == ["--opro-cache=off"]
     assert action.cache_args("rediss://:pw@cache.example:6380/0", "gate", ws) == [
-        "--opro-cache-url=rediss://:pw@cache.example:6380/0"]
-    assert action.cache_args("redis://cache:6379", "optimize", ws) == ["--opro-cache-url=redis://cache:6379",
-                                                                      "--opro-cache=ro"]
+        "--opro-cache-url=rediss://:pw@cache.example:6380/0"
+    ]
+    assert action.cache_args("redis://cache:6379", "optimize", ws) == [
+        "--opro-cache-url=redis://cache:6379",
+        "--opro-cache=ro",
+    ]
     with pytest.raises(action.ActionError, match="cache must be actions, off, or a redis"):
         action.cache_args("http://cache", "gate", ws)
     assert action._shown(["pytest", "--opro-cache-url=redis://:secret@h"]) == "pytest '--opro-cache-url=***'"
@@ -532,17 +606,26 @@ def test_setup_makes_a_venv_from_the_tool_cache(runner: Runner) -> None:
     exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
     exe.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "INPUT_"))}
-    env |= {"RUNNER_TOOL_CACHE": str(runner.root / "toolcache"), "RUNNER_TEMP": str(runner.root / "temp"),
-            "GITHUB_OUTPUT": str(runner.root / "out"), "GITHUB_PATH": str(runner.root / "path"),
-            "INPUT_PYTHON_VERSION": "%d.%d" % sys.version_info[:2], "INPUT_REPORT_NAME": "my report"}
+    env |= {
+        "RUNNER_TOOL_CACHE": str(runner.root / "toolcache"),
+        "RUNNER_TEMP": str(runner.root / "temp"),
+        "GITHUB_OUTPUT": str(runner.root / "out"),
+        "GITHUB_PATH": str(runner.root / "path"),
+        "INPUT_PYTHON_VERSION": "%d.%d" % sys.version_info[:2],
+        "INPUT_REPORT_NAME": "my report",
+    }
     proc = subprocess.run([sys.executable, str(SCRIPT), "setup"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     outputs = parse_outputs((runner.root / "out").read_text(encoding="utf-8"))
     venv = runner.root / "temp" / "pytest-opro" / f"venv-{version}"
-    assert outputs == {"python": str(venv / "bin" / "python"), "report-dir": str(runner.root / "temp" / "pytest-opro" / "my-report")}
+    assert outputs == {
+        "python": str(venv / "bin" / "python"),
+        "report-dir": str(runner.root / "temp" / "pytest-opro" / "my-report"),
+    }
     assert (runner.root / "path").read_text(encoding="utf-8") == f"{venv / 'bin'}\n"
-    assert subprocess.run([outputs["python"], "-c", "import sys; print(sys.prefix)"], capture_output=True,
-                          text=True).stdout.strip() == str(venv)
+    assert subprocess.run(
+        [outputs["python"], "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True
+    ).stdout.strip() == str(venv)
 
     env["INPUT_PYTHON_VERSION"] = "2.7"
     proc = subprocess.run([sys.executable, str(SCRIPT), "setup"], env=env, capture_output=True, text=True, timeout=60)
@@ -556,13 +639,30 @@ def test_setup_makes_a_venv_from_the_tool_cache(runner: Runner) -> None:
 def synthetic_report(tasks: int, failing: int, message: str = "boom") -> dict[str, Any]:
     def entry(i: int) -> dict[str, Any]:
         ok = i >= failing
-        gate = {"verdict": "pass" if ok else "regression", "recorded": 0.8, "now": 0.8 if ok else 0.5,
-                "delta": 0.0 if ok else -0.3, "p_value": 1.0 if ok else 0.001}
-        return {"task": f"t{i}", "ok": ok, "status": "passed" if ok else "failed", "mode": "gate", "gate": gate,
-                "message": "" if ok else message, "scores": {"baseline": {}, "winner": {}}}
+        gate = {
+            "verdict": "pass" if ok else "regression",
+            "recorded": 0.8,
+            "now": 0.8 if ok else 0.5,
+            "delta": 0.0 if ok else -0.3,
+            "p_value": 1.0 if ok else 0.001,
+        }
+        return {
+            "task": f"t{i}",
+            "ok": ok,
+            "status": "passed" if ok else "failed",
+            "mode": "gate",
+            "gate": gate,
+            "message": "" if ok else message,
+            "scores": {"baseline": {}, "winner": {}},
+        }
 
-    return {"mode": "gate", "plugin_version": "9", "settings": {"tolerance": 0.02, "alpha": 0.05},
-            "summary": {"tasks": tasks, "ok": tasks - failing, "not_ok": failing}, "tasks": [entry(i) for i in range(tasks)]}
+    return {
+        "mode": "gate",
+        "plugin_version": "9",
+        "settings": {"tolerance": 0.02, "alpha": 0.05},
+        "summary": {"tasks": tasks, "ok": tasks - failing, "not_ok": failing},
+        "tasks": [entry(i) for i in range(tasks)],
+    }
 
 
 def test_comment_stays_under_githubs_limit() -> None:

@@ -32,49 +32,149 @@ def task():
 """
 TEST = "def test_t(opro, task):\n    opro.check(task)\n"
 
-ARTIFACT_KEYS = {"schema_version": 1, "task": "t", "instruction": "x", "position": "Q_begin",
-                 "scores": {"test": {"score": 0.5}}, "test_outcomes": {"q000": 1.0}, "fingerprint": {}}
+ARTIFACT_KEYS = {
+    "schema_version": 1,
+    "task": "t",
+    "instruction": "x",
+    "position": "Q_begin",
+    "scores": {"test": {"score": 0.5}},
+    "test_outcomes": {"q000": 1.0},
+    "fingerprint": {},
+}
 
 # id: (files, example file, PromptTask keyword source, pytest args, fragments of the one line)
 CASES = {
-    "malformed-jsonl-line": ({"ex.jsonl": GOOD[:200].split(b"\n")[0] + b'\n{"input": "x", target: 1}\n'},
-                             "ex.jsonl", "", [], ["ex.jsonl:2", "malformed JSON", "one complete JSON object"]),
-    "yaml-missing-target": ({"ex.yaml": b"- input: a\n  target: b\n- input: c\n"}, "ex.yaml", "", [],
-                            ["ex.yaml:3", "no 'target'", "add a 'target' field"]),
-    "csv-missing-target-column": ({"ex.csv": b"input,answer\na,b\n"}, "ex.csv", "", [],
-                                  ["ex.csv:1", "no 'target' column", "columns: input, answer"]),
-    "csv-empty-target": ({"ex.csv": b"input,target\na,b\nc,\n"}, "ex.csv", "", [],
-                         ["ex.csv:3", "no 'target'", "fill the 'target' column"]),
-    "duplicate-ids": ({"ex.jsonl": b'{"id": 7, "input": "a", "target": "b"}\n{"id": "7", "input": "c", "target": "d"}\n'},
-                      "ex.jsonl", "", [], ["ex.jsonl:2", "duplicate id '7'", "first at ex.jsonl:1", "unique 'id'"]),
-    "empty-example-set": ({"ex.jsonl": b"\n\n"}, "ex.jsonl", "", [], ["ex.jsonl", "holds no examples", "add at least one"]),
-    "non-utf8-file": ({"ex.jsonl": b'{"input": "caf\xe9", "target": "b"}\n'}, "ex.jsonl", "", [],
-                      ["ex.jsonl:1", "not UTF-8", "re-save the file as UTF-8"]),
-    "split-left-empty": ({"ex.jsonl": GOOD}, "ex.jsonl", "fractions=(0.5, 0.0001, 0.4999)", [],
-                         ["task 't': split 'validation' is empty", "validation=0.0001", "over 20 examples", "raise the validation share"]),
-    "template-syntax-error": ({"ex.jsonl": GOOD}, "ex.jsonl", "template='Q: {{ input '", [],
-                              ["task 't' template", "template syntax error on line 1"]),
-    "template-undefined-variable": ({"ex.jsonl": GOOD}, "ex.jsonl", "template='{{ question }}'", [],
-                                    ["task 't' template", "'question' is undefined", "variables available: choices, input"]),
-    "unknown-metric": ({"ex.jsonl": GOOD}, "ex.jsonl", "metric='exactish'", [],
-                       ["unknown metric 'exactish'", "known metrics: choice"]),
-    "unknown-optimizer-setting": ({"ex.jsonl": GOOD}, "ex.jsonl", "settings={'max_stepz': 2}", ["--opro-optimize"],
-                                  ["unknown optimizer setting(s) max_stepz", "known:", "max_steps"]),
-    "unknown-model-string": ({"ex.jsonl": GOOD}, "ex.jsonl", "scorer='gpt-nonsense-xyz', optimizer='gpt-nonsense-xyz'",
-                             ["--opro-optimize"], ["model gpt-nonsense-xyz: unknown provider or model string",
-                                                   "'openai/gpt-4o-mini'"]),
-    "missing-api-key": ({"ex.jsonl": GOOD}, "ex.jsonl",
-                        "scorer=ModelConfig('openai/gpt-4o-mini', api_base='http://127.0.0.1:9/v1'), optimizer='openai/gpt-4o-mini'",
-                        ["--opro-optimize"], ["model openai/gpt-4o-mini: authentication failed", "set OPENAI_API_KEY"]),
-    "corrupt-artifact-yaml": ({"ex.jsonl": GOOD, "__opro__/t.yaml": b"instruction: [unclosed\nscores: {\n"}, "ex.jsonl",
-                              "", [], ["t.yaml", "corrupt artifact", "restore it from git or regenerate it"]),
-    "hand-edited-artifact": ({"ex.jsonl": GOOD, "__opro__/t.yaml": json.dumps(
-        {**ARTIFACT_KEYS, "instruction": ["a", "list"]}).encode()}, "ex.jsonl", "", [],
-        ["t.yaml", "'instruction' must be a string", "quote it"]),
-    "artifact-missing-keys": ({"ex.jsonl": GOOD, "__opro__/t.yaml": b"task: t\ninstruction: hi\n"}, "ex.jsonl", "", [],
-                              ["t.yaml", "artifact lacks schema_version", "regenerate it with pytest --opro-optimize"]),
-    "artifact-newer-schema": ({"ex.jsonl": GOOD, "__opro__/t.yaml": json.dumps({**ARTIFACT_KEYS, "schema_version": 99}).encode()},
-                              "ex.jsonl", "", [], ["t.yaml", "schema_version 99", "newer pytest-opro", "pip install -U pytest-opro"]),
+    "malformed-jsonl-line": (
+        {"ex.jsonl": GOOD[:200].split(b"\n")[0] + b'\n{"input": "x", target: 1}\n'},
+        "ex.jsonl",
+        "",
+        [],
+        ["ex.jsonl:2", "malformed JSON", "one complete JSON object"],
+    ),
+    "yaml-missing-target": (
+        {"ex.yaml": b"- input: a\n  target: b\n- input: c\n"},
+        "ex.yaml",
+        "",
+        [],
+        ["ex.yaml:3", "no 'target'", "add a 'target' field"],
+    ),
+    "csv-missing-target-column": (
+        {"ex.csv": b"input,answer\na,b\n"},
+        "ex.csv",
+        "",
+        [],
+        ["ex.csv:1", "no 'target' column", "columns: input, answer"],
+    ),
+    "csv-empty-target": (
+        {"ex.csv": b"input,target\na,b\nc,\n"},
+        "ex.csv",
+        "",
+        [],
+        ["ex.csv:3", "no 'target'", "fill the 'target' column"],
+    ),
+    "duplicate-ids": (
+        {"ex.jsonl": b'{"id": 7, "input": "a", "target": "b"}\n{"id": "7", "input": "c", "target": "d"}\n'},
+        "ex.jsonl",
+        "",
+        [],
+        ["ex.jsonl:2", "duplicate id '7'", "first at ex.jsonl:1", "unique 'id'"],
+    ),
+    "empty-example-set": (
+        {"ex.jsonl": b"\n\n"},
+        "ex.jsonl",
+        "",
+        [],
+        ["ex.jsonl", "holds no examples", "add at least one"],
+    ),
+    "non-utf8-file": (
+        {"ex.jsonl": b'{"input": "caf\xe9", "target": "b"}\n'},
+        "ex.jsonl",
+        "",
+        [],
+        ["ex.jsonl:1", "not UTF-8", "re-save the file as UTF-8"],
+    ),
+    "split-left-empty": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "fractions=(0.5, 0.0001, 0.4999)",
+        [],
+        [
+            "task 't': split 'validation' is empty",
+            "validation=0.0001",
+            "over 20 examples",
+            "raise the validation share",
+        ],
+    ),
+    "template-syntax-error": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "template='Q: {{ input '",
+        [],
+        ["task 't' template", "template syntax error on line 1"],
+    ),
+    "template-undefined-variable": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "template='{{ question }}'",
+        [],
+        ["task 't' template", "'question' is undefined", "variables available: choices, input"],
+    ),
+    "unknown-metric": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "metric='exactish'",
+        [],
+        ["unknown metric 'exactish'", "known metrics: choice"],
+    ),
+    "unknown-optimizer-setting": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "settings={'max_stepz': 2}",
+        ["--opro-optimize"],
+        ["unknown optimizer setting(s) max_stepz", "known:", "max_steps"],
+    ),
+    "unknown-model-string": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "scorer='gpt-nonsense-xyz', optimizer='gpt-nonsense-xyz'",
+        ["--opro-optimize"],
+        ["model gpt-nonsense-xyz: unknown provider or model string", "'openai/gpt-4o-mini'"],
+    ),
+    "missing-api-key": (
+        {"ex.jsonl": GOOD},
+        "ex.jsonl",
+        "scorer=ModelConfig('openai/gpt-4o-mini', api_base='http://127.0.0.1:9/v1'), optimizer='openai/gpt-4o-mini'",
+        ["--opro-optimize"],
+        ["model openai/gpt-4o-mini: authentication failed", "set OPENAI_API_KEY"],
+    ),
+    "corrupt-artifact-yaml": (
+        {"ex.jsonl": GOOD, "__opro__/t.yaml": b"instruction: [unclosed\nscores: {\n"},
+        "ex.jsonl",
+        "",
+        [],
+        ["t.yaml", "corrupt artifact", "restore it from git or regenerate it"],
+    ),
+    "hand-edited-artifact": (
+        {"ex.jsonl": GOOD, "__opro__/t.yaml": json.dumps({**ARTIFACT_KEYS, "instruction": ["a", "list"]}).encode()},
+        "ex.jsonl",
+        "",
+        [],
+        ["t.yaml", "'instruction' must be a string", "quote it"],
+    ),
+    "artifact-missing-keys": (
+        {"ex.jsonl": GOOD, "__opro__/t.yaml": b"task: t\ninstruction: hi\n"},
+        "ex.jsonl",
+        "",
+        [],
+        ["t.yaml", "artifact lacks schema_version", "regenerate it with pytest --opro-optimize"],
+    ),
+    "artifact-newer-schema": (
+        {"ex.jsonl": GOOD, "__opro__/t.yaml": json.dumps({**ARTIFACT_KEYS, "schema_version": 99}).encode()},
+        "ex.jsonl",
+        "",
+        [],
+        ["t.yaml", "schema_version 99", "newer pytest-opro", "pip install -U pytest-opro"],
+    ),
 }
 
 
@@ -137,8 +237,9 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(pytester, monkeypatch, inline_r
     (cache / "responses.sqlite3").write_bytes(b"this is not a database" * 100)
     with LoopbackServer(answer=brain) as server:
         monkeypatch.setenv("OPRO_LOOP_URL", server.url)
-        result = pytester.runpytest_inprocess(str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-                                              "--opro-optimize")
+        result = pytester.runpytest_inprocess(
+            str(project), "--rootdir", str(project), "-p", "no:cacheprovider", "--opro-optimize"
+        )
     out = result.stdout.str()
     assert result.ret == 0, out
     assert "is corrupt" in out and "moved to responses.sqlite3.corrupt, starting empty" in out
@@ -171,8 +272,11 @@ def test_corrupt_checkpoint_is_ignored_with_a_warning(tmp_path):
 
 
 # -- splits: property-based --------------------------------------------------------------------
-fractions = st.tuples(st.floats(0, 1), st.floats(0, 1)).filter(lambda t: t[0] + t[1] <= 1).map(
-    lambda t: (t[0], t[1], max(0.0, 1 - t[0] - t[1])))
+fractions = (
+    st.tuples(st.floats(0, 1), st.floats(0, 1))
+    .filter(lambda t: t[0] + t[1] <= 1)
+    .map(lambda t: (t[0], t[1], max(0.0, 1 - t[0] - t[1])))
+)
 
 
 @settings(max_examples=150, deadline=None)

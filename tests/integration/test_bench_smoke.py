@@ -11,10 +11,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_concurrency_benchmark_smoke() -> None:
-    args = ["--calls", "32", "--c1-calls", "8", "--concurrency", "16", "--latency", "0.05", "--runs", "1",
-            "--no-diagnostics"]
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_concurrency.py"), *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    args = [
+        "--calls",
+        "32",
+        "--c1-calls",
+        "8",
+        "--concurrency",
+        "16",
+        "--latency",
+        "0.05",
+        "--runs",
+        "1",
+        "--no-diagnostics",
+    ]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_concurrency.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     row = next(line for line in run.stdout.splitlines() if line.startswith("| LLMClient"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -24,8 +40,9 @@ def test_concurrency_benchmark_smoke() -> None:
 
 
 def _run_bench(script: str, *args: str) -> str:
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 
@@ -33,8 +50,12 @@ def _run_bench(script: str, *args: str) -> str:
 def test_selection_benchmark_smoke() -> None:
     """A few seeds of bench/bench_selection.py: the new rule ships noise far less often than the old one."""
     out = _run_bench("bench_selection.py", "--seeds", "40", "--val", "40", "--alphas", "0.05")
-    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
-                                          for line in out.splitlines() if line.startswith("| 40 |"))}
+    rows = {
+        cells[1]: cells
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| 40 |")
+        )
+    }
     old, new = rows["old (best on val, min_delta 0)"], rows["new (alpha 0.05)"]
     percent = lambda cell: float(cell.rstrip("%"))  # noqa: E731
     assert percent(old[2]) >= 50 and percent(new[2]) <= 10  # false-ship rate in the worst no-better world
@@ -54,8 +75,11 @@ def test_scale_out_latency_benchmark_smoke() -> None:
 def test_racing_benchmark_smoke() -> None:
     """A few worlds of bench/bench_racing.py: racing makes fewer scorer calls than full scoring."""
     out = _run_bench("bench_racing.py", "--seeds", "12", "--variants", "race:5:halving")
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
-            if line.startswith(("| off", "| race"))]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith(("| off", "| race"))
+    ]
     assert [row[0].split(",")[0] for row in rows] == ["off (paper)", "race"]
     off, raced = (float(row[1]) for row in rows)
     assert 0 < raced < off

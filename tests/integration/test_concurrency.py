@@ -29,9 +29,27 @@ def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypat
         server.hold_until_in_flight(9)
         env = {**os.environ, "OPRO_LOOP_URL": server.url}
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-             "-n", "4", "--opro-optimize", "--opro-allow-no-gain", "--opro-concurrency=8"],
-            cwd=project, env=env, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(project),
+                "--rootdir",
+                str(project),
+                "-p",
+                "no:cacheprovider",
+                "-n",
+                "4",
+                "--opro-optimize",
+                "--opro-allow-no-gain",
+                "--opro-concurrency=8",
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         paid = server.requests
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert server.held.is_set() and server.max_in_flight > 8  # the workers really overlapped
@@ -54,8 +72,17 @@ def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypat
 
         # a second run in one process is answered entirely from that cache, with the same results
         monkeypatch.setenv("OPRO_LOOP_URL", server.url)
-        result = pytester.runpytest_inprocess(str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-                                              "-p", "no:xdist", "--opro-optimize", "--opro-allow-no-gain")
+        result = pytester.runpytest_inprocess(
+            str(project),
+            "--rootdir",
+            str(project),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "--opro-optimize",
+            "--opro-allow-no-gain",
+        )
         assert result.ret == 0, result.stdout.str()
         assert server.requests == paid
     for name in TASKS:

@@ -26,7 +26,7 @@ WORDS = (
     "zebra anchor basket button cherry dolphin engine feather hammer island lemon magnet"
 ).split()
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 from pytest_opro import ModelConfig, PromptTask
 from pytest_opro.prompts.examples import examples_from_records
@@ -49,7 +49,7 @@ def echo_task():
         # a candidate must beat the baseline by 2 of the 8 validation examples to win
         settings={{"max_steps": 2, "candidates": 4, "patience": 0, "validate_top": 1, "min_delta": 0.2}},
     )
-'''
+"""
 
 INITIAL = "Repeat the word."
 # Asked for a number, the model replies with a sentence of 8 tokens without the word (0 of the 40
@@ -71,7 +71,9 @@ def test_optimise_gate_and_catch_a_corrupted_instruction(pytester: pytest.Pytest
 
     # With --opro-allow-no-gain the run passes and writes an artifact whether or not a candidate
     # beat the baseline; which of the two happens depends on the CPU and is not asserted.
-    optimised = pytester.runpytest_subprocess("--opro-optimize", "--opro-allow-no-gain", f"--opro-report={report}", *quiet)
+    optimised = pytester.runpytest_subprocess(
+        "--opro-optimize", "--opro-allow-no-gain", f"--opro-report={report}", *quiet
+    )
     optimised.assert_outcomes(passed=1)
     optimised.stdout.fnmatch_lines(["*opro echo: step 2/2*"])
     artifact = pytester.path / "__opro__" / "echo.yaml"
@@ -91,7 +93,10 @@ def test_optimise_gate_and_catch_a_corrupted_instruction(pytester: pytest.Pytest
     entry = opro_report(report)
     assert entry["ok"] is True
     # "written": a candidate won and is the artifact's instruction; "no gain": the baseline is
-    assert entry["status"] == ("no gain" if data["instruction"] == INITIAL else "written"), (entry["status"], data["instruction"])
+    assert entry["status"] == ("no gain" if data["instruction"] == INITIAL else "written"), (
+        entry["status"],
+        data["instruction"],
+    )
     assert entry["instruction"] == data["instruction"]
 
     # Cache off: the model answers all 20 test examples again, and the gate passes on the unchanged

@@ -55,9 +55,24 @@ def test_committed_artifact_passes_the_gate_with_fresh_answers(tmp_path: Path) -
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-p", "no:randomly", "-q",
-         f"--opro-cache-dir={tmp_path / 'cache'}", f"--opro-report={report}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(SUITE),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-q",
+            f"--opro-cache-dir={tmp_path / 'cache'}",
+            f"--opro-report={report}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     (task,) = json.loads(report.read_text(encoding="utf-8"))["tasks"]

@@ -72,8 +72,11 @@ def essence(result) -> dict:
 QUICK_KINDS = tuple(k for k in FAULT_KINDS if k != "timeout")  # a timeout costs TIMEOUT seconds
 
 
-@pytest.mark.parametrize("rate, kinds, seed", [(FAULT_RATE, FAULT_KINDS, 1), (0.4, QUICK_KINDS, 2)],
-                         ids=["20%-all-kinds", "40%-timeouts-once"])
+@pytest.mark.parametrize(
+    "rate, kinds, seed",
+    [(FAULT_RATE, FAULT_KINDS, 1), (0.4, QUICK_KINDS, 2)],
+    ids=["20%-all-kinds", "40%-timeouts-once"],
+)
 def test_flaky_provider_gives_the_same_winner(tmp_path, rate, kinds, seed):
     records = make_records(20, "f")
     brain = LoopBrain(records)
@@ -90,8 +93,10 @@ def test_flaky_provider_gives_the_same_winner(tmp_path, rate, kinds, seed):
         faults = dict(flaky.fault_counts)
         requests = flaky.requests
 
-    print(f"fault rate {rate:.0%} seed {seed}: {requests} requests, {total.calls} calls, "
-          f"{total.retries} retries, {total.failures} failures, faults {faults}")
+    print(
+        f"fault rate {rate:.0%} seed {seed}: {requests} requests, {total.calls} calls, "
+        f"{total.retries} retries, {total.failures} failures, faults {faults}"
+    )
     assert essence(result) == essence(reference)
     assert total.calls == ref_client.ledger.total().calls
     # every attempt is one request: litellm and the OpenAI SDK do not retry behind our back
@@ -106,15 +111,22 @@ def test_flaky_provider_gives_the_same_winner(tmp_path, rate, kinds, seed):
 
 def test_summary_and_reports_count_retries_and_failures(pytester, monkeypatch, inline_ready):
     project = pytester.path / "proj"
-    brain = write_project(project, settings={"max_steps": 2, "candidates": 2, "patience": 0}, timeout=TIMEOUT,
-                          retries=MAX_RETRIES)
+    brain = write_project(
+        project, settings={"max_steps": 2, "candidates": 2, "patience": 0}, timeout=TIMEOUT, retries=MAX_RETRIES
+    )
     plan = FaultPlan(rate=FAULT_RATE, seed=3, retry_after=0.05)
     with LoopbackServer(answer=brain, latency=0.01, faults=plan, timeout_sleep=TIMEOUT + 0.5) as server:
         monkeypatch.setenv("OPRO_LOOP_URL", server.url)
         report = project / "report.json"
         result = pytester.runpytest_inprocess(
-            str(project), "--rootdir", str(project), "-p", "no:cacheprovider", "--opro-optimize",
-            f"--opro-report={report}")
+            str(project),
+            "--rootdir",
+            str(project),
+            "-p",
+            "no:cacheprovider",
+            "--opro-optimize",
+            f"--opro-report={report}",
+        )
         faults = sum(server.fault_counts.values())
     assert result.ret == 0, result.stdout.str()
     (record,) = json.loads(report.read_text())["tasks"]
@@ -126,7 +138,8 @@ def test_summary_and_reports_count_retries_and_failures(pytester, monkeypatch, i
     retried = re.compile(rf"\b{faults}\s+retr|retr\w*[ :=]+{faults}\b")
     failed = re.compile(r"\b0\s+fail|fail\w*[ :=]+0\b")
     assert retried.search(summary) and failed.search(summary), (
-        "the terminal summary (report.summary_lines) must show e.g. '8 retries, 0 failed calls':\n" + summary)
+        "the terminal summary (report.summary_lines) must show e.g. '8 retries, 0 failed calls':\n" + summary
+    )
 
 
 def test_outage_stops_the_run_with_its_checkpoint_and_resume_completes(tmp_path):
@@ -137,6 +150,7 @@ def test_outage_stops_the_run_with_its_checkpoint_and_resume_completes(tmp_path)
 
     checkpoint = tmp_path / "ckpt" / "faulty.json"
     with LoopbackServer(answer=brain, latency=0.01) as server:
+
         def outage_after_step_one(report):
             if report.step == 1:
                 server.faults = FaultPlan(rate=1.0, kinds=["503"])
@@ -158,8 +172,7 @@ def test_outage_stops_the_run_with_its_checkpoint_and_resume_completes(tmp_path)
 
         server.faults = FaultPlan()
         before = server.requests
-        resumed = optimize(task, client=fast_client(cache=ResponseCache(tmp_path / "outage")),
-                           checkpoint=checkpoint)
+        resumed = optimize(task, client=fast_client(cache=ResponseCache(tmp_path / "outage")), checkpoint=checkpoint)
         assert essence(resumed) == essence(reference)
         assert not checkpoint.exists()  # cleared once the result is complete
         assert server.requests - before > 0
@@ -170,8 +183,12 @@ def test_scorer_outage_stops_instead_of_scoring_failures_as_wrong(tmp_path):
     brain = LoopBrain(records)
     with LoopbackServer(answer=brain) as opt_server, LoopbackServer(answer=brain) as score_server:
         score_server.faults = FaultPlan(rate=1.0, kinds=["500"])
-        task = loop_task("faulty", records, loop_model(score_server.url, "loop-scorer", max_retries=1),
-                         loop_model(opt_server.url, "loop-optimizer", max_retries=1))
+        task = loop_task(
+            "faulty",
+            records,
+            loop_model(score_server.url, "loop-scorer", max_retries=1),
+            loop_model(opt_server.url, "loop-optimizer", max_retries=1),
+        )
         checkpoint = tmp_path / "faulty.json"
         with pytest.raises(ProviderError, match=r"of \d+ scorer calls on train failed after retries"):
             optimize(task, client=fast_client(), cache=None, checkpoint=checkpoint)
@@ -184,8 +201,12 @@ def test_failed_calls_are_left_out_of_the_mean_not_counted_wrong(tmp_path):
     brain = LoopBrain(records)
     plan = FaultPlan(rate=0.3, kinds=["503"], seed=5)
     with LoopbackServer(answer=brain, faults=plan) as server:
-        task = loop_task("faulty", records, loop_model(server.url, "loop-scorer", max_retries=0),
-                         loop_model(server.url, "loop-optimizer"))
+        task = loop_task(
+            "faulty",
+            records,
+            loop_model(server.url, "loop-scorer", max_retries=0),
+            loop_model(server.url, "loop-optimizer"),
+        )
         client = fast_client()
         perfect = "Answer step by step, carefully, double-check."
         examples = task.splits.train + task.splits.validation + task.splits.test
@@ -197,9 +218,15 @@ def test_failed_calls_are_left_out_of_the_mean_not_counted_wrong(tmp_path):
 
 
 # -- the artifact is never half-written -------------------------------------------------------------
-OLD = {"schema_version": 1, "task": "t", "instruction": "old", "position": "Q_begin",
-       "scores": {"test": {"score": 0.5, "n": 2, "ci95": [0.1, 0.9]}}, "test_outcomes": {"a": 1.0, "b": 0.0},
-       "fingerprint": {"template": "x"}}
+OLD = {
+    "schema_version": 1,
+    "task": "t",
+    "instruction": "old",
+    "position": "Q_begin",
+    "scores": {"test": {"score": 0.5, "n": 2, "ci95": [0.1, 0.9]}},
+    "test_outcomes": {"a": 1.0, "b": 0.0},
+    "fingerprint": {"template": "x"},
+}
 
 
 def test_failed_rename_keeps_the_old_artifact_and_no_temp_file(tmp_path, monkeypatch):
@@ -231,8 +258,13 @@ def test_process_killed_while_writing_leaves_the_old_artifact(tmp_path):
         atomic.os.replace = stall
         write_artifact({str(path)!r}, {{**{OLD!r}, "instruction": "new " * 100_000}})
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGKILL)

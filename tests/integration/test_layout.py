@@ -19,15 +19,25 @@ def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
         "print(json.dumps({n: type(getattr(pytest_opro, n)).__name__ for n in pytest_opro.__all__}))"
     )
     kinds = json.loads(out)
-    assert {"PromptTask", "load_examples", "metrics", "optimize", "ModelConfig", "Budget", "OptimizerSettings",
-            "Result", "load_instruction", "OproError", "__version__"} <= set(kinds)
+    assert {
+        "PromptTask",
+        "load_examples",
+        "metrics",
+        "optimize",
+        "ModelConfig",
+        "Budget",
+        "OptimizerSettings",
+        "Result",
+        "load_instruction",
+        "OproError",
+        "__version__",
+    } <= set(kinds)
     assert kinds["metrics"] == "module" and kinds["PromptTask"] == "type" and kinds["optimize"] == "function"
 
 
 def test_the_optimizer_core_loads_nothing_else_of_the_package() -> None:
     out = _fresh(
-        "import sys, pytest_opro.opro\n"
-        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('pytest_opro'))))"
+        "import sys, pytest_opro.opro\nprint('\\n'.join(sorted(m for m in sys.modules if m.startswith('pytest_opro'))))"
     )
     loaded = out.split()
     assert "pytest_opro.opro.loop" in loaded

@@ -33,8 +33,15 @@ TIMINGS: dict[str, dict] = {}
 
 
 def optimize_args(project: Path) -> list[str]:
-    return [str(project), "--rootdir", str(project), "-p", "no:cacheprovider", "--opro-optimize",
-            f"--opro-concurrency={CONCURRENCY}"]
+    return [
+        str(project),
+        "--rootdir",
+        str(project),
+        "-p",
+        "no:cacheprovider",
+        "--opro-optimize",
+        f"--opro-concurrency={CONCURRENCY}",
+    ]
 
 
 def artifact_of(project: Path) -> dict:
@@ -75,14 +82,25 @@ def interrupted(tmp_path_factory, inline_ready):
             project = tmp_path_factory.mktemp(f"interrupted-{sig.name}")
             brain = write_project(project, settings=SETTINGS)
             checkpoint = project / ".opro_cache" / "checkpoints" / "alpha.json"
-            server = stack.enter_context(LoopbackServer(
-                answer=brain, latency=LATENCY, hold=hold_after_step_one(sig, checkpoint, arrived)))
-            proc = subprocess.Popen([sys.executable, "-m", "pytest", *optimize_args(project)], cwd=project,
-                                    env={**os.environ, "OPRO_LOOP_URL": server.url},
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            server = stack.enter_context(
+                LoopbackServer(answer=brain, latency=LATENCY, hold=hold_after_step_one(sig, checkpoint, arrived))
+            )
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", *optimize_args(project)],
+                cwd=project,
+                env={**os.environ, "OPRO_LOOP_URL": server.url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             stack.callback(lambda p=proc: p.poll() is None and p.kill())
-            runs[sig] = {"project": project, "server": server, "proc": proc, "started": time.monotonic(),
-                         "checkpoint": checkpoint}
+            runs[sig] = {
+                "project": project,
+                "server": server,
+                "proc": proc,
+                "started": time.monotonic(),
+                "checkpoint": checkpoint,
+            }
         deadline = time.monotonic() + 240
         waiting = set(runs)
         while waiting and time.monotonic() < deadline:
@@ -161,8 +179,11 @@ def test_interrupted_run_resumes_without_recomputing(interrupted, reference, pyt
     assert comparable(artifact_of(project)) == comparable(reference["artifact"])
     assert not run["checkpoint"].exists()
     TIMINGS[sig.name] = {
-        "interrupted_after_s": round(run["killed_after"], 2), "checkpoint_step": step,
-        "paid_before": run["paid"], "cached_at_interrupt": run["cached"], "paid_after_resume": paid_again,
+        "interrupted_after_s": round(run["killed_after"], 2),
+        "checkpoint_step": step,
+        "paid_before": run["paid"],
+        "cached_at_interrupt": run["cached"],
+        "paid_after_resume": paid_again,
         "resumed_run_s": round(resumed_seconds, 2),
     }
     print(f"\nresume timings: {json.dumps(TIMINGS)}")

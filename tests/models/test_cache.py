@@ -20,8 +20,9 @@ def test_key_is_stable_and_covers_what_changes_the_answer():
     assert len(base) == 64
     others = {
         ResponseCache.key("openai/gpt-4o", MESSAGES, {"temperature": 0, "max_tokens": 5}, 0),
-        ResponseCache.key("openai/gpt-4o-mini", [{"role": "user", "content": "Is 9 prime?"}],
-                          {"temperature": 0, "max_tokens": 5}, 0),
+        ResponseCache.key(
+            "openai/gpt-4o-mini", [{"role": "user", "content": "Is 9 prime?"}], {"temperature": 0, "max_tokens": 5}, 0
+        ),
         ResponseCache.key("openai/gpt-4o-mini", MESSAGES, {"temperature": 1, "max_tokens": 5}, 0),
         ResponseCache.key("openai/gpt-4o-mini", MESSAGES, {"temperature": 0, "max_tokens": 6}, 0),
         ResponseCache.key("openai/gpt-4o-mini", MESSAGES, {"temperature": 0, "max_tokens": 5, "seed": 1}, 0),
@@ -32,14 +33,19 @@ def test_key_is_stable_and_covers_what_changes_the_answer():
 
 def test_key_ignores_secrets_and_transport():
     plain = ResponseCache.key("m/x", MESSAGES, {"temperature": 0}, 0)
-    noisy = ResponseCache.key("m/x", MESSAGES, {"temperature": 0, "api_key": "sk-secret", "headers": {"a": "b"},
-                                                "extra_headers": {"c": "d"}, "timeout": 3}, 0)
+    noisy = ResponseCache.key(
+        "m/x",
+        MESSAGES,
+        {"temperature": 0, "api_key": "sk-secret", "headers": {"a": "b"}, "extra_headers": {"c": "d"}, "timeout": 3},
+        0,
+    )
     assert plain == noisy
 
 
 def test_key_handles_non_ascii():
-    assert ResponseCache.key("m/x", [{"role": "user", "content": "Ünïcødé ✓ 日本"}], {}, 0) != \
-        ResponseCache.key("m/x", [{"role": "user", "content": "Unicode"}], {}, 0)
+    assert ResponseCache.key("m/x", [{"role": "user", "content": "Ünïcødé ✓ 日本"}], {}, 0) != ResponseCache.key(
+        "m/x", [{"role": "user", "content": "Unicode"}], {}, 0
+    )
 
 
 def test_roundtrip_and_persistence(tmp_path):
@@ -126,8 +132,10 @@ def _writer(directory: str, worker: int, count: int) -> None:
         warnings.filterwarnings("error", "pytest-opro: response cache", RuntimeWarning)
         cache = ResponseCache(directory)
         for i in range(count):
-            cache.put(f"w{worker}-{i}", {"text": f"{worker}:{i}", "prompt_tokens": i, "completion_tokens": 0,
-                                         "cost_usd": None})
+            cache.put(
+                f"w{worker}-{i}",
+                {"text": f"{worker}:{i}", "prompt_tokens": i, "completion_tokens": 0, "cost_usd": None},
+            )
             if i % 10 == 0:
                 cache.get(f"w{(worker + 1) % 4}-{i}")
         cache.close()
@@ -203,7 +211,9 @@ def test_both_backends_implement_the_interface(tmp_path):
     with ResponseCache(tmp_path) as cache:
         assert isinstance(cache, Cache)
     assert ResponseCache.key is cache_key or ResponseCache.key("m", MESSAGES, {}, 0) == cache_key("m", MESSAGES, {}, 0)
-    assert RedisCache.key("m", MESSAGES, {"temperature": 0}, 3) == ResponseCache.key("m", MESSAGES, {"temperature": 0}, 3)
+    assert RedisCache.key("m", MESSAGES, {"temperature": 0}, 3) == ResponseCache.key(
+        "m", MESSAGES, {"temperature": 0}, 3
+    )
     off = RedisCache("redis://127.0.0.1:1/0", mode="off")  # off: never connects
     assert isinstance(off, Cache) and off.get("k") is None
     off.put("k", VALUE)
@@ -218,7 +228,8 @@ def test_value_codec_compresses_large_values_only():
     big = encode_value(big_value)
     assert big[:1] == b"z" and len(big) < len(big_value["text"]) // 10 and decode_value(big) == big_value
     assert decode_value(encode_value({"text": "x" * (COMPRESS_OVER + 10), "api_key": "sk-no"})) == {
-        "text": "x" * (COMPRESS_OVER + 10)}
+        "text": "x" * (COMPRESS_OVER + 10)
+    }
     assert decode_value(b"zgarbage") is None and decode_value(b"j[1, 2]") is None
     assert decode_value('{"text": "legacy"}') == {"text": "legacy"}  # SQLite's text rows
 

@@ -40,8 +40,14 @@ def fast_client(**kw) -> LLMClient:
 
 
 def _run_py(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -141,8 +147,9 @@ def test_unknown_cost_is_counted_not_fatal(fake_llm):
 def test_non_retryable_error_fails_fast(fake_llm):
     import litellm
 
-    fake_llm.fail = lambda model, messages: litellm.BadRequestError(message="bad request", model="x",
-                                                                     llm_provider="fake")
+    fake_llm.fail = lambda model, messages: litellm.BadRequestError(
+        message="bad request", model="x", llm_provider="fake"
+    )
     client = fast_client()
     with pytest.raises(ProviderError, match=r"^model fake/scorer: .*bad request") as info:
         run_sync(client.complete(ModelConfig("fake/scorer"), msgs("x")))
@@ -156,10 +163,15 @@ def test_complete_many_returns_errors_in_place(fake_llm):
 
     fake_llm.fail = lambda model, messages: (
         litellm.RateLimitError(message="slow down", model="x", llm_provider="fake")
-        if "bad" in messages[-1]["content"] else None)
+        if "bad" in messages[-1]["content"]
+        else None
+    )
     client = fast_client()
-    outs = run_sync(client.complete_many(ModelConfig("fake/scorer", max_retries=1),
-                                         [(msgs("good 1"), 0), (msgs("bad"), 0), (msgs("good 2"), 0)]))
+    outs = run_sync(
+        client.complete_many(
+            ModelConfig("fake/scorer", max_retries=1), [(msgs("good 1"), 0), (msgs("bad"), 0), (msgs("good 2"), 0)]
+        )
+    )
     assert isinstance(outs[0], Completion) and isinstance(outs[2], Completion)
     assert isinstance(outs[1], ProviderError) and "gave up after 2 attempts" in str(outs[1])
     usage = client.ledger.by_model["fake/scorer"]
@@ -235,15 +247,18 @@ def test_concurrency_overlaps_calls():
 def test_params_reach_the_server_and_key_does_not_reach_the_ledger():
     with LoopbackServer() as server:
         client = LLMClient()
-        config = ModelConfig("openai/gpt-4o-mini", {"temperature": 0, "max_tokens": 7, "seed": 3},
-                             api_base=server.url, api_key=SECRET)
+        config = ModelConfig(
+            "openai/gpt-4o-mini", {"temperature": 0, "max_tokens": 7, "seed": 3}, api_base=server.url, api_key=SECRET
+        )
         run_sync(client.complete(config, msgs("x")))
         body = server.bodies[-1]
         assert (body["temperature"], body["max_tokens"], body["seed"]) == (0, 7, 3)
     assert SECRET not in repr(config) and SECRET not in str(config.public_dict())
     assert SECRET not in str(client.ledger.to_dict())
-    assert config.public_dict() == {"model": "openai/gpt-4o-mini",
-                                    "params": {"max_tokens": 7, "seed": 3, "temperature": 0}}
+    assert config.public_dict() == {
+        "model": "openai/gpt-4o-mini",
+        "params": {"max_tokens": 7, "seed": 3, "temperature": 0},
+    }
 
 
 # -- small pieces ---------------------------------------------------------------------------------
@@ -254,7 +269,9 @@ def test_model_config_validation():
         ModelConfig("openai/gpt-4o-mini", timeout=0)
     assert ModelConfig.coerce("local/smollm2").model == "local/smollm2"
     a = ModelConfig("m/x", {"temperature": 0}, api_key="k1")
-    assert a == ModelConfig("m/x", {"temperature": 0}, api_key="k2") and hash(a) == hash(ModelConfig("m/x", {"temperature": 0}))
+    assert a == ModelConfig("m/x", {"temperature": 0}, api_key="k2") and hash(a) == hash(
+        ModelConfig("m/x", {"temperature": 0})
+    )
     assert a.with_params(temperature=1).params == {"temperature": 1}
 
 
@@ -269,8 +286,12 @@ def test_ledger_roundtrip():
 def test_extract_text():
     assert extract_text({"choices": [{"message": {"content": "hi"}}]}) == "hi"
     assert extract_text({"choices": [{"message": {"content": None}}]}) == ""
-    assert extract_text({"choices": [{"message": {"content": [{"type": "text", "text": "a"},
-                                                              {"type": "text", "text": "b"}]}}]}) == "ab"
+    assert (
+        extract_text(
+            {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]}
+        )
+        == "ab"
+    )
     assert extract_text({"choices": []}) is None
     assert extract_text(object()) is None
 

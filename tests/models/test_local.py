@@ -102,8 +102,7 @@ def test_seeded_sampling_is_reproducible(litellm):
 
 def test_prefill_continues_the_assistant_message(litellm):
     model = local.get_model("local/smollm2")
-    messages = [{"role": "user", "content": "Count from 1 to 10."},
-                {"role": "assistant", "content": "1, 2, 3, 4,"}]
+    messages = [{"role": "user", "content": "Count from 1 to 10."}, {"role": "assistant", "content": "1, 2, 3, 4,"}]
     assert model.render(messages).endswith("<|im_start|>assistant\n1, 2, 3, 4,")
     reply = text_of(ask(litellm, messages=messages, max_tokens=6))
     assert not reply.startswith("1, 2")  # the reply is the continuation only
@@ -115,8 +114,9 @@ def test_concurrent_async_calls_are_batched_and_equal_to_single_calls(litellm):
     singles = [text_of(ask(litellm, messages=p, max_tokens=4)) for p in prompts]
 
     async def together():
-        return await asyncio.gather(*(litellm.acompletion(model="local/smollm2", messages=p, temperature=0,
-                                                          max_tokens=4) for p in prompts))
+        return await asyncio.gather(
+            *(litellm.acompletion(model="local/smollm2", messages=p, temperature=0, max_tokens=4) for p in prompts)
+        )
 
     assert [text_of(r) for r in asyncio.run(together())] == singles
 
@@ -179,8 +179,12 @@ def test_a_group_llama_cpp_cannot_place_is_split_and_batching_stays_on(litellm, 
     requests = []
     for k in range(16):
         text = " ".join(f"{words[(k + i) % 8]}{k}" for i in range(150))
-        requests.append(model.request([{"role": "user", "content": f"Item {k}: {text}. Repeat the first word."}],
-                                      {"temperature": 0, "max_tokens": 3}))
+        requests.append(
+            model.request(
+                [{"role": "user", "content": f"Item {k}: {text}. Repeat the first word."}],
+                {"temperature": 0, "max_tokens": 3},
+            )
+        )
     assert sum(len(r.tokens) for r in requests) > BATCH_N_CTX and not fits_in_batch(requests)
     with model.lock:
         alone = [model._run_group([r])[0] for r in requests[:2]]

@@ -66,8 +66,14 @@ class ScriptedServer:
 
     @staticmethod
     def ok(text: str = "fine") -> tuple[int, Any, dict[str, str]]:
-        return 200, {"choices": [{"message": {"role": "assistant", "content": text}}],
-                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}, {}
+        return (
+            200,
+            {
+                "choices": [{"message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            },
+            {},
+        )
 
     @property
     def url(self) -> str:
@@ -83,9 +89,14 @@ class ScriptedServer:
 
 
 def _run_py(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error::ResourceWarning", "-c", textwrap.dedent(code)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 # -- routing ---------------------------------------------------------------------------------------
@@ -118,16 +129,25 @@ def test_task_keeps_the_transport():
 def test_request_shape_key_header_and_usage():
     with ScriptedServer([]) as server:
         client = LLMClient()
-        config = ModelConfig("openai/my-model", {"temperature": 0, "max_tokens": 7, "seed": 3,
-                                                 "extra_body": {"top_k": 5}}, api_base=server.url + "/",
-                             api_key=SECRET)
+        config = ModelConfig(
+            "openai/my-model",
+            {"temperature": 0, "max_tokens": 7, "seed": 3, "extra_body": {"top_k": 5}},
+            api_base=server.url + "/",
+            api_key=SECRET,
+        )
         out = run_sync(client.complete(config, msgs("hi")))
         (request,) = server.requests
     assert out.text == "fine" and (out.prompt_tokens, out.completion_tokens) == (3, 1)
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
-    assert request["body"] == {"model": "my-model", "messages": msgs("hi"), "temperature": 0, "max_tokens": 7,
-                               "seed": 3, "top_k": 5}
+    assert request["body"] == {
+        "model": "my-model",
+        "messages": msgs("hi"),
+        "temperature": 0,
+        "max_tokens": 7,
+        "seed": 3,
+        "top_k": 5,
+    }
     usage = client.ledger.by_model["openai/my-model"]
     assert (usage.calls, usage.prompt_tokens, usage.completion_tokens) == (1, 3, 1)
     assert usage.cost_unknown_calls == 1  # not in the price table: unknown, not an error
@@ -149,8 +169,9 @@ def test_env_keys_per_provider(monkeypatch):
 def test_known_model_is_priced_without_litellm():
     with LoopbackServer() as server:
         client = LLMClient()
-        out = run_sync(client.complete(ModelConfig("openai/gpt-4o-mini", api_base=server.url, api_key=SECRET),
-                                       msgs("x")))
+        out = run_sync(
+            client.complete(ModelConfig("openai/gpt-4o-mini", api_base=server.url, api_key=SECRET), msgs("x"))
+        )
     assert out.cost_usd is not None and out.cost_usd > 0
 
 
@@ -161,8 +182,9 @@ def test_each_fault_kind_is_retried(kind, model):
     plan = FaultPlan(on_requests={1: kind}, retry_after=0)
     with LoopbackServer(faults=plan, timeout_sleep=2) as server:
         client = fast_client()
-        config = ModelConfig(model, api_base=server.url, api_key=SECRET,
-                             timeout=0.5 if kind == "timeout" else 2.0, max_retries=2)
+        config = ModelConfig(
+            model, api_base=server.url, api_key=SECRET, timeout=0.5 if kind == "timeout" else 2.0, max_retries=2
+        )
         out = run_sync(client.complete(config, msgs("hello")))
         assert out.text.startswith("answer-") and out.retries == 1
         assert server.requests == 2 and server.fault_counts[kind] == 1
@@ -187,8 +209,7 @@ def test_retry_after_headers_are_read():
         import time
 
         start = time.monotonic()
-        out = run_sync(fast_client().complete(ModelConfig("openai/m", api_base=server.url, api_key=SECRET),
-                                              msgs("x")))
+        out = run_sync(fast_client().complete(ModelConfig("openai/m", api_base=server.url, api_key=SECRET), msgs("x")))
         assert time.monotonic() - start >= 0.55 and out.retries == 1
 
 
@@ -207,14 +228,17 @@ def test_connection_refused_is_retried_and_reported():
 
 
 # -- errors that are not retried -------------------------------------------------------------------
-@pytest.mark.parametrize("status, var, fatal, expected", [
-    (401, "OPENAI_API_KEY", True, "authentication failed; set OPENAI_API_KEY"),
-    (403, "OPENAI_API_KEY", True, "permission denied (HTTP 403); set OPENAI_API_KEY"),
-    (401, "HOSTED_VLLM_API_KEY", True, "authentication failed; set HOSTED_VLLM_API_KEY"),
-    (404, None, True, "not found at the provider (HTTP 404: Incorrect API key provided: ***)"),
-    (400, None, False, "HTTP 400: Incorrect API key provided: ***"),
-    (422, None, False, "HTTP 422: Incorrect API key provided: ***"),
-])
+@pytest.mark.parametrize(
+    "status, var, fatal, expected",
+    [
+        (401, "OPENAI_API_KEY", True, "authentication failed; set OPENAI_API_KEY"),
+        (403, "OPENAI_API_KEY", True, "permission denied (HTTP 403); set OPENAI_API_KEY"),
+        (401, "HOSTED_VLLM_API_KEY", True, "authentication failed; set HOSTED_VLLM_API_KEY"),
+        (404, None, True, "not found at the provider (HTTP 404: Incorrect API key provided: ***)"),
+        (400, None, False, "HTTP 400: Incorrect API key provided: ***"),
+        (422, None, False, "HTTP 422: Incorrect API key provided: ***"),
+    ],
+)
 def test_client_errors_are_one_line_without_the_key(status, var, fatal, expected):
     model = "hosted_vllm/m" if var == "HOSTED_VLLM_API_KEY" else "openai/m"
     script = [(status, {"error": {"message": f"Incorrect API key provided: {SECRET}"}}, {})]
@@ -242,8 +266,12 @@ def test_fatal_error_stops_complete_many():
     with ScriptedServer([(401, {"error": {"message": "bad key"}}, {})]) as server:
         client = fast_client(concurrency=1)
         with pytest.raises(ProviderError, match="authentication failed"):
-            run_sync(client.complete_many(ModelConfig("openai/m", api_base=server.url, api_key=SECRET),
-                                          [(msgs(f"q{i}"), 0) for i in range(20)]))
+            run_sync(
+                client.complete_many(
+                    ModelConfig("openai/m", api_base=server.url, api_key=SECRET),
+                    [(msgs(f"q{i}"), 0) for i in range(20)],
+                )
+            )
         assert len(server.requests) < 20
 
 
@@ -251,8 +279,9 @@ def test_fatal_error_stops_complete_many():
 def test_transport_litellm_still_works():
     with LoopbackServer() as server:
         client = LLMClient()
-        config = ModelConfig("openai/gpt-4o-mini", {"temperature": 0}, api_base=server.url, api_key=SECRET,
-                             transport="litellm")
+        config = ModelConfig(
+            "openai/gpt-4o-mini", {"temperature": 0}, api_base=server.url, api_key=SECRET, transport="litellm"
+        )
         out = run_sync(client.complete(config, msgs("hello")))
         assert out.text.startswith("answer-") and out.cost_usd > 0
         assert "litellm" in sys.modules

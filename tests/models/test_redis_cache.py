@@ -180,4 +180,3 @@ def test_plugin_reports_an_unreachable_cache_url_at_start(pytester, inline_ready
     assert "must be a Redis URL" in bad.stderr.str() and "bad-secret-1" not in bad.stderr.str()
     off = pytester.runpytest_inprocess(f"--opro-cache-url=redis://127.0.0.1:{port}/0", "--opro-cache=off")
     assert off.ret == 0  # the cache is off: Redis is not needed
-

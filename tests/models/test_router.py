@@ -31,8 +31,9 @@ SECRET_KEY = "sk-SECRETrouter-key-4e5f6a7b"
 DEPLOYMENTS = ("secret-deployment-east", "secret-deployment-west")
 
 
-def router_config(url: str, *, rpm: float | None = None, pacing: dict | None = None, names=("gpt-x",),
-                  settings: dict | None = None) -> RouterConfig:
+def router_config(
+    url: str, *, rpm: float | None = None, pacing: dict | None = None, names=("gpt-x",), settings: dict | None = None
+) -> RouterConfig:
     models = []
     for name in names:
         for deployment in DEPLOYMENTS:
@@ -55,18 +56,28 @@ def ask(n: int, tag: str = "q") -> list[tuple[list[dict], int]]:
 # ----------------------------------------------------------------------------------------------
 # the file
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data, message", [
-    ([], "expected a mapping"),
-    ({"model_list": []}, "non-empty list"),
-    ({"model_list": [{"litellm_params": {"model": "openai/x"}}]}, "model_name"),
-    ({"model_list": [{"model_name": "m", "litellm_params": {}}]}, "litellm_params.model"),
-    ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "rpm": -1}}]}, "rpm must be"),
-    ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "router_settings":
-      {"cache_responses": True}}, "cache_responses is not supported"),
-    ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "pacing": {"burst": 0}},
-     "pacing.burst"),
-    ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "pacng": {}}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "expected a mapping"),
+        ({"model_list": []}, "non-empty list"),
+        ({"model_list": [{"litellm_params": {"model": "openai/x"}}]}, "model_name"),
+        ({"model_list": [{"model_name": "m", "litellm_params": {}}]}, "litellm_params.model"),
+        ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "rpm": -1}}]}, "rpm must be"),
+        (
+            {
+                "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}],
+                "router_settings": {"cache_responses": True},
+            },
+            "cache_responses is not supported",
+        ),
+        (
+            {"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "pacing": {"burst": 0}},
+            "pacing.burst",
+        ),
+        ({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "pacng": {}}, "unknown key"),
+    ],
+)
 def test_router_file_errors_name_the_file_and_the_field(data, message):
     with pytest.raises(ConfigError, match=message) as info:
         RouterConfig.from_dict(data, "conf/router.yaml")
@@ -75,14 +86,17 @@ def test_router_file_errors_name_the_file_and_the_field(data, message):
 
 def test_router_file_from_yaml_and_environment(tmp_path, monkeypatch):
     path = tmp_path / "router.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         model_list:
           - model_name: gpt-x
             litellm_params: {model: openai/deployment-a, api_key: os.environ/ROUTER_TEST_KEY, rpm: 120}
         routing_strategy: simple-shuffle
         fallbacks: [{gpt-x: [gpt-y]}]
         pacing: {burst: 2, max_wait: 5}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     config = RouterConfig.load(path)
     assert config.model_names() == ["gpt-x"] and config.settings["fallbacks"] == [{"gpt-x": ["gpt-y"]}]
     with pytest.raises(ConfigError, match="ROUTER_TEST_KEY, which is not set") as info:
@@ -121,8 +135,13 @@ def test_calls_go_through_the_router_with_our_retries_accounting_and_cache(tmp_p
         assert server.requests == 12 + 3
     with LoopbackServer(faults=faults) as server:  # the same faults without a Router
         direct = LLMClient(retry_base=0.01)
-        plain = ModelConfig("openai/gpt-x", params={"temperature": 0, "max_tokens": 8}, api_base=server.url,
-                            api_key="sk-loop", transport="litellm")
+        plain = ModelConfig(
+            "openai/gpt-x",
+            params={"temperature": 0, "max_tokens": 8},
+            api_base=server.url,
+            api_key="sk-loop",
+            transport="litellm",
+        )
         without = asyncio.run(direct.complete_many(plain, requests))
     assert [c.text for c in routed] == [c.text for c in without]
     usage, plain_usage = client.ledger.to_dict()["gpt-x"], direct.ledger.to_dict()["openai/gpt-x"]
@@ -141,8 +160,11 @@ def test_calls_go_through_the_router_with_our_retries_accounting_and_cache(tmp_p
 def test_unknown_model_is_one_clear_error(inline_ready):
     bridge = RouterBridge(router_config("http://127.0.0.1:9/v1"))
     client = LLMClient(router=bridge)
-    with pytest.raises(ProviderError, match="model other is not a model_name of the router file router.yaml "
-                                            r"\(model names: gpt-x\)"):
+    with pytest.raises(
+        ProviderError,
+        match="model other is not a model_name of the router file router.yaml "
+        r"\(model names: gpt-x\)",
+    ):
         asyncio.run(client.complete(ModelConfig("other"), [{"role": "user", "content": "x"}]))
 
 
@@ -165,9 +187,23 @@ def test_errors_and_logs_name_no_deployment_endpoint_or_key(inline_ready, caplog
 def test_a_deployment_waits_for_its_slot_and_a_far_slot_is_retried_like_a_429(inline_ready):
     # 120 rpm = one call each 0.5 s; a slot more than 0.3 s away is refused locally and retried
     with LoopbackServer() as server:
-        config = RouterConfig.from_dict({"model_list": [{"model_name": "slow", "litellm_params": {
-            "model": "openai/secret-deployment-east", "api_base": server.url, "api_key": SECRET_KEY, "rpm": 120}}],
-            "pacing": {"max_wait": 0.3}}, "router.yaml")
+        config = RouterConfig.from_dict(
+            {
+                "model_list": [
+                    {
+                        "model_name": "slow",
+                        "litellm_params": {
+                            "model": "openai/secret-deployment-east",
+                            "api_base": server.url,
+                            "api_key": SECRET_KEY,
+                            "rpm": 120,
+                        },
+                    }
+                ],
+                "pacing": {"max_wait": 0.3},
+            },
+            "router.yaml",
+        )
         client = LLMClient(router=RouterBridge(config), retry_base=0.05, retry_cap=1.0)
         model = ModelConfig("slow", max_retries=20)
         start = time.monotonic()
@@ -181,11 +217,24 @@ def test_a_deployment_waits_for_its_slot_and_a_far_slot_is_retried_like_a_429(in
 def test_litellm_router_refusal_is_retried_like_a_429(inline_ready):
     # litellm's own per-minute limit: once reached, the Router refuses locally ("No deployments available")
     with LoopbackServer() as server:
-        config = RouterConfig.from_dict({
-            "model_list": [{"model_name": "tiny", "litellm_params": {
-                "model": "openai/secret-deployment-east", "api_base": server.url, "api_key": SECRET_KEY, "rpm": 2}}],
-            "router_settings": {"routing_strategy": "usage-based-routing-v2"}, "pacing": {"enabled": False}},
-            "router.yaml")
+        config = RouterConfig.from_dict(
+            {
+                "model_list": [
+                    {
+                        "model_name": "tiny",
+                        "litellm_params": {
+                            "model": "openai/secret-deployment-east",
+                            "api_base": server.url,
+                            "api_key": SECRET_KEY,
+                            "rpm": 2,
+                        },
+                    }
+                ],
+                "router_settings": {"routing_strategy": "usage-based-routing-v2"},
+                "pacing": {"enabled": False},
+            },
+            "router.yaml",
+        )
         client = LLMClient(router=RouterBridge(config), retry_base=0.01, retry_cap=0.05)
         results = asyncio.run(client.complete_many(ModelConfig("tiny", max_retries=2), ask(4)))
         served = server.requests
@@ -217,15 +266,31 @@ def test_four_processes_hold_a_provider_rate_limit_through_redis(tmp_path, redis
     rate, calls, processes = 20.0, 25, 4
     with LoopbackServer(latency=0.02, rate_limit=rate, rate_burst=rate) as server:
         router_file = tmp_path / "router.yaml"
-        router_file.write_text(yaml.safe_dump({
-            "model_list": [{"model_name": "gpt-x", "litellm_params": {
-                "model": "openai/secret-deployment-east", "api_base": server.url, "api_key": SECRET_KEY,
-                "rpm": 0.9 * 60 * rate}}],
-            "router_settings": {"redis_url": redis_server.url}}), encoding="utf-8")
+        router_file.write_text(
+            yaml.safe_dump(
+                {
+                    "model_list": [
+                        {
+                            "model_name": "gpt-x",
+                            "litellm_params": {
+                                "model": "openai/secret-deployment-east",
+                                "api_base": server.url,
+                                "api_key": SECRET_KEY,
+                                "rpm": 0.9 * 60 * rate,
+                            },
+                        }
+                    ],
+                    "router_settings": {"redis_url": redis_server.url},
+                }
+            ),
+            encoding="utf-8",
+        )
         ctx = multiprocessing.get_context("spawn")
         ready, start, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_paced_worker, args=(str(router_file), i, calls, ready, start, out))
-                 for i in range(processes)]
+        procs = [
+            ctx.Process(target=_paced_worker, args=(str(router_file), i, calls, ready, start, out))
+            for i in range(processes)
+        ]
         for p in procs:
             p.start()
         for _ in procs:
@@ -249,7 +314,7 @@ def test_four_processes_hold_a_provider_rate_limit_through_redis(tmp_path, redis
 # ----------------------------------------------------------------------------------------------
 # a whole optimise-and-gate run through the Router
 # ----------------------------------------------------------------------------------------------
-CONFTEST = '''
+CONFTEST = """
 import os
 from pytest_opro import PromptTask, load_examples
 from pytest_opro.models.config import ModelConfig
@@ -261,9 +326,9 @@ def make_task(name, scorer="loop-scorer"):
     return PromptTask(name=name, examples=load_examples(os.path.join(HERE, "alpha.jsonl")), metric="choice",
                       scorer=ModelConfig(scorer, max_retries=1, timeout=5), optimizer="loop-optimizer",
                       settings={"max_steps": 2, "candidates": 2, "patience": 0, "select_alpha": 1})
-'''
+"""
 
-TESTS = '''
+TESTS = """
 from conftest import make_task
 
 def test_alpha(opro):
@@ -271,7 +336,7 @@ def test_alpha(opro):
 
 def test_broken(opro):
     opro.check(make_task("broken", scorer="loop-broken"))
-'''
+"""
 
 
 def test_a_whole_run_through_the_router_leaks_no_deployment(tmp_path, inline_ready):
@@ -286,25 +351,63 @@ def test_a_whole_run_through_the_router_leaks_no_deployment(tmp_path, inline_rea
     (project / "test_prompts.py").write_text(TESTS, encoding="utf-8")
     (project / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    models = [{"model_name": name, "litellm_params": {"model": f"openai/{deployment}",
-                                                      "api_base": "os.environ/OPRO_LOOP_URL",
-                                                      "api_key": "os.environ/OPRO_ROUTER_KEY"}}
-              for name in ("loop-scorer", "loop-optimizer") for deployment in DEPLOYMENTS]
-    models.append({"model_name": "loop-broken", "litellm_params": {"model": "openai/secret-deployment-dead",
-                                                                   "api_base": dead, "api_key": SECRET_KEY}})
+    models = [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"openai/{deployment}",
+                "api_base": "os.environ/OPRO_LOOP_URL",
+                "api_key": "os.environ/OPRO_ROUTER_KEY",
+            },
+        }
+        for name in ("loop-scorer", "loop-optimizer")
+        for deployment in DEPLOYMENTS
+    ]
+    models.append(
+        {
+            "model_name": "loop-broken",
+            "litellm_params": {"model": "openai/secret-deployment-dead", "api_base": dead, "api_key": SECRET_KEY},
+        }
+    )
     (project / "router.yaml").write_text(yaml.safe_dump({"model_list": models}), encoding="utf-8")
     out_dir = project / "out"
     outputs = []
     with LoopbackServer(answer=LoopBrain(records)) as server:
-        env = {**os.environ, "OPRO_LOOP_URL": server.url, "OPRO_ROUTER_KEY": SECRET_KEY,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "OPRO_LOOP_URL": server.url,
+            "OPRO_ROUTER_KEY": SECRET_KEY,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         for label, extra in (("optimize", ["--opro-optimize"]), ("gate", [])):
             result = subprocess.run(
-                [sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-p", "no:cacheprovider",
-                 "-p", "no:randomly", "-rA", "-vv", "--opro-router=router.yaml", *extra,
-                 f"--opro-report={out_dir / (label + '.json')}", "--log-level=DEBUG", "--log-file-level=DEBUG",
-                 f"--log-file={out_dir / (label + '.log')}", f"--junitxml={out_dir / (label + '.xml')}"],
-                cwd=project, env=env, capture_output=True, text=True, timeout=600)
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    str(project),
+                    "--rootdir",
+                    str(project),
+                    "-p",
+                    "no:cacheprovider",
+                    "-p",
+                    "no:randomly",
+                    "-rA",
+                    "-vv",
+                    "--opro-router=router.yaml",
+                    *extra,
+                    f"--opro-report={out_dir / (label + '.json')}",
+                    "--log-level=DEBUG",
+                    "--log-file-level=DEBUG",
+                    f"--log-file={out_dir / (label + '.log')}",
+                    f"--junitxml={out_dir / (label + '.xml')}",
+                ],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             outputs.append(result.stdout + result.stderr)
             assert result.returncode == 1, outputs[-1]  # alpha passes, broken fails
             assert "1 failed, 1 passed" in result.stdout, outputs[-1]
@@ -326,8 +429,17 @@ def test_a_whole_run_through_the_router_leaks_no_deployment(tmp_path, inline_rea
 def test_a_refused_key_points_at_the_router_file(inline_ready, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with LoopbackServer() as server:
-        config = RouterConfig.from_dict({"model_list": [{"model_name": "gpt-x", "litellm_params": {
-            "model": "openai/secret-deployment-east", "api_base": server.url}}]}, "conf/router.yaml")
+        config = RouterConfig.from_dict(
+            {
+                "model_list": [
+                    {
+                        "model_name": "gpt-x",
+                        "litellm_params": {"model": "openai/secret-deployment-east", "api_base": server.url},
+                    }
+                ]
+            },
+            "conf/router.yaml",
+        )
         client = LLMClient(router=RouterBridge(config))
         with pytest.raises(ProviderError) as info:
             asyncio.run(client.complete(ModelConfig("gpt-x"), [{"role": "user", "content": "x"}]))

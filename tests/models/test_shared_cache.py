@@ -22,10 +22,32 @@ NAMES = ["alpha", "beta", "gamma", "delta"]
 
 def run_pytest(project: Path, url: str, *args: str) -> subprocess.CompletedProcess:
     """``pytest`` in a subprocess on this checkout (not whatever pytest-opro is installed)."""
-    env = {**os.environ, "OPRO_LOOP_URL": url, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-q",
-                           "-p", "no:cacheprovider", "-p", "no:randomly", *args],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OPRO_LOOP_URL": url,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(project),
+            "--rootdir",
+            str(project),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *args,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def keys(server) -> int:

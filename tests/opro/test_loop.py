@@ -50,6 +50,7 @@ def test_meta_prompt_shows_top_k_ascending_with_bucketed_scores(fake_llm: FakeBr
     task = make_task()
     train_ids = {ex.input for ex in task.splits.train}
     ranked = sorted(train_ids)
+
     # Instruction "level k" answers the first k/10 of train questions correctly: distinct known scores.
     def rules(text, ex):
         match = re.search(r"level (\d+)", text)
@@ -59,7 +60,11 @@ def test_meta_prompt_shows_top_k_ascending_with_bucketed_scores(fake_llm: FakeBr
 
     fake_llm.scorer = keyword_scorer(task, rules)
     fake_llm.optimizer = [f"<INS>Use level {k}.</INS>" for k in (3, 9, 1, 6, 5, 7, 2, 8)]
-    optimize(task, settings=OptimizerSettings(max_steps=2, patience=0, top_k=4, score_buckets=20, screening="off"), cache=None)
+    optimize(
+        task,
+        settings=OptimizerSettings(max_steps=2, patience=0, top_k=4, score_buckets=20, screening="off"),
+        cache=None,
+    )
     metas = [m[0]["content"] for model, m in fake_llm.log if model == "fake/optimizer"]
     step2 = metas[-1]
     texts = re.findall(r"text:\n(.*)\nscore:\n(\d+)", step2)
@@ -160,7 +165,9 @@ def test_early_stopping_before_max_steps(fake_llm: FakeBrain) -> None:
 def test_each_budget_stops_the_run_cleanly(fake_llm: FakeBrain, budget: Budget, reason: str) -> None:
     fake_llm.cost_per_call = 0.01
     task = make_task()
-    result = optimize(task, settings=OptimizerSettings(max_steps=20, patience=0, candidates=4), budget=budget, cache=None)
+    result = optimize(
+        task, settings=OptimizerSettings(max_steps=20, patience=0, candidates=4), budget=budget, cache=None
+    )
     assert result.stop_reason.startswith("budget:") and reason in result.stop_reason
     assert result.steps_run < 20
     # the best result so far is still returned, scored on every split

@@ -23,21 +23,47 @@ REPEATS = "repeats the meta-prompt"
 
 
 def sports_like(n: int = 36, **kw) -> PromptTask:
-    records = [{"id": f"s{i:03d}", "input": f"Player number {i} of the {'red' if i % 2 else 'blue'} team scored a "
-                f"goal in minute {i + 3} of match {i * 7}", "target": "plausible" if i % 3 else "implausible",
-                "choices": ["plausible", "implausible"]} for i in range(n)]
+    records = [
+        {
+            "id": f"s{i:03d}",
+            "input": f"Player number {i} of the {'red' if i % 2 else 'blue'} team scored a "
+            f"goal in minute {i + 3} of match {i * 7}",
+            "target": "plausible" if i % 3 else "implausible",
+            "choices": ["plausible", "implausible"],
+        }
+        for i in range(n)
+    ]
     kw.setdefault("counts", (12, 12, 12))
-    return PromptTask(name="sportsish", examples=examples_from_records(records), metric="choice",
-                      template='Sentence: "{{ input }}"\nIs this sentence plausible or implausible?',
-                      scorer="fake/scorer", optimizer="fake/optimizer", **kw)
+    return PromptTask(
+        name="sportsish",
+        examples=examples_from_records(records),
+        metric="choice",
+        template='Sentence: "{{ input }}"\nIs this sentence plausible or implausible?',
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        **kw,
+    )
 
 
 def counting_like(**kw) -> PromptTask:
-    records = [{"id": f"c{i:03d}", "input": f"I have {i} apples and {i + 2} pears in basket {i}. How many fruits?",
-                "target": str(2 * i + 2)} for i in range(36)]
-    return PromptTask(name="countish", examples=examples_from_records(records), metric="numeric",
-                      template="Question: {{ input }}\n{{ instruction }}", counts=(12, 12, 12),
-                      scorer="fake/scorer", optimizer="fake/optimizer", **kw)
+    records = [
+        {
+            "id": f"c{i:03d}",
+            "input": f"I have {i} apples and {i + 2} pears in basket {i}. How many fruits?",
+            "target": str(2 * i + 2),
+        }
+        for i in range(36)
+    ]
+    return PromptTask(
+        name="countish",
+        examples=examples_from_records(records),
+        metric="numeric",
+        template="Question: {{ input }}\n{{ instruction }}",
+        counts=(12, 12, 12),
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        **kw,
+    )
 
 
 def optimizer_prompts(brain: FakeBrain) -> list[str]:
@@ -47,12 +73,12 @@ def optimizer_prompts(brain: FakeBrain) -> list[str]:
 # -- opro alone is the paper's loop, call for call ----------------------------------------------
 @pytest.mark.parametrize("proposers", [None, ["opro"], "opro", {"opro": 3}])
 def test_opro_alone_sends_the_recorded_meta_prompts_and_keeps_the_recorded_candidates(
-        fake_llm: FakeBrain, proposers) -> None:
+    fake_llm: FakeBrain, proposers
+) -> None:
     golden = load_golden()
     run = recorded_run(fake_llm, proposers=proposers)
     assert [c["meta_prompt"] for c in run["optimizer_calls"]] == [c["meta_prompt"] for c in golden["optimizer_calls"]]
-    assert [c["sample_index"] for c in run["optimizer_calls"]] == [
-        c["sample_index"] for c in golden["optimizer_calls"]]
+    assert [c["sample_index"] for c in run["optimizer_calls"]] == [c["sample_index"] for c in golden["optimizer_calls"]]
     assert run["trajectory"] == golden["trajectory"]
     assert run["instruction"] == golden["instruction"]
 
@@ -66,12 +92,15 @@ def test_mix_is_parsed_from_names_weights_or_the_option_string() -> None:
     assert parse_mix([("opro", 1), ("edit", 3)]) == {"opro": 0.25, "edit": 0.75}
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("opro,telepathy", "unknown proposer 'telepathy'"),
-    (["edit", "format"], "must include 'opro'"),
-    ({"opro": 0}, "share must be > 0"),
-    ("opro:lots", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("opro,telepathy", "unknown proposer 'telepathy'"),
+        (["edit", "format"], "must include 'opro'"),
+        ({"opro": 0}, "share must be > 0"),
+        ("opro:lots", "is not a number"),
+    ],
+)
 def test_a_bad_mix_is_a_config_error(spec, message) -> None:
     with pytest.raises(ConfigError, match=message):
         OptimizerSettings(proposers=spec)
@@ -106,8 +135,9 @@ def test_every_proposer_contributes_and_the_run_replays_from_cache(fake_llm: Fak
     task = sports_like(initial_instruction="Answer the question.")
     fake_llm.learn(task.examples)
     fake_llm.optimizer = mixed_optimizer
-    settings = OptimizerSettings(max_steps=3, candidates=4, patience=0,
-                                 proposers={"opro": 1, "edit": 1, "format": 1, "classic": 1})
+    settings = OptimizerSettings(
+        max_steps=3, candidates=4, patience=0, proposers={"opro": 1, "edit": 1, "format": 1, "classic": 1}
+    )
     first = optimize(task, settings=settings, cache=tmp_path)
     by = Counter(c.proposer for c in first.trajectory)
     assert by == {"initial": 1, "opro": 3, "edit": 3, "format": 3, "classic": 3}
@@ -126,7 +156,8 @@ def test_every_proposer_contributes_and_the_run_replays_from_cache(fake_llm: Fak
     again = optimize(task, settings=settings, cache=tmp_path)
     assert fake_llm.calls["fake/optimizer"] == calls  # replayed from the response cache
     assert [(c.proposer, c.text, c.call) for c in again.trajectory] == [
-        (c.proposer, c.text, c.call) for c in first.trajectory]
+        (c.proposer, c.text, c.call) for c in first.trajectory
+    ]
 
 
 def test_a_problem_without_edits_or_model_free_proposals_gets_opro_in_their_slots(fake_llm: FakeBrain) -> None:
@@ -154,8 +185,10 @@ def test_format_proposals_follow_choices_metric_and_position() -> None:
     assert "End with the final number." in format_phrasings(counting)
     # The best instructions come back with a format phrase added (best first).
     proposals = format_proposals(sports, ["Be brief.", "Think about the sport."])
-    assert proposals[:2] == ["Answer with one of: plausible, implausible.",
-                             "Think about the sport. Answer with one of: plausible, implausible."]
+    assert proposals[:2] == [
+        "Answer with one of: plausible, implausible.",
+        "Think about the sport. Answer with one of: plausible, implausible.",
+    ]
     assert "Be brief. Answer with only one word: plausible or implausible." in proposals
 
 
@@ -172,11 +205,15 @@ def test_model_free_proposals_are_not_proposed_twice(fake_llm: FakeBrain) -> Non
 
 # -- several starting points ----------------------------------------------------------------------
 def test_all_starting_points_are_scored_at_step_0_and_the_first_is_the_baseline(fake_llm: FakeBrain) -> None:
-    task = sports_like(initial_instruction="Answer.",
-                       initial_instructions=["Answer step by step, carefully, double-check.", "Answer.",
-                                             "Answer carefully."])
-    assert task.starting_instructions() == ["Answer.", "Answer step by step, carefully, double-check.",
-                                            "Answer carefully."]
+    task = sports_like(
+        initial_instruction="Answer.",
+        initial_instructions=["Answer step by step, carefully, double-check.", "Answer.", "Answer carefully."],
+    )
+    assert task.starting_instructions() == [
+        "Answer.",
+        "Answer step by step, carefully, double-check.",
+        "Answer carefully.",
+    ]
     fake_llm.learn(task.examples)
     fake_llm.optimizer = ["<INS>Answer plainly.</INS>"]
     result = optimize(task, settings=OptimizerSettings(max_steps=1, candidates=1, patience=0), cache=None)
@@ -212,8 +249,10 @@ def test_leakage_quote_of_a_training_input_or_a_training_target_as_answer_key() 
     counting = counting_like()
     screen = Screen(counting)
     target = counting.splits.train[0].target
-    test_only = sorted({ex.target for ex in counting.splits.test}
-                       - {ex.target for ex in counting.splits.train + counting.splits.validation})
+    test_only = sorted(
+        {ex.target for ex in counting.splits.test}
+        - {ex.target for ex in counting.splits.train + counting.splits.validation}
+    )
     assert screen(f"Count the fruits. The answer is {target}.") == LEAKAGE
     assert screen(f"Count the fruits -> {target}") == LEAKAGE
     assert screen(f"Count the {target} kinds of fruit.") is None  # a number, not an answer key
@@ -223,19 +262,25 @@ def test_leakage_quote_of_a_training_input_or_a_training_target_as_answer_key() 
 
 def test_story_like_replies_that_share_nothing_with_the_task_are_off_task() -> None:
     screen = Screen(sports_like())
-    story = ("Once upon a time a lighthouse keeper found a lantern. The lantern glowed over the harbour. "
-             "Ships came home at dusk.")
+    story = (
+        "Once upon a time a lighthouse keeper found a lantern. The lantern glowed over the harbour. "
+        "Ships came home at dusk."
+    )
     assert screen(story) == OFF_TASK
     listing = "islands of clarests\noceanton\nplaiceboarding the tops\nbanana harbour"
     assert screen(listing) == OFF_TASK
     assert screen("Be brief.") is None  # short: never judged
-    assert screen("Once upon a time a keeper found a lantern; read the sentence and decide.") is None  # instruction words
+    assert (
+        screen("Once upon a time a keeper found a lantern; read the sentence and decide.") is None
+    )  # instruction words
     assert screen("Consider whether each team and match described could really happen in a season.") is None
 
 
 def test_repeating_the_meta_prompt_is_detected() -> None:
-    skeleton = ("Your task is to generate the instruction <INS>. Below are some previous instructions with their "
-                "scores. Generate an instruction that is different from all the instructions <INS> above.")
+    skeleton = (
+        "Your task is to generate the instruction <INS>. Below are some previous instructions with their "
+        "scores. Generate an instruction that is different from all the instructions <INS> above."
+    )
     assert repeats_prompt("Generate an instruction that is different from all the instructions above.", skeleton)
     assert repeats_prompt("Your task is to generate the instruction. Below are some previous instructions", skeleton)
     assert not repeats_prompt("Generate an answer. Think step by step.", skeleton)
@@ -288,8 +333,11 @@ def test_starting_points_count_in_the_estimate_and_the_checkpoint_key() -> None:
     settings = OptimizerSettings(max_steps=0)
     scorer, optimizer = one.scorer_config(), one.optimizer_config()
     n_search = len(one.splits.train) + len(one.splits.validation)
-    assert estimate(three, settings, scorer, optimizer).scorer_calls - estimate(
-        one, settings, scorer, optimizer).scorer_calls == 2 * n_search
+    assert (
+        estimate(three, settings, scorer, optimizer).scorer_calls
+        - estimate(one, settings, scorer, optimizer).scorer_calls
+        == 2 * n_search
+    )
     assert run_key(one, scorer, optimizer, settings) != run_key(three, scorer, optimizer, settings)
 
 
@@ -307,9 +355,13 @@ def test_the_rules_keep_real_instructions_for_the_example_tasks(example: str) ->
         sys.path.pop(0)
     task = example_task(example)
     screen = Screen(task)
-    kept = list(CLASSIC) + format_proposals(task, ["Read the question carefully."]) + [
-        "Consider every detail of the situation described, then give the single best answer and nothing else.",
-        "Work through it one piece at a time, keep a running tally, and state the result at the end.",
-        "Read carefully. Think it through. Then reply.",
-    ]
+    kept = (
+        list(CLASSIC)
+        + format_proposals(task, ["Read the question carefully."])
+        + [
+            "Consider every detail of the situation described, then give the single best answer and nothing else.",
+            "Work through it one piece at a time, keep a running tally, and state the result at the end.",
+            "Read carefully. Think it through. Then reply.",
+        ]
+    )
     assert [t for t in kept if screen(t) is not None] == []

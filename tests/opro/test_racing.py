@@ -59,8 +59,11 @@ def test_stratified_order_keeps_classes_in_proportion_in_every_prefix() -> None:
 @pytest.mark.parametrize("rule", ["halving", "significance"])
 def test_a_clearly_bad_candidate_stops_after_the_first_minibatch(rule: str) -> None:
     ids = [f"e{i}" for i in range(40)]
-    outcomes = {"good": {i: 1.0 for i in ids}, "ok": {i: float(k % 4 != 0) for k, i in enumerate(ids)},
-                "bad": {i: 0.0 for i in ids}}
+    outcomes = {
+        "good": {i: 1.0 for i in ids},
+        "ok": {i: float(k % 4 != 0) for k, i in enumerate(ids)},
+        "bad": {i: 0.0 for i in ids},
+    }
     log: list[tuple[str, list[str]]] = []
     result = asyncio.run(race(list(outcomes), ids, scripted(outcomes, log), first=5, keep=2, rule=rule))
     bad = result.entrants[2]
@@ -73,8 +76,9 @@ def test_a_clearly_bad_candidate_stops_after_the_first_minibatch(rule: str) -> N
 def test_once_no_cut_is_left_the_rest_of_the_split_goes_in_one_batch() -> None:
     ids = [f"e{i}" for i in range(30)]
     # on the first four examples a is right 4 times, b 3, c 2, d once: halving keeps a and b
-    outcomes = {name: {i: float(k >= 4 or k < right) for k, i in enumerate(ids)}
-                for name, right in zip("abcd", (4, 3, 2, 1))}
+    outcomes = {
+        name: {i: float(k >= 4 or k < right) for k, i in enumerate(ids)} for name, right in zip("abcd", (4, 3, 2, 1))
+    }
     log: list[tuple[str, list[str]]] = []
     asyncio.run(race(list(outcomes), ids, scripted(outcomes, log), first=4, keep=2, rule="halving", alpha=0.0))
     batches = {name: [len(b) for text, b in log if text == name] for name in outcomes}
@@ -104,8 +108,14 @@ def test_the_dominating_candidate_is_never_eliminated() -> None:
         outcomes["best"] = best
         ordered = {name: outcomes[name] for name in names}
         incumbent = others["c0"] if rng.random() < 0.5 else None
-        result = run_race(ordered, stratified_order({i: "x" for i in ids}, str(seed)), first=rng.choice([3, 5, 8]),
-                          keep=rng.choice([1, 2]), rule=rng.choice(["halving", "significance"]), incumbent=incumbent)
+        result = run_race(
+            ordered,
+            stratified_order({i: "x" for i in ids}, str(seed)),
+            first=rng.choice([3, 5, 8]),
+            keep=rng.choice([1, 2]),
+            rule=rng.choice(["halving", "significance"]),
+            incumbent=incumbent,
+        )
         assert result.finished[position], seed
         assert result.entrants[position].value == sum(best.values()) / n
 
@@ -214,7 +224,9 @@ def test_finalists_below_the_best_earlier_candidate_on_train_are_not_validated(f
     fake_llm.log.clear()
     full = optimize(task, settings=OptimizerSettings(**base, screening="off"), cache=None)
     assert {c.text for c in full.trajectory if c.step == 2 and c.validation is not None} == {
-        "Use level 8.", "Use level 7."}
+        "Use level 8.",
+        "Use level 7.",
+    }
     assert all(r.not_validated == 0 for r in full.reports)
     assert raced.instruction == full.instruction == "Use level 9."
 
@@ -231,8 +243,12 @@ def test_estimate_maximum_is_never_exceeded_and_expected_is_below_it(fake_llm: F
         scorer_calls = sum(1 for model, _ in fake_llm.log if model == "fake/scorer")
         assert scorer_calls <= guess.scorer_calls
         assert guess.expected_scorer_calls is not None and guess.expected_scorer_calls < guess.scorer_calls
-    off = estimate(task, OptimizerSettings(max_steps=3, candidates=5, screening="off"), task.scorer_config(None),
-                   task.optimizer_config(None))
+    off = estimate(
+        task,
+        OptimizerSettings(max_steps=3, candidates=5, screening="off"),
+        task.scorer_config(None),
+        task.optimizer_config(None),
+    )
     assert off.expected_scorer_calls == off.scorer_calls == guess.scorer_calls
 
 
@@ -247,8 +263,9 @@ def test_a_budget_hit_mid_race_resumes_to_an_identical_result(fake_llm: FakeBrai
     stop_at = whole.reports[0].calls + 4 + 7  # step 2's four proposals, then 7 of its first minibatch
     checkpoint = tmp_path / "run.json"
     fake_llm.log.clear()
-    stopped = optimize(task, settings=settings, cache=tmp_path / "cache", checkpoint=checkpoint,
-                       budget=Budget(max_calls=stop_at))
+    stopped = optimize(
+        task, settings=settings, cache=tmp_path / "cache", checkpoint=checkpoint, budget=Budget(max_calls=stop_at)
+    )
     assert stopped.stop_reason.startswith("budget") and stopped.steps_run == 1
     paid_before = sum(1 for model, _ in fake_llm.log if model == "fake/scorer")
     fake_llm.log.clear()
@@ -257,11 +274,14 @@ def test_a_budget_hit_mid_race_resumes_to_an_identical_result(fake_llm: FakeBrai
     assert resumed.instruction == whole.instruction
     assert [c.to_dict() for c in resumed.trajectory] == [c.to_dict() for c in whole.trajectory]
     assert [(r.screened_out, r.train_calls, r.calls_saved) for r in resumed.reports] == [
-        (r.screened_out, r.train_calls, r.calls_saved) for r in whole.reports]
+        (r.screened_out, r.train_calls, r.calls_saved) for r in whole.reports
+    ]
     paid_after = sum(1 for model, _ in fake_llm.log if model == "fake/scorer")
     # Nothing paid twice: the resumed run paid for what the whole run needed and the stopped one had
     # not (the stopped run's own test pass scored its interim winner, which the whole run never did).
-    interim_test = 0 if stopped.instruction in (whole.instruction, whole.baseline_instruction) else len(task.splits.test)
+    interim_test = (
+        0 if stopped.instruction in (whole.instruction, whole.baseline_instruction) else len(task.splits.test)
+    )
     assert paid_before + paid_after == whole_calls + interim_test
 
 
@@ -284,8 +304,13 @@ def test_problems_without_example_scoring_are_scored_in_full() -> None:
 def test_racing_totals_for_the_summary_and_report() -> None:
     from pytest_opro.reporting.terminal import describe_racing, racing_totals
 
-    totals = racing_totals([{"screened_out": 3, "train_calls": 60, "calls_saved": 40},
-                            {"screened_out": 1, "not_validated": 2, "train_calls": 90, "calls_saved": 10}, {}])
+    totals = racing_totals(
+        [
+            {"screened_out": 3, "train_calls": 60, "calls_saved": 40},
+            {"screened_out": 1, "not_validated": 2, "train_calls": 90, "calls_saved": 10},
+            {},
+        ]
+    )
     assert totals == {"screened_out": 4, "not_validated": 2, "train_calls": 150, "calls_saved": 50}
     assert describe_racing(totals) == "4 candidates screened out, 2 not validated, 50 scorer calls saved"
     assert describe_racing({**totals, "not_validated": 0}) == "4 candidates screened out, 50 scorer calls saved"

@@ -65,7 +65,9 @@ def test_a_real_gain_is_shipped() -> None:
     assert selection.chosen.better == 12 and selection.chosen.worse == 0
     assert selection.chosen.p_value == pytest.approx(2**-12)
     assert selection.chosen.adjusted_p == pytest.approx(2 * 2**-12)
-    assert selection.reason.startswith("shipped the step 2 candidate: 12 better / 0 worse of 30 on validation (+40.0 points)")
+    assert selection.reason.startswith(
+        "shipped the step 2 candidate: 12 better / 0 worse of 30 on validation (+40.0 points)"
+    )
 
 
 def test_the_correction_counts_every_candidate_compared() -> None:
@@ -114,8 +116,15 @@ def test_nothing_scored_on_validation_keeps_the_baseline() -> None:
 
 
 def records(n: int = 100) -> list[dict]:
-    return [{"id": f"q{i:03d}", "input": f"Is {i} a lucky number?", "target": "yes" if i % 2 else "no",
-             "choices": ["yes", "no"]} for i in range(n)]
+    return [
+        {
+            "id": f"q{i:03d}",
+            "input": f"Is {i} a lucky number?",
+            "target": "yes" if i % 2 else "no",
+            "choices": ["yes", "no"],
+        }
+        for i in range(n)
+    ]
 
 
 def coin(*parts: str) -> bool:
@@ -136,15 +145,24 @@ def noise_scorer(targets: dict[str, str]):
 
 
 def task_over(examples) -> PromptTask:
-    return PromptTask(name="lucky", examples=examples, metric="choice", template="{{ input }}",
-                      initial_instruction="Answer.", scorer="fake/scorer", optimizer="fake/optimizer")
+    return PromptTask(
+        name="lucky",
+        examples=examples,
+        metric="choice",
+        template="{{ input }}",
+        initial_instruction="Answer.",
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+    )
 
 
 def test_a_noise_only_world_keeps_the_baseline(fake_llm: FakeBrain) -> None:
     examples = examples_from_records(records())
     task = task_over(examples)
     fake_llm.scorer = noise_scorer({ex.input: ex.target for ex in examples})
-    settings = dict(max_steps=4, candidates=4, patience=0, validate_top=2, screening="off")  # every candidate on all of train
+    settings = dict(
+        max_steps=4, candidates=4, patience=0, validate_top=2, screening="off"
+    )  # every candidate on all of train
 
     def run(**extra):
         proposed = iter(range(1000))  # the same sixteen proposals for both rules

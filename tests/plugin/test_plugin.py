@@ -96,8 +96,16 @@ def _heavy_modules_imported_once() -> None:
     """
     import importlib
 
-    for name in ("prompts.task", "prompts.optimization", "prompts.artifact", "prompts.gate", "plugin.fixture", "reporting.terminal",
-                 "reporting.json_report", "models.cache"):
+    for name in (
+        "prompts.task",
+        "prompts.optimization",
+        "prompts.artifact",
+        "prompts.gate",
+        "plugin.fixture",
+        "reporting.terminal",
+        "reporting.json_report",
+        "models.cache",
+    ):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask, pytest_opro.load_examples, pytest_opro.load_instruction  # noqa: B018
     llm.get_litellm()
@@ -281,10 +289,12 @@ def test_gate_fails_on_stale_artifact(suite: pytest.Pytester) -> None:
     allowed = gate(suite, "--opro-allow-stale", "-W", "always")
     allowed.assert_outcomes(passed=1)
     # the warnings summary names this one; other plugins and libraries may add their own
-    allowed.stdout.fnmatch_lines([
-        "*: UserWarning: opro sports: artifact sports.yaml is stale: changed since it was written: "
-        "*; gating anyway (--opro-allow-stale).",
-    ])
+    allowed.stdout.fnmatch_lines(
+        [
+            "*: UserWarning: opro sports: artifact sports.yaml is stale: changed since it was written: "
+            "*; gating anyway (--opro-allow-stale).",
+        ]
+    )
 
 
 def test_gate_reports_corrupt_artifact(suite: pytest.Pytester) -> None:
@@ -326,7 +336,11 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         (["--opro-report=out.txt"], "", "--opro-report='out.txt' must end in .md or .json"),
         (["--opro-cache-ttl=0"], "", "--opro-cache-ttl='0' must be a positive number"),
         (["--opro-shard=0/2"], "", "--opro-shard='0/2' must be K/N with 1 <= K <= N"),
-        ([], "opro_cache_url = memcached://:pw-1234@host", "ini opro_cache_url='memcached://:***@host' must be a Redis URL"),
+        (
+            [],
+            "opro_cache_url = memcached://:pw-1234@host",
+            "ini opro_cache_url='memcached://:***@host' must be a Redis URL",
+        ),
         (["--opro-proposers=edit,format"], "", "proposers must include 'opro'"),
         ([], "opro_proposers = opro:1 telepathy:1", "unknown proposer 'telepathy'"),
         (["--opro-screening=fast"], "", "--opro-screening='fast' must be race or off"),
@@ -335,7 +349,9 @@ def test_help_lists_opro_options_with_ini_twins(pytester: pytest.Pytester) -> No
         ([], "opro_model =   ", None),  # empty ini value means "not set": no error
     ],
 )
-def test_invalid_option_is_a_usage_error(pytester: pytest.Pytester, args: list[str], ini: str, message: str | None) -> None:
+def test_invalid_option_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], ini: str, message: str | None
+) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = pytester.runpytest(*args)
@@ -397,7 +413,9 @@ def test_unknown_task_setting_fails_the_test_cleanly(suite: pytest.Pytester) -> 
 
 
 def test_ini_default_model_and_artifact_dir(suite: pytest.Pytester) -> None:
-    suite.makeini("[pytest]\nopro_dir = prompts_opro\nopro_model = fake/scorer\nopro_optimizer_model = fake/optimizer\n")
+    suite.makeini(
+        "[pytest]\nopro_dir = prompts_opro\nopro_model = fake/scorer\nopro_optimizer_model = fake/optimizer\n"
+    )
     suite.makepyfile(
         test_sports="""
         def test_sports(opro, make_task):
@@ -584,5 +602,7 @@ def test_screening_option_reaches_the_run_and_racing_is_reported(suite: pytest.P
     full_n = {c["train_n"] for c in race_task["candidates"] if c["train"] is not None}
     assert len(full_n) == 1 and all(c["train"] is None and c["train_n"] < min(full_n) for c in partial)
     assert race_task["run"]["calls_saved"] > 0
-    raced.stdout.fnmatch_lines(["opro sports: *expected * scorer calls*", "opro sports: step * | screened out */*, saved * calls"])
+    raced.stdout.fnmatch_lines(
+        ["opro sports: *expected * scorer calls*", "opro sports: step * | screened out */*, saved * calls"]
+    )
     assert f"racing: {race_task['run']['screened_out']} candidates screened out" in opro_section(raced)

@@ -30,21 +30,21 @@ def test_parse_shard_rejects(text):
         parse_shard(text)
 
 
-PROMPTS = '''
+PROMPTS = """
 import pytest
 
 @pytest.mark.parametrize("n", range(7))
 def test_prompt(opro, n):
     pass
-'''
+"""
 
-UNITS = '''
+UNITS = """
 import pytest
 
 @pytest.mark.parametrize("n", range(5))
 def test_unit(n):
     pass
-'''
+"""
 
 
 def collected(pytester: pytest.Pytester, *args: str) -> list[str]:
@@ -68,8 +68,14 @@ def test_sharding_combines_with_xdist_and_an_empty_shard_passes(pytester, inline
     pytester.makepyfile(test_prompts=PROMPTS.replace("range(7)", "range(3)"))
     plain = pytester.runpytest_inprocess("-p", "no:randomly", "--opro-shard=2/2", "-v")
     xdist = pytester.runpytest_inprocess("-p", "no:randomly", "--opro-shard=2/2", "-n", "2", "-v")
-    ran = lambda r: sorted(re.findall(r"test_prompt\[\d\]", " ".join(  # noqa: E731
-        line for line in r.stdout.lines if "PASSED" in line)))
+    ran = lambda r: sorted(
+        re.findall(
+            r"test_prompt\[\d\]",
+            " ".join(  # noqa: E731
+                line for line in r.stdout.lines if "PASSED" in line
+            ),
+        )
+    )
     assert plain.ret == xdist.ret == 0
     assert len(ran(plain)) == 1 and ran(plain) == ran(xdist)
     empty = pytester.runpytest_inprocess("-p", "no:randomly", "--opro-shard=5/5")
@@ -82,11 +88,32 @@ def test_sharding_combines_with_xdist_and_an_empty_shard_passes(pytester, inline
 
 
 def run(project: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPRO_LOOP_URL": url,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "pytest", str(project), "--rootdir", str(project), "-q",
-                           "-p", "no:cacheprovider", "-p", "no:randomly", *args],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OPRO_LOOP_URL": url,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(project),
+            "--rootdir",
+            str(project),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *args,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_sharded_gate_and_merged_report_equal_the_unsharded_gate(tmp_path, capsys):
@@ -104,8 +131,17 @@ def test_sharded_gate_and_merged_report_equal_the_unsharded_gate(tmp_path, capsy
     assert [s["shard"] for s in shards] == [{"index": 1, "count": 2}, {"index": 2, "count": 2}]
     assert sorted(len(s["tasks"]) for s in shards) == [1, 2]
 
-    status = report_main(["merge", str(tmp_path / "shard-2.json"), str(tmp_path / "shard-1.json"),
-                          "-o", str(tmp_path / "merged.json"), "--markdown", str(tmp_path / "merged.md")])
+    status = report_main(
+        [
+            "merge",
+            str(tmp_path / "shard-2.json"),
+            str(tmp_path / "shard-1.json"),
+            "-o",
+            str(tmp_path / "merged.json"),
+            "--markdown",
+            str(tmp_path / "merged.md"),
+        ]
+    )
     assert status == 0
     merged = json.loads((tmp_path / "merged.json").read_text())
     unsharded = json.loads((tmp_path / "whole.json").read_text())
@@ -125,17 +161,31 @@ def test_sharded_gate_and_merged_report_equal_the_unsharded_gate(tmp_path, capsy
     # refused: a missing shard, a shard twice, different runs
     assert report_main(["merge", str(tmp_path / "shard-1.json"), "-o", str(tmp_path / "part.json")]) == 1
     assert "shard(s) 2/2 missing" in capsys.readouterr().err
-    assert report_main(["merge", str(tmp_path / "shard-1.json"), "--allow-missing", "-o",
-                        str(tmp_path / "part.json")]) == 0
+    assert (
+        report_main(["merge", str(tmp_path / "shard-1.json"), "--allow-missing", "-o", str(tmp_path / "part.json")])
+        == 0
+    )
     assert json.loads((tmp_path / "part.json").read_text())["merged"]["missing_shards"] == [2]
-    assert report_main(["merge", str(tmp_path / "shard-1.json"), str(tmp_path / "shard-1.json"), "-o",
-                        str(tmp_path / "x.json")]) == 1
+    assert (
+        report_main(
+            ["merge", str(tmp_path / "shard-1.json"), str(tmp_path / "shard-1.json"), "-o", str(tmp_path / "x.json")]
+        )
+        == 1
+    )
     assert "are both shard 1/2" in capsys.readouterr().err
-    assert report_main(["merge", str(tmp_path / "whole.json"), str(tmp_path / "whole.json"), "-o",
-                        str(tmp_path / "x.json")]) == 1
+    assert (
+        report_main(
+            ["merge", str(tmp_path / "whole.json"), str(tmp_path / "whole.json"), "-o", str(tmp_path / "x.json")]
+        )
+        == 1
+    )
     assert "the shards overlap" in capsys.readouterr().err
-    assert report_main(["merge", str(tmp_path / "whole.json"), str(tmp_path / "shard-1.json"), "-o",
-                        str(tmp_path / "x.json")]) == 1
+    assert (
+        report_main(
+            ["merge", str(tmp_path / "whole.json"), str(tmp_path / "shard-1.json"), "-o", str(tmp_path / "x.json")]
+        )
+        == 1
+    )
     assert "not the report of an --opro-shard job" in capsys.readouterr().err
     assert report_main(["merge", str(tmp_path / "shard-1.json")]) == 2
 

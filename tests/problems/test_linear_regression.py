@@ -61,7 +61,7 @@ def test_rounded_least_squares_is_the_best_integer_pair(w_true, b_true, seed):
     "text,expected",
     [
         ("[15, 14]", "w=15, b=14"),
-        ("I'd try [3, 4], then [5, 6]", "w=5, b=6"),          # the last pair
+        ("I'd try [3, 4], then [5, 6]", "w=5, b=6"),  # the last pair
         ("The output is [5, 6]. Format: [w, b]", "w=5, b=6"),  # the placeholder is skipped
         ("[w, b] = [7, 8]", "w=7, b=8"),
         ("[-3, -12]", "w=-3, b=-12"),
@@ -112,8 +112,9 @@ def test_starting_pairs_are_five_distinct_seeded_non_optimal_pairs():
 def test_meta_prompt_lists_pairs_best_last_and_asks_for_a_bracketed_pair():
     p = problem()
     trajectory = [{"text": "w=10, b=10", "score": 900}, {"text": "w=14, b=11", "score": 120}]
-    text = build_meta_prompt(p.meta_prompt, {**p.meta_prompt_variables(1, None), "trajectory": trajectory,
-                                             "show_scores": True, "step": 1})
+    text = build_meta_prompt(
+        p.meta_prompt, {**p.meta_prompt_variables(1, None), "trajectory": trajectory, "show_scores": True, "step": 1}
+    )
     assert text.index("w=10, b=10") < text.index("900") < text.index("w=14, b=11") < text.index("120")
     assert "different from all pairs above" in text
     assert text.rstrip().endswith("The output must end with a pair [w, b], where w and b are numerical values.")
@@ -172,8 +173,13 @@ def test_a_cached_run_replays_without_calls(fake_llm, tmp_path):
 def test_without_the_optimum_the_run_goes_to_max_steps(fake_llm):
     fake_llm.optimizer = lambda prompt, n: f"[{n}, {len(prompt) % 97}]"
     client = LLMClient()
-    report = run_linear_regression(optimizer=OPTIMIZER, steps=3, cache=None, client=client,
-                                   settings=OptimizerSettings(max_steps=3, candidates=2, patience=0))
+    report = run_linear_regression(
+        optimizer=OPTIMIZER,
+        steps=3,
+        cache=None,
+        client=client,
+        settings=OptimizerSettings(max_steps=3, candidates=2, patience=0),
+    )
     assert report.stop_reason == "max_steps=3 reached"
     assert report.steps_to_optimum is None
     assert len(report.best_per_step) == 4

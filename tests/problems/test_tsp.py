@@ -152,8 +152,10 @@ def test_starting_traces_are_valid_distinct_and_not_optimal():
 def test_meta_prompt_shows_coordinates_and_traces_best_last():
     problem = TspProblem([(0, 0), (3, 0), (3, 4)], ModelConfig(OPTIMIZER))
     trajectory = [{"text": "0,2,1", "score": 20}, {"text": "0,1,2", "score": 12}]
-    text = build_meta_prompt(problem.meta_prompt, {**problem.meta_prompt_variables(1, None),
-                                                   "trajectory": trajectory, "show_scores": True, "step": 1})
+    text = build_meta_prompt(
+        problem.meta_prompt,
+        {**problem.meta_prompt_variables(1, None), "trajectory": trajectory, "show_scores": True, "step": 1},
+    )
     assert "(0): (0, 0), (1): (3, 0), (2): (3, 4)" in text
     assert text.index("<trace> 0,2,1 </trace>") < text.index("<trace> 0,1,2 </trace>")
     assert "end with </trace>" in text
@@ -170,8 +172,11 @@ def test_run_reasks_for_invalid_traces_and_stops_at_the_optimum(fake_llm):
     optimum = list(problem.optimum.tour)
     shown = set(problem.initial_solutions())
     others = [",".join(map(str, t)) for t in permutations(range(1, 6))]
-    others = ["0," + t for t in others if "0," + t not in shown
-              and problem.length([0, *map(int, t.split(","))]) > problem.optimum.length + 1e-6]
+    others = [
+        "0," + t
+        for t in others
+        if "0," + t not in shown and problem.length([0, *map(int, t.split(","))]) > problem.optimum.length + 1e-6
+    ]
     invalid = ["no idea", "<trace>1,0,2,3,4,5</trace>", "<trace>0,1,1,2,3,4</trace>", "<trace>0,1,2</trace>"]
 
     def script(prompt: str, n: int) -> str:

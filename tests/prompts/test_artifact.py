@@ -40,8 +40,12 @@ def write_yaml(path: Path, data: Any) -> Path:
 
 def test_round_trip_of_an_optimised_result(tmp_path: Path, fake_llm: Any) -> None:
     examples = examples_from_records(
-        {"id": f"q{i:02d}", "input": f"Question {i:02d}: is {i} even?", "target": "yes" if i % 2 == 0 else "no",
-         "choices": ["yes", "no"]}
+        {
+            "id": f"q{i:02d}",
+            "input": f"Question {i:02d}: is {i} even?",
+            "target": "yes" if i % 2 == 0 else "no",
+            "choices": ["yes", "no"],
+        }
         for i in range(24)
     )
     fake_llm.learn(examples)
@@ -53,7 +57,9 @@ def test_round_trip_of_an_optimised_result(tmp_path: Path, fake_llm: Any) -> Non
         settings=pytest_opro.OptimizerSettings(max_steps=1),
         cache=None,
     )
-    data = art.artifact_from_result(result.to_dict(), pytest_opro.__version__, [c.to_dict() for c in result.top_candidates(5)])
+    data = art.artifact_from_result(
+        result.to_dict(), pytest_opro.__version__, [c.to_dict() for c in result.top_candidates(5)]
+    )
     path = art.write_artifact(tmp_path / "__opro__" / "parity.yaml", data)
     loaded = art.load_artifact(path)
     assert loaded.instruction == result.instruction
@@ -111,7 +117,9 @@ def test_write_creates_the_directory(tmp_path: Path) -> None:
 
 def test_corrupt_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "sports.yaml"
-    path.write_text("schema_version: 1\ntask: sports\ninstruction: [never closed\nposition: Q_begin\n", encoding="utf-8")
+    path.write_text(
+        "schema_version: 1\ntask: sports\ninstruction: [never closed\nposition: Q_begin\n", encoding="utf-8"
+    )
     with pytest.raises(ArtifactError) as info:
         art.load_artifact(path)
     message = str(info.value)
@@ -134,7 +142,9 @@ def test_merge_conflict_is_named(tmp_path: Path) -> None:
 
 def test_newer_schema_asks_for_an_upgrade(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "a.yaml", minimal(schema_version=art.SCHEMA_VERSION + 1, new_field={"x": 1}))
-    with pytest.raises(ArtifactError, match=r"schema_version 2 was written by a newer pytest-opro .*pip install -U pytest-opro"):
+    with pytest.raises(
+        ArtifactError, match=r"schema_version 2 was written by a newer pytest-opro .*pip install -U pytest-opro"
+    ):
         art.load_artifact(path)
 
 

@@ -82,14 +82,20 @@ def test_a_collapsed_candidate_is_flagged_everywhere(suite: pytest.Pytester, mon
     result.assert_outcomes(passed=1)
     flag = 'answers "yes" to 20 of 20'
     # the progress line of the step
-    result.stdout.fnmatch_lines([f"opro lucky: step 1/1 best train * | collapse: a step 1 candidate {flag} on validation"])
+    result.stdout.fnmatch_lines(
+        [f"opro lucky: step 1/1 best train * | collapse: a step 1 candidate {flag} on validation"]
+    )
     # the terminal summary
-    result.stdout.fnmatch_lines([f"*answer collapse: 1 validated candidate (≥ 90% one answer), e.g. step 1: {flag} on validation"])
+    result.stdout.fnmatch_lines(
+        [f"*answer collapse: 1 validated candidate (≥ 90% one answer), e.g. step 1: {flag} on validation"]
+    )
     # the JSON report
     [task] = json.loads((suite.path / "r.json").read_text(encoding="utf-8"))["tasks"]
     assert task["instruction"] == "Think."
     [flagged] = task["collapse"]["candidates"]
-    assert flagged["text"] == "Always say yes." and flagged["answer"] == "yes" and flagged["count"] == flagged["n"] == 20
+    assert (
+        flagged["text"] == "Always say yes." and flagged["answer"] == "yes" and flagged["count"] == flagged["n"] == 20
+    )
     assert task["steps"][0]["collapsed"][0]["share"] == 1.0
     assert next(c for c in task["candidates"] if c["text"] == "Always say yes.")["top_answer"]["share"] == 1.0
     # the artifact
@@ -112,10 +118,12 @@ def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytest
     monkeypatch.setenv("OPRO_FAKE_SCRIPT", json.dumps(["<INS>Always say yes.</INS>"]))
     result = run(suite, "--opro-optimize")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        '*answer collapse: the shipped instruction answers "yes" to 20 of 20 on validation, '
-        'and answers "yes" to 50 of 50 on test',
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            '*answer collapse: the shipped instruction answers "yes" to 20 of 20 on validation, '
+            'and answers "yes" to 50 of 50 on test',
+        ]
+    )
     artifact = yaml.safe_load((suite.path / "__opro__" / "lucky.yaml").read_text(encoding="utf-8"))
     assert artifact["instruction"] == "Always say yes."
     assert artifact["collapse"]["winner"]["test"] == {"answer": "yes", "count": 50, "n": 50, "share": 1.0}
@@ -126,5 +134,7 @@ def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytest
     gate.stdout.fnmatch_lines(['*answer collapse: the committed instruction answers "yes" to 50 of 50 on test'])
     [task] = json.loads((suite.path / "g.json").read_text(encoding="utf-8"))["tasks"]
     assert task["gate"]["collapse"]["answer"] == "yes"
-    assert ('answer collapse: the committed instruction answers "yes" to 50 of 50 test examples; '
-            "its score is that label's share of the split, not skill at the task") in task["message"]
+    assert (
+        'answer collapse: the committed instruction answers "yes" to 50 of 50 test examples; '
+        "its score is that label's share of the split, not skill at the task"
+    ) in task["message"]

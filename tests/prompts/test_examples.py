@@ -81,8 +81,20 @@ def test_jsonl_fields_targets_and_metadata(tmp_path):
 
 
 def test_named_input_fields_when_no_input_key(tmp_path):
-    path = write(tmp_path, "named.jsonl", jsonl({"id": "a", "question": "Q?", "context": "C.", "target": "yes",
-                                                  "choices": ["yes", "no"], "metadata": {"k": 1}}))
+    path = write(
+        tmp_path,
+        "named.jsonl",
+        jsonl(
+            {
+                "id": "a",
+                "question": "Q?",
+                "context": "C.",
+                "target": "yes",
+                "choices": ["yes", "no"],
+                "metadata": {"k": 1},
+            }
+        ),
+    )
     (ex,) = load_examples(path)
     assert ex.input == {"question": "Q?", "context": "C."}
     variables = ex.variables()
@@ -90,8 +102,13 @@ def test_named_input_fields_when_no_input_key(tmp_path):
     assert variables["choices"] == ["yes", "no"]
     assert variables["metadata"] == {"k": 1}
     assert "target" not in variables  # the answer never reaches the prompt
-    assert ex.to_dict() == {"id": "a", "input": {"question": "Q?", "context": "C."}, "target": "yes",
-                            "choices": ["yes", "no"], "aliases": []}
+    assert ex.to_dict() == {
+        "id": "a",
+        "input": {"question": "Q?", "context": "C."},
+        "target": "yes",
+        "choices": ["yes", "no"],
+        "aliases": [],
+    }
 
 
 def test_custom_field_names(tmp_path):
@@ -101,8 +118,12 @@ def test_custom_field_names(tmp_path):
 
 
 def test_generated_ids_hash_the_input_only(tmp_path):
-    one = load_examples(write(tmp_path, "a.jsonl", jsonl({"input": "q1", "target": "1"}, {"input": "q2", "target": "2"})))
-    two = load_examples(write(tmp_path, "b.jsonl", jsonl({"input": "q2", "target": "two"}, {"input": "q1", "target": "1"})))
+    one = load_examples(
+        write(tmp_path, "a.jsonl", jsonl({"input": "q1", "target": "1"}, {"input": "q2", "target": "2"}))
+    )
+    two = load_examples(
+        write(tmp_path, "b.jsonl", jsonl({"input": "q2", "target": "two"}, {"input": "q1", "target": "1"}))
+    )
     assert one[0].id != one[1].id
     assert {e.input: e.id for e in one} == {e.input: e.id for e in two}  # order and target edits keep ids
 
@@ -139,7 +160,7 @@ def test_csv_pipe_lists_metadata_and_line_numbers(tmp_path):
     path = write(
         tmp_path,
         "set.csv",
-        'id,input,target,choices,aliases,metadata\n'
+        "id,input,target,choices,aliases,metadata\n"
         'a,"Is it, really?",plausible,plausible|implausible,,"{""src"": ""x""}"\n'
         'b,"two\nlines",3,,three|3,\n',
     )
@@ -171,7 +192,9 @@ def test_json_array(tmp_path):
 
 def test_malformed_jsonl_line(tmp_path):
     path = write(tmp_path, "bad.jsonl", jsonl({"input": "a", "target": "b"}) + '{"input": "c", "target": }\n')
-    with pytest.raises(ExampleError, match=rf"^{path}:2: malformed JSON \(.*\); each line must hold one complete JSON object$"):
+    with pytest.raises(
+        ExampleError, match=rf"^{path}:2: malformed JSON \(.*\); each line must hold one complete JSON object$"
+    ):
         load_examples(path)
 
 
@@ -188,8 +211,15 @@ def test_jsonl_missing_target_and_non_object(tmp_path):
 
 
 def test_duplicate_ids_name_both_lines(tmp_path):
-    path = write(tmp_path, "dup.jsonl", jsonl({"id": "x", "input": "a", "target": "1"}, {"id": "y", "input": "b", "target": "2"},
-                                            {"id": "x", "input": "c", "target": "3"}))
+    path = write(
+        tmp_path,
+        "dup.jsonl",
+        jsonl(
+            {"id": "x", "input": "a", "target": "1"},
+            {"id": "y", "input": "b", "target": "2"},
+            {"id": "x", "input": "c", "target": "3"},
+        ),
+    )
     with pytest.raises(ExampleError, match=rf"^{path}:3: duplicate id 'x' \(first at {path}:1\)"):
         load_examples(path)
     same = write(tmp_path, "same.jsonl", jsonl({"input": "a", "target": "1"}, {"input": "a", "target": "2"}))
@@ -197,8 +227,9 @@ def test_duplicate_ids_name_both_lines(tmp_path):
         load_examples(same)
 
 
-@pytest.mark.parametrize("name, content", [("e.jsonl", "\n\n"), ("e.yaml", ""), ("e.csv", "input,target\n"),
-                                           ("e.yml", "examples: []\n")])
+@pytest.mark.parametrize(
+    "name, content", [("e.jsonl", "\n\n"), ("e.yaml", ""), ("e.csv", "input,target\n"), ("e.yml", "examples: []\n")]
+)
 def test_empty_set(tmp_path, name, content):
     path = write(tmp_path, name, content)
     with pytest.raises(ExampleError, match=rf"^{path}: the file holds no examples"):
@@ -209,7 +240,9 @@ def test_non_utf8_names_line_and_offset(tmp_path):
     data = jsonl({"input": "a", "target": "b"}).encode() + b'{"input": "caf\xe9", "target": "x"}\n'
     path = write(tmp_path, "latin.jsonl", data)
     offset = data.index(b"\xe9")
-    with pytest.raises(ExampleError, match=rf"^{path}:2: byte 0xe9 at byte offset {offset} \(column 15\) is not UTF-8; re-save"):
+    with pytest.raises(
+        ExampleError, match=rf"^{path}:2: byte 0xe9 at byte offset {offset} \(column 15\) is not UTF-8; re-save"
+    ):
         load_examples(path)
 
 
@@ -283,8 +316,11 @@ def _assignment(examples, seed):
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(base=st.lists(ids, min_size=20, max_size=50, unique=True),
-       extra=st.lists(ids, min_size=1, max_size=20, unique=True), seed=st.integers(0, 10**6))
+@given(
+    base=st.lists(ids, min_size=20, max_size=50, unique=True),
+    extra=st.lists(ids, min_size=1, max_size=20, unique=True),
+    seed=st.integers(0, 10**6),
+)
 def test_adding_examples_never_moves_others(base, extra, seed):
     before_examples = [Example(id=i, input=i, target="t") for i in base]
     after_examples = before_examples + [Example(id=i, input=i, target="t") for i in extra if i not in base]
@@ -375,7 +411,8 @@ def test_fingerprint_tracks_content_not_metadata():
     assert examples_fingerprint(changed) != fp
     with_alias = base[:4] + [Example(id=base[4].id, input=base[4].input, target=base[4].target, aliases=("x",))]
     assert examples_fingerprint(with_alias) != fp
-    relabelled = base[:4] + [Example(id=base[4].id, input=base[4].input, target=base[4].target,
-                                     metadata={"note": 1}, source="elsewhere:9")]
+    relabelled = base[:4] + [
+        Example(id=base[4].id, input=base[4].input, target=base[4].target, metadata={"note": 1}, source="elsewhere:9")
+    ]
     assert examples_fingerprint(relabelled) == fp
     assert examples_fingerprint(base[:4]) != fp

@@ -148,9 +148,9 @@ def test_failure_message_names_scores_delta_p_n_and_ids() -> None:
     assert "12 right->wrong, 0 wrong->right, one-sided p=0.000244" in lines[2]
     assert "fails when p < 0.05 and drop > 2 points" in lines[2]
     # the first ten flipped ids, then an ellipsis
-    assert lines[3].strip() == "first ids that flipped right->wrong: " + ", ".join(
-        f"e{i:03d}" for i in range(10)
-    ) + " ..."
+    assert (
+        lines[3].strip() == "first ids that flipped right->wrong: " + ", ".join(f"e{i:03d}" for i in range(10)) + " ..."
+    )
     assert "pytest --opro-optimize" in lines[4]
 
 

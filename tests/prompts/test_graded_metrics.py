@@ -76,10 +76,19 @@ def test_judge_verdict_rejected_with_reason(reply: str, why: str) -> None:
 
 
 def weather_task(metric, n: int = 6) -> PromptTask:
-    records = [{"id": f"w{i}", "input": f"Weather report {i}: sunny in Town{i}.", "target": f"Sunny in Town{i}."}
-               for i in range(n)]
-    return PromptTask(name="weather", examples=examples_from_records(records), template="{{ input }}",
-                      metric=metric, scorer="fake/scorer", optimizer="fake/optimizer", counts=(2, 2, n - 4))
+    records = [
+        {"id": f"w{i}", "input": f"Weather report {i}: sunny in Town{i}.", "target": f"Sunny in Town{i}."}
+        for i in range(n)
+    ]
+    return PromptTask(
+        name="weather",
+        examples=examples_from_records(records),
+        template="{{ input }}",
+        metric=metric,
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        counts=(2, 2, n - 4),
+    )
 
 
 def scripted(judge_reply) -> "callable":
@@ -135,8 +144,12 @@ def test_votes_use_distinct_sample_indices_and_average(fake_llm: FakeBrain, tmp_
     assert list(score.outcomes.values()) == [pytest.approx(0.5)] * len(task.splits.test)  # mean of 1, 0.5, 0
     assert fake_llm.calls["fake/judge"] == 3 * len(task.splits.test)
     # three distinct cache entries per answer: the sample index is part of the key
-    judge_keys = {cache.key("fake/judge", msgs, task.metric_obj.model.params, i)
-                  for model, msgs in fake_llm.log if model == "fake/judge" for i in range(3)}
+    judge_keys = {
+        cache.key("fake/judge", msgs, task.metric_obj.model.params, i)
+        for model, msgs in fake_llm.log
+        if model == "fake/judge"
+        for i in range(3)
+    }
     assert len(judge_keys) == 3 * len(task.splits.test)
     assert all(cache.get(k) is not None for k in judge_keys)
     assert task.metric_obj.model.params["temperature"] > 0  # several votes are sampled, not greedy
@@ -307,12 +320,17 @@ def test_json_fields_needs_an_object_target() -> None:
 
 def test_json_reasons_are_counted_per_split(fake_llm: FakeBrain) -> None:
     records = [{"id": f"p{i}", "input": f"Person {i}", "target": json.dumps({"n": i})} for i in range(10)]
-    task = PromptTask(name="people", examples=examples_from_records(records), metric=metrics.json_fields(),
-                      scorer="fake/scorer", counts=(2, 2, 6))
+    task = PromptTask(
+        name="people",
+        examples=examples_from_records(records),
+        metric=metrics.json_fields(),
+        scorer="fake/scorer",
+        counts=(2, 2, 6),
+    )
 
     def reply(messages: list[dict]) -> str:
         i = int(messages[-1]["content"].rsplit(" ", 1)[-1])
-        return f"Sure: {{\"n\": {i}}}" if i % 3 else f"Person number {i}"
+        return f'Sure: {{"n": {i}}}' if i % 3 else f"Person number {i}"
 
     fake_llm.scorer = reply
     (score,) = run_sync(score_instructions(task, LLMClient(), SCORER, [""], task.examples))
@@ -398,7 +416,9 @@ def test_old_style_metrics_still_work(fake_llm: FakeBrain) -> None:
         task = weather_task(metric)
         (score,) = run_sync(score_instructions(task, LLMClient(), SCORER, [""], task.examples[:1]))
         assert score.outcomes == {"w0": expected} and score.notes is None
-    assert re.fullmatch(r".*starts_with_target@1\+[0-9a-f]{8}", weather_task(starts_with_target).fingerprint()["metric"])
+    assert re.fullmatch(
+        r".*starts_with_target@1\+[0-9a-f]{8}", weather_task(starts_with_target).fingerprint()["metric"]
+    )
 
 
 def test_async_user_metric_and_score_many_object() -> None:
@@ -409,14 +429,22 @@ def test_async_user_metric_and_score_many_object() -> None:
         name, version = "batch", "1"
 
         async def score_many(self, outputs, examples, client):
-            return [Graded(None, "cannot grade") if o == "?" else float(o == e.target) for o, e in zip(outputs, examples)]
+            return [
+                Graded(None, "cannot grade") if o == "?" else float(o == e.target) for o, e in zip(outputs, examples)
+            ]
 
     examples = [ex("a", id="1"), ex("b", id="2"), ex("c", id="3")]
     assert run_sync(grade_outputs(metrics.resolve(slow_match), ["a", "x", "c"], examples)) == [
-        Graded(1.0), Graded(0.0), Graded(1.0)]
+        Graded(1.0),
+        Graded(0.0),
+        Graded(1.0),
+    ]
     assert metrics.resolve(Batch()).name == "batch"
     assert run_sync(grade_outputs(Batch(), ["a", "?", "x"], examples)) == [
-        Graded(1.0), Graded(None, "cannot grade"), Graded(0.0)]
+        Graded(1.0),
+        Graded(None, "cannot grade"),
+        Graded(0.0),
+    ]
 
     class OutOfRange(Batch):
         async def score_many(self, outputs, examples, client):
@@ -483,8 +511,10 @@ def test_plugin_optimises_gates_from_cache_and_goes_stale_on_a_new_rubric(pytest
 
     repo = Path(__file__).resolve().parents[2]
     pytester.makeconftest(JUDGE_CONFTEST.format(repo=str(repo)))
-    rows = [{"id": f"t{i:02d}", "input": f"Topic {i}: explain it.", "target": f"An explanation of topic {i}."}
-            for i in range(20)]
+    rows = [
+        {"id": f"t{i:02d}", "input": f"Topic {i}: explain it.", "target": f"An explanation of topic {i}."}
+        for i in range(20)
+    ]
     pytester.path.joinpath("data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     pytester.makepyfile(test_judged="def test_judged(opro, judged_task):\n    opro.check(judged_task)\n")
     quiet = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "--opro-report=report.json")

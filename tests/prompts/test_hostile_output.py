@@ -29,11 +29,11 @@ HOSTILE_REPLIES = [
     f"<INS>{LOOP}</INS>",
     f"<INS>{BRACES}</INS>",
     f"<INS>{UNICODE}</INS>",
-    f"<INS>{ZERO_WIDTH}</INS>",                 # only invisible characters: empty
-    "x" * 100_000,                               # 100 KB without tags: too long
-    "<INS>outer <INS>inner</INS> tail</INS>",    # nested
-    "<INS>unclosed tail with {{ x }}",           # unclosed
-    f"<INS>{JINJA}{ZERO_WIDTH}</INS>",           # the first one again behind zero-width characters
+    f"<INS>{ZERO_WIDTH}</INS>",  # only invisible characters: empty
+    "x" * 100_000,  # 100 KB without tags: too long
+    "<INS>outer <INS>inner</INS> tail</INS>",  # nested
+    "<INS>unclosed tail with {{ x }}",  # unclosed
+    f"<INS>{JINJA}{ZERO_WIDTH}</INS>",  # the first one again behind zero-width characters
 ]
 ACCEPTED = [JINJA, LOOP, BRACES, UNICODE, "outer inner", "unclosed tail with {{ x }}"]
 
@@ -43,9 +43,14 @@ def hostile_run(fake_llm, tmp_path):
     records = make_records(20, "h")
     fake_llm.learn(examples_from_records(records))
     fake_llm.optimizer = HOSTILE_REPLIES
-    task = PromptTask(name="hostile", examples=examples_from_records(records), metric="choice",
-                      scorer="fake/scorer", optimizer="fake/optimizer",
-                      settings={"max_steps": 2, "candidates": len(HOSTILE_REPLIES), "patience": 0})
+    task = PromptTask(
+        name="hostile",
+        examples=examples_from_records(records),
+        metric="choice",
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        settings={"max_steps": 2, "candidates": len(HOSTILE_REPLIES), "patience": 0},
+    )
     result = optimize(task, cache=None)
     return fake_llm, result
 
@@ -54,8 +59,11 @@ def test_odd_candidates_are_rejected_with_counted_reasons(hostile_run):
     _, result = hostile_run
     step1 = [c for c in result.trajectory if c.step == 1]
     assert sorted(c.text for c in step1 if c.rejection is None) == sorted(ACCEPTED)
-    assert {r: sum(1 for c in step1 if c.rejection == r) for r in ("empty", "too long", "duplicate")} == \
-        {"empty": 1, "too long": 1, "duplicate": 1}
+    assert {r: sum(1 for c in step1 if c.rejection == r) for r in ("empty", "too long", "duplicate")} == {
+        "empty": 1,
+        "too long": 1,
+        "duplicate": 1,
+    }
     # step 2 proposes the same texts again: everything is a duplicate or odd
     assert result.rejections == {"empty": 2, "too long": 2, "duplicate": 1 + 7}
     too_long = next(c for c in step1 if c.rejection == "too long")
@@ -88,8 +96,13 @@ def test_hostile_instruction_survives_the_artifact_roundtrip(hostile_run, tmp_pa
 def test_slot_template_keeps_instruction_and_example_text_literal(fake_llm):
     records = [{"id": f"s{i}", "input": "{{ 6*7 }} {% raw %}", "target": "yes"} for i in range(1)]
     records += [{"id": f"t{i}", "input": f"plain {i} {{0}}", "target": "no"} for i in range(9)]
-    task = PromptTask(name="slot", examples=examples_from_records(records), template="Q: {{ input }}\n{{ instruction }}",
-                      fractions=(0.4, 0.2, 0.4), split_seed=1)
+    task = PromptTask(
+        name="slot",
+        examples=examples_from_records(records),
+        template="Q: {{ input }}\n{{ instruction }}",
+        fractions=(0.4, 0.2, 0.4),
+        split_seed=1,
+    )
     example = task.examples[0]
     (message,) = task.messages("{{ input }} {% for %} {0}", example)
     assert message["content"] == "Q: {{ 6*7 }} {% raw %}\n{{ input }} {% for %} {0}"
@@ -129,10 +142,18 @@ def test_nested_and_unclosed_tags():
 
 
 BIG = {
-    "plain": "x" * 100_000, "open-tags": "<INS>" * 20_000, "close-tags": "</INS>" * 16_000,
-    "brackets": "[" * 100_000, "unclosed": "<INS>" + "a" * 100_000, "decimals": "1." * 50_000,
-    "dashes": "-" * 100_000 + "1", "parens": "(" * 50_000 + ")" * 50_000, "words": "one two " * 12_500,
-    "choices": "yes no " * 14_000, "spaces": " " * 100_000 + "yes", "digits": "9" * 100_000,
+    "plain": "x" * 100_000,
+    "open-tags": "<INS>" * 20_000,
+    "close-tags": "</INS>" * 16_000,
+    "brackets": "[" * 100_000,
+    "unclosed": "<INS>" + "a" * 100_000,
+    "decimals": "1." * 50_000,
+    "dashes": "-" * 100_000 + "1",
+    "parens": "(" * 50_000 + ")" * 50_000,
+    "words": "one two " * 12_500,
+    "choices": "yes no " * 14_000,
+    "spaces": " " * 100_000 + "yes",
+    "digits": "9" * 100_000,
 }
 
 
@@ -150,7 +171,9 @@ def test_100kb_outputs_are_handled_quickly(text):
 
 # -- metrics: property-based ---------------------------------------------------------------------
 ANY_OUTPUT = st.one_of(st.text(max_size=200), ODD_TEXT, st.from_regex(r"-?\d{1,8}([.,]\d{1,4})?( %| dollars)?"))
-TARGETS = st.one_of(st.sampled_from(["42", "-3.5", "yes", "no", "(A)", "1,000", "zero"]), st.text(min_size=1, max_size=10))
+TARGETS = st.one_of(
+    st.sampled_from(["42", "-3.5", "yes", "no", "(A)", "1,000", "zero"]), st.text(min_size=1, max_size=10)
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -159,8 +182,14 @@ def test_every_metric_scores_any_output_in_unit_interval(output, target):
     if not target.strip():
         return
     example = Example(id="e", input="q", target=target, choices=("yes", "no", target), aliases=(target.upper(),))
-    for metric in (metrics.exact, metrics.normalized, metrics.contains, metrics.numeric, metrics.choice,
-                   metrics.regex(r"\d+")):
+    for metric in (
+        metrics.exact,
+        metrics.normalized,
+        metrics.contains,
+        metrics.numeric,
+        metrics.choice,
+        metrics.regex(r"\d+"),
+    ):
         try:
             score = metric(output, example)
         except MetricError as exc:  # a bad target is the user's input error, never the output's

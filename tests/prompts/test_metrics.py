@@ -26,9 +26,10 @@ def ex(target: str, *, choices=(), aliases=(), id="x") -> Example:
 
 
 def test_names_and_versions_are_stable():
-    assert [(m.name, m.version) for m in (metrics.exact, metrics.normalized, metrics.contains, metrics.numeric,
-                                           metrics.choice)] == [
-        ("exact", "1"), ("normalized", "1"), ("contains", "1"), ("numeric", "1"), ("choice", "1")]
+    assert [
+        (m.name, m.version)
+        for m in (metrics.exact, metrics.normalized, metrics.contains, metrics.numeric, metrics.choice)
+    ] == [("exact", "1"), ("normalized", "1"), ("contains", "1"), ("numeric", "1"), ("choice", "1")]
     assert metrics.regex(r"(\d+)").name == r"regex:(\d+)"
     assert metrics.regex("x", 2).version != metrics.regex("x").version
     assert metrics.Normalized(articles=True).name == "normalized:no-articles"
@@ -153,7 +154,7 @@ def test_numeric_rejects_a_non_numeric_target():
 
 @settings(max_examples=150, deadline=None, database=None)
 @given(
-    value=st.one_of(st.integers(-10**9, 10**9), st.decimals(-10**6, 10**6, places=2, allow_nan=False)),
+    value=st.one_of(st.integers(-(10**9), 10**9), st.decimals(-(10**6), 10**6, places=2, allow_nan=False)),
     style=st.sampled_from(["The answer is {}.", "#### {}", "So there are {} in total", "{}", "Answer: {}\n"]),
     commas=st.booleans(),
     dollars=st.booleans(),
@@ -165,8 +166,10 @@ def test_extract_number_round_trip(value, style, commas, dollars):
     assert extract_number("I reasoned about 3 things first. " + style.format(text)) == pytest.approx(float(value))
 
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
-        "seventeen eighteen nineteen".split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split()
+)
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -204,14 +207,22 @@ SPORTS_OUTPUTS = [
     ("The sentence is not plausible.", "implausible"),  # negation counts as the opposite
     ("This isn't plausible at all.", "implausible"),
     ("It is not implausible.", "plausible"),
-    ("Plausible. Luka Doncic is a basketball player and hitting nothing but net is a basketball term.",
-     "plausible"),
-    ("Joao Moutinho is a soccer player. Catching a screen pass is from American football, "
-     "so the sentence is implausible.", "implausible"),
-    ("To judge whether the answer is plausible we need the sport.\nTrae Young plays basketball.\n"
-     "So the answer is plausible", "plausible"),
-    ("Let's think step by step. It might seem plausible at first, but hockey has no touchdowns.\n"
-     "The answer is: implausible.", "implausible"),
+    ("Plausible. Luka Doncic is a basketball player and hitting nothing but net is a basketball term.", "plausible"),
+    (
+        "Joao Moutinho is a soccer player. Catching a screen pass is from American football, "
+        "so the sentence is implausible.",
+        "implausible",
+    ),
+    (
+        "To judge whether the answer is plausible we need the sport.\nTrae Young plays basketball.\n"
+        "So the answer is plausible",
+        "plausible",
+    ),
+    (
+        "Let's think step by step. It might seem plausible at first, but hockey has no touchdowns.\n"
+        "The answer is: implausible.",
+        "implausible",
+    ),
     ("Yes, that could happen in a game.", "plausible"),
     ("No.", "implausible"),
     ("The statement is true.", "plausible"),
@@ -290,7 +301,9 @@ def test_choice_matches_whole_words_only():
 
 
 def test_choice_aliases_and_longest_option():
-    assert metrics.choice("It is Big Apple", ex("New York", choices=("New York", "Boston"), aliases=("Big Apple",))) == 1.0
+    assert (
+        metrics.choice("It is Big Apple", ex("New York", choices=("New York", "Boston"), aliases=("Big Apple",))) == 1.0
+    )
     shades = ex("red", choices=("red", "dark red"))
     assert extract_choice("dark red", shades) == "dark red"
     assert metrics.choice("dark red", shades) == 0.0
@@ -325,7 +338,9 @@ def test_custom_bad_return_names_the_metric(value):
     def bad_metric(output, example):
         return value
 
-    with pytest.raises(MetricError, match=r"metric '.*bad_metric' returned .*a metric must return a number in \[0, 1\]"):
+    with pytest.raises(
+        MetricError, match=r"metric '.*bad_metric' returned .*a metric must return a number in \[0, 1\]"
+    ):
         metrics.resolve(bad_metric)("out", ex("t"))
 
 
@@ -342,8 +357,11 @@ def test_resolve():
     assert metrics.resolve(" Numeric ") is metrics.numeric
     assert metrics.resolve(metrics.choice) is metrics.choice
     assert metrics.resolve("regex:(\\d+)")("7", ex("7")) == 1.0
-    with pytest.raises(MetricError, match=r"unknown metric 'bleu'; known metrics: choice, contains, exact, "
-                                          r"normalized, numeric, token_f1, regex:<pattern>"):
+    with pytest.raises(
+        MetricError,
+        match=r"unknown metric 'bleu'; known metrics: choice, contains, exact, "
+        r"normalized, numeric, token_f1, regex:<pattern>",
+    ):
         metrics.resolve("bleu")
     with pytest.raises(MetricError, match="must be a name, a Metric or a callable"):
         metrics.resolve(3)
@@ -365,15 +383,31 @@ def test_resolve_checks_a_user_metric_object():
 
 # ------------------------------------------------------------------------------------------ properties
 
-BUILTINS = [metrics.exact, metrics.normalized, metrics.contains, metrics.numeric, metrics.choice,
-            metrics.Normalized(articles=True), metrics.regex(r"answer:\s*(\S+)", 2)]
-EXAMPLES = [ex("12", aliases=("twelve",)), ex("plausible", choices=SPORTS), ex("True", choices=("True", "False")),
-            ex("-3.5"), ex("B", choices=("A", "B", "C")), ex("Norway", choices=MC), ex("1,000")]
+BUILTINS = [
+    metrics.exact,
+    metrics.normalized,
+    metrics.contains,
+    metrics.numeric,
+    metrics.choice,
+    metrics.Normalized(articles=True),
+    metrics.regex(r"answer:\s*(\S+)", 2),
+]
+EXAMPLES = [
+    ex("12", aliases=("twelve",)),
+    ex("plausible", choices=SPORTS),
+    ex("True", choices=("True", "False")),
+    ex("-3.5"),
+    ex("B", choices=("A", "B", "C")),
+    ex("Norway", choices=MC),
+    ex("1,000"),
+]
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(output=st.text(max_size=200) | st.from_regex(r"[\w\s.,$%()*#:-]{0,80}", fullmatch=True),
-       which=st.integers(0, len(EXAMPLES) - 1))
+@given(
+    output=st.text(max_size=200) | st.from_regex(r"[\w\s.,$%()*#:-]{0,80}", fullmatch=True),
+    which=st.integers(0, len(EXAMPLES) - 1),
+)
 def test_builtin_metrics_never_raise_and_stay_in_range(output, which):
     example = EXAMPLES[which]
     for metric in BUILTINS:

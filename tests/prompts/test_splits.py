@@ -94,8 +94,12 @@ def test_assignment_is_deterministic_and_independent_of_file_order() -> None:
 
 
 @settings(max_examples=120, deadline=None, database=None)
-@given(labels=label_lists, new_label=st.sampled_from(["plausible", "implausible", "maybe", "new"]),
-       fractions=fraction_sets, seed=st.integers(0, 1000))
+@given(
+    labels=label_lists,
+    new_label=st.sampled_from(["plausible", "implausible", "maybe", "new"]),
+    fractions=fraction_sets,
+    seed=st.integers(0, 1000),
+)
 def test_adding_an_example_moves_at_most_two_of_its_own_label_to_a_neighbouring_split(
     labels, new_label, fractions, seed
 ) -> None:
@@ -114,8 +118,12 @@ def test_adding_an_example_moves_at_most_two_of_its_own_label_to_a_neighbouring_
     by_id = {ex.id: ex for ex in examples}
     # adjacent among the splits that exist: with no validation share, train and test are neighbours
     order = {name: k for k, name in enumerate(n for n, share in zip(SPLIT_NAMES, fractions) if share > 0)}
-    val_has_label = any(by_id.get(i, added).target == new_label
-                        for state in (before, after) for i, name in state.items() if name == "validation")
+    val_has_label = any(
+        by_id.get(i, added).target == new_label
+        for state in (before, after)
+        for i, name in state.items()
+        if name == "validation"
+    )
     for i, (old, new) in moved.items():
         assert by_id[i].target == new_label  # other labels never move
         # only to the adjacent split, or past validation when it holds none of that label
@@ -132,7 +140,9 @@ def test_plain_splits_still_never_move_anything() -> None:
 def test_counts_mode_moves_only_examples_next_to_a_cut() -> None:
     examples = labelled(["yes", "no"] * 40)
     before = split_examples(examples, counts=(10, 30, 40), stratify=True)
-    after = split_examples([*examples, Example(id="added", input="n", target="yes")], counts=(10, 30, 40), stratify=True)
+    after = split_examples(
+        [*examples, Example(id="added", input="n", target="yes")], counts=(10, 30, 40), stratify=True
+    )
     moved = {i for i, name in assignment(before).items() if assignment(after).get(i, "left out") != name}
     assert len(moved) <= 4  # one per label and cut at most here; never a reshuffle
 
@@ -160,7 +170,9 @@ def test_a_callable_key_stratifies_by_that_key() -> None:
 
     splits = split_examples(examples, fractions=(0.5, 0.0, 0.5), stratify=topic)
     assert Counter(ex.metadata["topic"] for ex in splits.train) == {"a": 10, "b": 10}
-    assert split_rule(topic, examples).startswith("stratified:test_a_callable_key_stratifies_by_that_key.<locals>.topic+")
+    assert split_rule(topic, examples).startswith(
+        "stratified:test_a_callable_key_stratifies_by_that_key.<locals>.topic+"
+    )
 
 
 def test_bad_stratify_values_are_config_errors() -> None:
@@ -245,4 +257,6 @@ def test_gate_says_the_split_rule_changed_and_names_the_command(
     assert "is stale: changed since it was written: split rule (hash -> stratified:target)" in message
     assert "The split rule changed" in message
     assert "Re-run pytest --opro-optimize test_yesno.py::test_yesno and commit the artifact" in message
-    result.stdout.fnmatch_lines(["*split rule (hash -> stratified:target)*Re-run pytest --opro-optimize test_yesno.py*"])
+    result.stdout.fnmatch_lines(
+        ["*split rule (hash -> stratified:target)*Re-run pytest --opro-optimize test_yesno.py*"]
+    )

@@ -50,7 +50,9 @@ def test_instruction_and_example_text_are_never_rendered_as_template() -> None:
 def test_template_errors_are_one_line_and_name_the_task() -> None:
     with pytest.raises(TemplateError, match=r"task 't' template: template syntax error on line 1"):
         PromptTask(name="t", examples=examples(), template="{{ input ")
-    with pytest.raises(TemplateError, match=r"example e0.*'question' is undefined \(variables available: choices, input"):
+    with pytest.raises(
+        TemplateError, match=r"example e0.*'question' is undefined \(variables available: choices, input"
+    ):
         PromptTask(name="t", examples=examples(), template="{{ question }}")
 
 

@@ -28,15 +28,24 @@ KEYWORDS = "step by step|carefully|double-check|think|be precise"
 WINNER = "Think step by step, carefully, and double-check."
 SCRIPT = [
     # step 1: 0, 1, 2 keywords
-    "<INS>Answer the question.</INS>", "<INS>Answer carefully.</INS>", "<INS>Go step by step, carefully.</INS>",
+    "<INS>Answer the question.</INS>",
+    "<INS>Answer carefully.</INS>",
+    "<INS>Go step by step, carefully.</INS>",
     # step 2: 1, 2, 3
-    "<INS>Be precise.</INS>", "<INS>Think, then be precise.</INS>", "<INS>Think step by step, be precise.</INS>",
+    "<INS>Be precise.</INS>",
+    "<INS>Think, then be precise.</INS>",
+    "<INS>Think step by step, be precise.</INS>",
     # step 3: 0, 2, 4 (the winner)
-    "<INS>Reply in one word.</INS>", "<INS>Double-check and think.</INS>", f"<INS>{WINNER}</INS>",
+    "<INS>Reply in one word.</INS>",
+    "<INS>Double-check and think.</INS>",
+    f"<INS>{WINNER}</INS>",
     # step 4: 1, 3, 2 (no gain)
-    "<INS>Double-check.</INS>", "<INS>Be precise, double-check, think.</INS>", "<INS>Carefully double-check.</INS>",
+    "<INS>Double-check.</INS>",
+    "<INS>Be precise, double-check, think.</INS>",
+    "<INS>Carefully double-check.</INS>",
     # step 5: 0, 3, 4 (ties the winner: no gain, so early stop with patience 2)
-    "<INS>Say yes or no.</INS>", "<INS>Carefully, step by step, be precise.</INS>",
+    "<INS>Say yes or no.</INS>",
+    "<INS>Carefully, step by step, be precise.</INS>",
     "<INS>Be precise, think, double-check, step by step.</INS>",
 ]
 
@@ -81,8 +90,17 @@ def _heavy_modules_imported_once() -> None:
     """Import litellm and the lazy plugin modules outside the inner runs (which restore sys.modules)."""
     import importlib
 
-    for name in ("prompts.task", "prompts.optimization", "prompts.artifact", "prompts.gate", "plugin.fixture", "reporting.terminal",
-                 "reporting.json_report", "models.cache", "reporting.plot"):
+    for name in (
+        "prompts.task",
+        "prompts.optimization",
+        "prompts.artifact",
+        "prompts.gate",
+        "plugin.fixture",
+        "reporting.terminal",
+        "reporting.json_report",
+        "models.cache",
+        "reporting.plot",
+    ):
         importlib.import_module(f"pytest_opro.{name}")
     pytest_opro.PromptTask  # noqa: B018
     import matplotlib.figure  # noqa: F401
@@ -169,7 +187,7 @@ def test_json_report_and_plot_of_known_run(suite: pytest.Pytester) -> None:
     scripted = [re.sub(r"</?INS>", "", s) for s in SCRIPT]
     for step in range(1, 6):
         texts = sorted(c["text"] for c in task["candidates"] if c["step"] == step)
-        assert texts == sorted(scripted[3 * (step - 1): 3 * step]), step
+        assert texts == sorted(scripted[3 * (step - 1) : 3 * step]), step
     # validation is scored for the two best of each step by train, plus the baseline
     assert sum(c["validation"] is not None for c in task["candidates"]) == 1 + 2 * 5
 
@@ -236,7 +254,8 @@ def test_markdown_report_of_known_run(suite: pytest.Pytester) -> None:
     assert re.search(
         "Optimisation: 5 steps, stopped: early stop: no validation gain for 2 steps; winner from step 3; "
         rf"{proposals} proposals \(opro {proposals}\); (racing: \d+ candidates screened out, \d+ train scorer calls "
-        r"saved; )?optimizer fake/optimizer → scorer fake/scorer\.", text
+        r"saved; )?optimizer fake/optimizer → scorer fake/scorer\.",
+        text,
     ), text
     assert f"Winning instruction (`__opro__/yesno.yaml`):\n\n```text\n{WINNER}\n```" in text
     assert "<details><summary>Top 5 candidates</summary>" in text
@@ -311,7 +330,7 @@ def test_plot_option_without_matplotlib_names_the_install(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import machinery: "not installed"
     result = pytester.runpytest("-p", "no:cacheprovider", "--opro-plot=plots")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert 'ERROR: --opro-plot needs matplotlib' in result.stderr.str()
+    assert "ERROR: --opro-plot needs matplotlib" in result.stderr.str()
     assert 'install it with: pip install "pytest-opro[plot]"' in result.stderr.str()
     assert not (pytester.path / "plots").exists()
 
@@ -321,8 +340,10 @@ def test_no_plot_without_history_says_so(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider", "--opro-plot=plots", "--opro-report=r.md")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["opro: no plot written to plots: no task had an optimisation history"])
-    assert pytester.path.joinpath("r.md").read_text(encoding="utf-8").startswith(
-        "## pytest-opro: no prompt task ran (gate mode)"
+    assert (
+        pytester.path.joinpath("r.md")
+        .read_text(encoding="utf-8")
+        .startswith("## pytest-opro: no prompt task ran (gate mode)")
     )
 
 

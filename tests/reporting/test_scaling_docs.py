@@ -18,7 +18,7 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 def section() -> str:
     start = README.index("## Scaling out")
-    return README[start:README.index("\n## ", start + 5)]
+    return README[start : README.index("\n## ", start + 5)]
 
 
 def blocks(language: str) -> list[str]:

@@ -54,7 +54,7 @@ def _stable_int(text: str) -> int:
 def default_optimizer(meta_prompt: str, n: int) -> str:
     """Proposes instructions that add keywords progressively (deterministic in ``n``)."""
     keywords = DEFAULT_KEYWORDS
-    k = (n % (len(keywords) + 1))
+    k = n % (len(keywords) + 1)
     chosen = ", ".join(keywords[:k]) if k else "simply"
     return f"<INS>Answer the question {chosen}. (variant {n})</INS>"
 
@@ -178,10 +178,12 @@ def _make_handler_class() -> type:
             completion_tokens = len(text.split())
             return litellm.ModelResponse(
                 model=full_model,
-                choices=[{"index": 0, "finish_reason": "stop",
-                          "message": {"role": "assistant", "content": text}}],
-                usage=litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                    total_tokens=prompt_tokens + completion_tokens),
+                choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                usage=litellm.Usage(
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens,
+                ),
             )
 
         def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:

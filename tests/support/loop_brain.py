@@ -28,8 +28,12 @@ def _h(text: str) -> int:
 def make_records(n: int, prefix: str = "q") -> list[dict[str, Any]]:
     """`n` yes/no examples with distinct inputs."""
     return [
-        {"id": f"{prefix}{i:03d}", "input": f"Is {prefix}-item number {i} {'even' if i % 3 else 'odd'}?",
-         "target": "yes" if i % 2 else "no", "choices": ["yes", "no"]}
+        {
+            "id": f"{prefix}{i:03d}",
+            "input": f"Is {prefix}-item number {i} {'even' if i % 3 else 'odd'}?",
+            "target": "yes" if i % 2 else "no",
+            "choices": ["yes", "no"],
+        }
         for i in range(n)
     ]
 
@@ -75,7 +79,7 @@ class LoopBrain:
 #: Settings under every project and task here: a winner needs no significance on 4 validation examples.
 MECHANICS: dict[str, Any] = {"select_alpha": 1}
 
-CONFTEST = '''
+CONFTEST = """
 import os
 import pytest
 from pytest_opro import PromptTask, load_examples
@@ -100,20 +104,26 @@ def make_task(name):
 def pytest_opro_artifact_written(task, path, result):
     with open(os.path.join(HERE, "written.log"), "a", encoding="utf-8") as log:
         log.write(f"{{task.name}} {{os.getpid()}}\\n")
-'''
+"""
 
-TEST_MODULE = '''
+TEST_MODULE = """
 import pytest
 from conftest import make_task
 
 @pytest.mark.parametrize("name", {names!r})
 def test_prompt(opro, name):
     opro.check(make_task(name))
-'''
+"""
 
 
-def write_project(root: Path, names: Sequence[str] = ("alpha",), n_examples: int = 20,
-                  settings: dict[str, Any] | None = None, timeout: float = 5.0, retries: int = 4) -> LoopBrain:
+def write_project(
+    root: Path,
+    names: Sequence[str] = ("alpha",),
+    n_examples: int = 20,
+    settings: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    retries: int = 4,
+) -> LoopBrain:
     """A pytest project in `root` with one task per name; returns the brain that knows its examples.
 
     These projects test mechanics (resume, faults, concurrency), not selection statistics: with 4
@@ -123,7 +133,8 @@ def write_project(root: Path, names: Sequence[str] = ("alpha",), n_examples: int
     settings = {**MECHANICS, **(settings or {"max_steps": 4, "candidates": 2, "patience": 0})}
     root.mkdir(parents=True, exist_ok=True)
     (root / "conftest.py").write_text(
-        textwrap.dedent(CONFTEST).format(settings=settings, timeout=timeout, retries=retries), encoding="utf-8")
+        textwrap.dedent(CONFTEST).format(settings=settings, timeout=timeout, retries=retries), encoding="utf-8"
+    )
     (root / "test_prompts.py").write_text(textwrap.dedent(TEST_MODULE).format(names=list(names)), encoding="utf-8")
     (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     brain = LoopBrain()
@@ -134,8 +145,17 @@ def write_project(root: Path, names: Sequence[str] = ("alpha",), n_examples: int
     return brain
 
 
-VOLATILE_RUN_KEYS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "retries",
-                     "failures", "wall_seconds", "by_role")
+VOLATILE_RUN_KEYS = (
+    "calls",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "retries",
+    "failures",
+    "wall_seconds",
+    "by_role",
+)
 
 
 def comparable(artifact: dict[str, Any]) -> dict[str, Any]:
@@ -156,15 +176,21 @@ def loop_model(url: str, name: str, **kw: Any) -> "Any":
     return ModelConfig("openai/" + name, api_base=url, **kw)
 
 
-def loop_task(name: str, records: list[dict[str, Any]], scorer: Any, optimizer: Any,
-              settings: dict[str, Any] | None = None) -> "Any":
+def loop_task(
+    name: str, records: list[dict[str, Any]], scorer: Any, optimizer: Any, settings: dict[str, Any] | None = None
+) -> "Any":
     """The same task the project from :func:`write_project` builds, in memory."""
     from pytest_opro import PromptTask
     from pytest_opro.prompts.examples import examples_from_records
 
-    return PromptTask(name=name, examples=examples_from_records(records), metric="choice", scorer=scorer,
-                      optimizer=optimizer,
-                      settings={**MECHANICS, **(settings or {"max_steps": 4, "candidates": 2, "patience": 0})})
+    return PromptTask(
+        name=name,
+        examples=examples_from_records(records),
+        metric="choice",
+        scorer=scorer,
+        optimizer=optimizer,
+        settings={**MECHANICS, **(settings or {"max_steps": 4, "candidates": 2, "patience": 0})},
+    )
 
 
 def cache_entries(cache_dir: Path) -> int:

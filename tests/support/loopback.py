@@ -116,8 +116,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [
-                {"id": "loopback", "object": "model", "created": 0, "owned_by": "loopback"}]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": "loopback", "object": "model", "created": 0, "owned_by": "loopback"}],
+                },
+            )
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -144,11 +149,21 @@ class _Handler(BaseHTTPRequestHandler):
             messages = body.get("messages") or []
             model = body.get("model", "loopback")
             if kind == "429":
-                self._send_json(429, {"error": {"message": "rate limited (loopback)", "type": "rate_limit_error",
-                                                "code": "rate_limit_exceeded"}},
-                                {"Retry-After": f"{owner._retry_after(n):g}"})
+                self._send_json(
+                    429,
+                    {
+                        "error": {
+                            "message": "rate limited (loopback)",
+                            "type": "rate_limit_error",
+                            "code": "rate_limit_exceeded",
+                        }
+                    },
+                    {"Retry-After": f"{owner._retry_after(n):g}"},
+                )
             elif kind in ("500", "503"):
-                self._send_json(int(kind), {"error": {"message": f"injected {kind} (loopback)", "type": "server_error"}})
+                self._send_json(
+                    int(kind), {"error": {"message": f"injected {kind} (loopback)", "type": "server_error"}}
+                )
             elif kind == "timeout":
                 owner._sleep(owner.timeout_sleep)
                 self.close_connection = True
@@ -164,16 +179,23 @@ class _Handler(BaseHTTPRequestHandler):
                 text = "" if kind == "empty" else owner.answer(messages)
                 prompt_tokens = sum(_count_tokens(str(m.get("content") or "")) for m in messages)
                 completion_tokens = _count_tokens(text)
-                self._send_json(200, {
-                    "id": f"chatcmpl-loopback-{n}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens},
-                })
+                self._send_json(
+                    200,
+                    {
+                        "id": f"chatcmpl-loopback-{n}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    },
+                )
         finally:  # also when the client went away mid-reply (BrokenPipeError)
             owner._done(n)
 
@@ -245,8 +267,9 @@ class LoopbackServer:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.owner = self
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-llm", daemon=True
+        )
         self._thread.start()
         self._timer = threading.Timer(self.max_seconds, self.stop)
         self._timer.daemon = True
@@ -338,6 +361,7 @@ class LoopbackServer:
             return
         self.held.set()
         self._released.wait()
+
     def _retry_after(self, n: int) -> float:
         if self.rate_limit and self.faults.fault_for(n) is None:
             return round(max(0.0, 1.0 - self._tokens) / self.rate_limit, 3)  # until the bucket holds a token
@@ -367,8 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
     plan = FaultPlan(rate=args.fault_rate, kinds=[k for k in args.fault_kinds.split(",") if k], seed=args.seed)
-    server = LoopbackServer(latency=args.latency, faults=plan, max_requests=args.max_requests,
-                            max_seconds=args.max_seconds)
+    server = LoopbackServer(
+        latency=args.latency, faults=plan, max_requests=args.max_requests, max_seconds=args.max_seconds
+    )
     with server:
         print(f"serving {server.url} (stops after {args.max_seconds:g}s)", flush=True)
         try:

@@ -32,8 +32,13 @@ class RecordingClient(LLMClient):
         replies = await super().complete_many(config, requests, role=role)
         if "optimizer" in config.model:
             for (messages, sample_index), reply in zip(requests, replies):
-                self.optimizer_calls.append({"meta_prompt": messages[0]["content"], "sample_index": sample_index,
-                                             "reply": getattr(reply, "text", None)})
+                self.optimizer_calls.append(
+                    {
+                        "meta_prompt": messages[0]["content"],
+                        "sample_index": sample_index,
+                        "reply": getattr(reply, "text", None),
+                    }
+                )
         return replies
 
 
@@ -52,12 +57,25 @@ def script(meta_prompt: str, n: int) -> str:
 
 
 def task() -> PromptTask:
-    records = [{"id": f"s{i:03d}", "input": f"Is sentence {i} about {'golf' if i % 3 else 'tennis'} plausible?",
-                "target": "plausible" if i % 2 else "implausible", "choices": ["plausible", "implausible"]}
-               for i in range(36)]
-    return PromptTask(name="replay", examples=examples_from_records(records), metric="choice",
-                      scorer="fake/scorer", optimizer="fake/optimizer", initial_instruction="Answer the question.",
-                      description="Decide whether a sentence about sport is plausible.", counts=(12, 12, 12))
+    records = [
+        {
+            "id": f"s{i:03d}",
+            "input": f"Is sentence {i} about {'golf' if i % 3 else 'tennis'} plausible?",
+            "target": "plausible" if i % 2 else "implausible",
+            "choices": ["plausible", "implausible"],
+        }
+        for i in range(36)
+    ]
+    return PromptTask(
+        name="replay",
+        examples=examples_from_records(records),
+        metric="choice",
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        initial_instruction="Answer the question.",
+        description="Decide whether a sentence about sport is plausible.",
+        counts=(12, 12, 12),
+    )
 
 
 def recorded_run(brain: FakeBrain, **settings: Any) -> dict[str, Any]:
@@ -66,12 +84,19 @@ def recorded_run(brain: FakeBrain, **settings: Any) -> dict[str, Any]:
     brain.learn(t.examples)
     brain.optimizer = script
     client = RecordingClient(cache=None, concurrency=1)
-    result = optimize(t, client=client, settings=OptimizerSettings(
-        max_steps=3, candidates=4, reask=1, patience=0, validate_top=2, screening="off", **settings))
+    result = optimize(
+        t,
+        client=client,
+        settings=OptimizerSettings(
+            max_steps=3, candidates=4, reask=1, patience=0, validate_top=2, screening="off", **settings
+        ),
+    )
     return {
         "optimizer_calls": client.optimizer_calls,
-        "trajectory": [{k: c.to_dict()[k] for k in ("step", "text", "train", "validation", "rejection", "call")}
-                       for c in result.trajectory],
+        "trajectory": [
+            {k: c.to_dict()[k] for k in ("step", "text", "train", "validation", "rejection", "call")}
+            for c in result.trajectory
+        ],
         "instruction": result.instruction,
     }
 

@@ -30,15 +30,16 @@ BINARY = "redis-server"
 
 
 def binary() -> str | None:
-    return shutil.which(BINARY) or next((p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server")
-                                         if os.path.exists(p)), None)
+    return shutil.which(BINARY) or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.path.exists(p)), None
+    )
 
 
 def require_binary() -> str:
     """The redis-server path; skips the test without one, fails it under CI."""
     found = binary()
     if found is None:
-        message = ("redis-server is not installed (apt-get install redis-server; bash .ci/run installs it)")
+        message = "redis-server is not installed (apt-get install redis-server; bash .ci/run installs it)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI is set, so a missing Redis is a failure", pytrace=False)
         pytest.skip(message)
@@ -54,8 +55,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process bound to 127.0.0.1 with its data in `directory`."""
 
-    def __init__(self, directory: Path, port: int | None = None, password: str | None = None,
-                 extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, password: str | None = None, extra: Sequence[str] = ()
+    ) -> None:
         self.binary = require_binary()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -73,21 +75,40 @@ class RedisServer:
         return self.proc.pid if self.proc is not None else None
 
     def command(self) -> list[str]:
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-               "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
-               "--protected-mode", "no", "--logfile", str(self.directory / "redis.log")]
+        cmd = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         return cmd + self.extra
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                log = (self.directory / "redis.log")
+                log = self.directory / "redis.log"
                 raise RuntimeError(f"redis-server exited at start: {err} {log.read_text() if log.exists() else ''}")
             if self.ping():
                 return self

@@ -50,6 +50,16 @@ from pytest_opro.models.local.sampling import GenerationRequest, GenerationResul
 from pytest_opro.models.local.worker import submit
 
 __all__ = [
-    "DEFAULT_MODEL", "INSTALL_HINT", "GenerationRequest", "GenerationResult", "LocalModel", "check",
-    "default_threads", "get_model", "model_path", "physical_cores", "smollm2_path", "submit",
+    "DEFAULT_MODEL",
+    "INSTALL_HINT",
+    "GenerationRequest",
+    "GenerationResult",
+    "LocalModel",
+    "check",
+    "default_threads",
+    "get_model",
+    "model_path",
+    "physical_cores",
+    "smollm2_path",
+    "submit",
 ]

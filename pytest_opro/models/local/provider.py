@@ -1,5 +1,4 @@
-"""The litellm provider that serves ``local/...`` model strings in this process (cost 0).
-"""
+"""The litellm provider that serves ``local/...`` model strings in this process (cost 0)."""
 
 from __future__ import annotations
 
@@ -41,10 +40,18 @@ def _make_handler() -> Any:
     def response(model: str, result: GenerationResult) -> Any:
         out = litellm.ModelResponse(
             model=full_name(model),
-            choices=[{"index": 0, "finish_reason": result.finish_reason,
-                      "message": {"role": "assistant", "content": result.text}}],
-            usage=litellm.Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                total_tokens=result.prompt_tokens + result.completion_tokens),
+            choices=[
+                {
+                    "index": 0,
+                    "finish_reason": result.finish_reason,
+                    "message": {"role": "assistant", "content": result.text},
+                }
+            ],
+            usage=litellm.Usage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.prompt_tokens + result.completion_tokens,
+            ),
         )
         hidden = getattr(out, "_hidden_params", None)
         if isinstance(hidden, dict):

@@ -1,5 +1,4 @@
-"""One generation request and its result, and how the next token is drawn (greedy or seeded sampling).
-"""
+"""One generation request and its result, and how the next token is drawn (greedy or seeded sampling)."""
 
 from __future__ import annotations
 
@@ -7,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_TOKENS = 256
+
+
 # --------------------------------------------------------------------------------------------
 @dataclass
 class GenerationRequest:
@@ -26,7 +27,7 @@ class GenerationResult:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"   # "stop" (end of turn or stop sequence) or "length"
+    finish_reason: str = "stop"  # "stop" (end of turn or stop sequence) or "length"
 
 
 class DecodingSequence:
@@ -85,5 +86,3 @@ def sample_token(logits: Any, request: GenerationRequest, rng: Any) -> int:
         kept[keep] = probs[keep]
         probs = kept / kept.sum()
     return int(rng.choice(probs.size, p=probs))
-
-

@@ -1,5 +1,4 @@
-"""The one thread that runs every generation, coalescing concurrent requests into batches.
-"""
+"""The one thread that runs every generation, coalescing concurrent requests into batches."""
 
 from __future__ import annotations
 
@@ -13,7 +12,9 @@ from typing import Any, Mapping, Sequence
 from pytest_opro.models.local.model import LocalModel, get_model
 from pytest_opro.models.local.sampling import GenerationRequest
 
-COALESCE_SECONDS = 0.003   # how long the worker waits for more requests once one has arrived
+COALESCE_SECONDS = 0.003  # how long the worker waits for more requests once one has arrived
+
+
 # the worker: one thread runs every generation, coalescing concurrent requests into batches
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -74,10 +75,9 @@ def _get_worker() -> _Worker:
     return _worker
 
 
-def submit(model: str, messages: Sequence[Mapping[str, Any]],
-           params: Mapping[str, Any] | None = None) -> concurrent.futures.Future:
+def submit(
+    model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None
+) -> concurrent.futures.Future:
     """Queue one chat completion on the worker; the future's result is a GenerationResult."""
     local = get_model(model)
     return _get_worker().submit(local, local.request(messages, params or {}))
-
-
