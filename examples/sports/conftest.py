@@ -29,6 +29,6 @@ def sports_task(sports_examples):
         scorer=ModelConfig("local/smollm2", params={"max_tokens": 6}),
         optimizer=ModelConfig("local/smollm2", params={"max_tokens": 48}),
         # A winner must be significantly better on the 30 validation examples (select_alpha 0.05,
-        # Holm-corrected over the candidates compared), so no fixed min_delta margin is needed.
+        # most of it on the candidate best on train), so no fixed min_delta margin is needed.
         settings={"max_steps": 3, "candidates": 4, "patience": 2, "validate_top": 1},
     )

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
-from pytest_opro.opro.collapse import distribution
+from pytest_opro.opro.collapse import distribution, rejection, target_share
 from pytest_opro.opro.meta_prompt import build_meta_prompt
 from pytest_opro.opro.problem import (
     Completer,
@@ -342,8 +342,9 @@ class _Run:
 
         With per-example validation outcomes (prompt tasks), :func:`pytest_opro.opro.selection.select`
         decides: a candidate replaces the best baseline solution only when a paired one-sided test
-        on validation says it is better at ``select_alpha``, Holm-corrected over every candidate
-        scored on validation, and by more than ``min_delta``. Problems without such outcomes (or
+        on validation says it is better at ``select_alpha``, in a fixed sequence ordered by train
+        score, and by more than ``min_delta``; with ``collapse="reject"`` a candidate whose answers
+        collapsed (:meth:`collapse_rejection`) is not shipped. Problems without such outcomes (or
         without validation) take the best score, when it beats the baseline by more than ``min_delta``.
         """
         field_name = "validation" if self.problem.has_validation else "train"
@@ -372,6 +373,8 @@ class _Run:
                 alpha=self.settings.select_alpha,
                 min_delta=self.settings.min_delta,
                 seed=self.settings.seed,
+                order=lambda c: c.train,
+                rejected=self.collapse_rejection if self.settings.collapse == "reject" else None,
             )
         best = max(scored, key=key)
         if base and best.step > 0:
@@ -380,6 +383,17 @@ class _Run:
             if gain <= self.settings.min_delta:
                 return base_best, None
         return best, None
+
+    def collapse_rejection(self, cand: Candidate) -> str | None:
+        """Why `cand` may not ship because its validation answers collapsed onto one value while the
+        validation targets are less concentrated (:func:`pytest_opro.opro.collapse.rejection`)."""
+        if cand.validation_answers is None or cand.validation_outcomes is None:
+            return None
+        targets = None
+        if supports_example_scoring(self.problem):
+            problem: Any = self.problem  # implements ExampleScoring: example_strata gives each target
+            targets = target_share(problem.example_strata("validation").values())
+        return rejection(cand.validation_answers, len(cand.validation_outcomes), targets, self.settings.collapse_share)
 
     def collapsed(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
         """The answer collapses among `candidates` scored on validation."""

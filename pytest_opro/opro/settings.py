@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.opro.collapse import DEFAULT_THRESHOLD
@@ -26,11 +26,14 @@ class OptimizerSettings:
     seed: int = 0
     max_failure_rate: float = 0.1
     reask: int = 0
-    #: Significance level of the winner's paired test on validation, Holm-corrected over the
-    #: candidates compared (see pytest_opro.opro.selection; bench/RESULTS.md for why 0.05).
+    #: Significance level of the winner's paired test on validation, candidates tested in a fixed
+    #: sequence ordered by train score (see pytest_opro.opro.selection; bench/RESULTS.md).
     select_alpha: float = 0.05
     #: Share of one answer from which a validated candidate is flagged as collapsed.
     collapse_share: float = DEFAULT_THRESHOLD
+    #: What a collapsed candidate gets: "reject" (not shipped when the validation targets are less
+    #: concentrated than its answers' threshold) or "flag" (shipped when it wins, and flagged).
+    collapse: Literal["reject", "flag"] = "reject"
     #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):
     #: None is OPRO's meta-prompt only, as in the paper.
     proposers: Any = None
@@ -58,6 +61,7 @@ class OptimizerSettings:
             "reask": self.reask >= 0,
             "select_alpha": 0 < self.select_alpha <= 1,
             "collapse_share": 0 < self.collapse_share <= 1,
+            "collapse": self.collapse in ("reject", "flag"),
             "screening": self.screening in ("race", "off"),
             "race_minibatch": self.race_minibatch >= 1,
             "race_rule": self.race_rule in ("halving", "significance"),

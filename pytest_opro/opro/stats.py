@@ -56,6 +56,38 @@ def sign_test_one_sided(worse: int, better: int) -> float:
     return min(1.0, sum(math.comb(n, k) for k in range(worse, n + 1)) / float(2**n))
 
 
+def smallest_confirmable(n: int, alpha: float) -> int | None:
+    """The smallest net gain, in examples, that one exact paired test at `alpha` can confirm on `n`
+    examples (every discordant example in favour: p = 2^-k), or None when `n` examples cannot."""
+    if alpha >= 1:
+        return 1 if n >= 1 else None
+    k = 1
+    while 2.0**-k >= alpha:
+        k += 1
+    return k if k <= n else None
+
+
+def examples_to_confirm(better: int, worse: int, n: int, alpha: float, limit: int = 100_000) -> int | None:
+    """About how many paired examples would confirm a gain of this size at `alpha`: the smallest N
+    for which `better` and `worse` scaled from `n` to N examples give a one-sided sign-test p under
+    `alpha` (exact up to 200 discordant examples, the normal approximation beyond). None when the
+    candidate was not better, or not within `limit` examples."""
+    if n <= 0 or better <= worse:
+        return None
+    z = _z(1 - 2 * alpha) if alpha < 0.5 else 0.0
+    size = n
+    while size <= limit:
+        b, w = round(better * size / n), round(worse * size / n)
+        if b > w:
+            if b + w <= 200:
+                if sign_test_one_sided(b, w) < alpha:
+                    return size
+            elif (b - w - 1) / math.sqrt(b + w) > z:  # continuity-corrected
+                return size
+        size = size + 1 if size < 400 else int(size * 1.01) + 1
+    return None
+
+
 # Differences smaller than this count as ties (scores are floats in [0, 1]).
 _TIE = 1e-12
 

@@ -102,6 +102,12 @@ def _screening(value: str) -> str:
     return value.strip()
 
 
+def _collapse(value: str) -> str:
+    if value.strip() not in ("reject", "flag"):
+        raise ValueError("must be reject or flag")
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -152,8 +158,16 @@ SPECS: tuple[OptionSpec, ...] = (
         _probability,
         None,
         "optimise: significance level a winner must reach on validation "
-        "(paired test, Holm-corrected over the candidates compared; default 0.05)",
+        "(paired test, candidates tested in train-score order; default 0.05)",
         "P",
+    ),
+    OptionSpec(
+        "collapse",
+        _collapse,
+        None,
+        "optimise: a candidate whose answers collapse onto one label: reject (default; not shipped when the "
+        "validation targets are less concentrated) or flag (shipped when it wins, and flagged)",
+        "MODE",
     ),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),
     OptionSpec("cache-dir", _text, ".opro_cache", "response cache directory (default <rootdir>/.opro_cache)", "DIR"),

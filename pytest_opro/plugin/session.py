@@ -137,6 +137,7 @@ class OproSession:
             "select_alpha": "select_alpha",
             "proposers": "proposers",
             "screening": "screening",
+            "collapse": "collapse",
         }
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}

@@ -17,7 +17,9 @@ from pytest_opro.opro.collapse import distribution
 from pytest_opro.opro.loop import CandidateCallback, StepCallback, run_loop
 from pytest_opro.opro.problem import Score, check_failure_rate
 from pytest_opro.opro.racing import expected_race_calls
+from pytest_opro.opro.selection import LEAD
 from pytest_opro.opro.settings import OptimizerSettings
+from pytest_opro.opro.stats import smallest_confirmable
 from pytest_opro.opro.trajectory import Candidate
 from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
 from pytest_opro.prompts.result import Estimate, Result, SplitScore
@@ -94,7 +96,15 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         cost,
         judge_calls,
         expected_scorer_calls=fixed + settings.max_steps * expected_train,
+        validation_n=n_val,
+        min_gain=min_gain(n_val, settings.select_alpha),
     )
+
+
+def min_gain(n_val: int, alpha: float) -> int | None:
+    """The smallest net gain in validation examples that selection can confirm: one exact paired test
+    of the candidate best on train, at its share of `alpha` (:data:`pytest_opro.opro.selection.LEAD`)."""
+    return smallest_confirmable(n_val, alpha if alpha >= 1 else alpha * LEAD)
 
 
 def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:

@@ -72,6 +72,10 @@ class Estimate:
     judge_calls: int = 0  # calls a model-graded metric makes (scorer calls x votes)
     #: Scorer calls expected with racing (None: not computed); `scorer_calls` is the maximum.
     expected_scorer_calls: int | None = None
+    #: Validation examples, and the smallest net gain in examples that selection can confirm on them
+    #: at ``select_alpha`` (None: no gain can; see :func:`pytest_opro.opro.stats.smallest_confirmable`).
+    validation_n: int | None = None
+    min_gain: int | None = None
 
     def describe(self) -> str:
         cost = "unknown cost" if self.cost_usd is None else f"~${self.cost_usd:.4f}"
@@ -81,7 +85,21 @@ class Estimate:
         )
         if self.expected_scorer_calls is not None and self.expected_scorer_calls < self.scorer_calls:
             text += f"; expected {self.expected_scorer_calls} scorer calls"
-        return text
+        power = self.describe_power()
+        return f"{text}; {power}" if power else text
+
+    def describe_power(self) -> str:
+        """What the validation split can confirm, e.g. ``validation 12 examples: a gain must be at
+        least 5 examples net (42 points) to ship`` (empty when the run has no validation split)."""
+        n = self.validation_n
+        if not n:
+            return ""
+        if self.min_gain is None:
+            return f"validation {n} examples: too few for any gain to ship (add examples or set select_alpha)"
+        return (
+            f"validation {n} examples: a gain must be at least {self.min_gain} examples net "
+            f"({round(100 * self.min_gain / n)} points) to ship"
+        )
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -113,10 +114,30 @@ def test_a_collapsed_candidate_is_flagged_everywhere(suite: pytest.Pytester, mon
     assert "| yes 20/20 |" in text
 
 
-def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytester, monkeypatch) -> None:
-    # the baseline answers nothing; "always yes" is right on every yes-example: a real, significant gain
+def test_a_collapsed_candidate_is_not_shipped_and_the_summary_says_why(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the baseline answers nothing; "always yes" is right on every yes-example: significant, but constant
     monkeypatch.setenv("OPRO_FAKE_SCRIPT", json.dumps(["<INS>Always say yes.</INS>"]))
-    result = run(suite, "--opro-optimize")
+    result = run(suite, "--opro-optimize", "--opro-allow-no-gain", "--opro-report=r.json")
+    result.assert_outcomes(passed=1)
+    why = (
+        "kept the baseline: the step 1 candidate was better (10 better / 0 worse of 20 on validation, p=1e-03) "
+        'but its answers collapsed (it answers "yes" to 20 of 20 on validation, where the most common target covers 50%)'
+    )
+    result.stdout.fnmatch_lines([f"*{why}*"])
+    [task] = json.loads((suite.path / "r.json").read_text(encoding="utf-8"))["tasks"]
+    assert task["instruction"] == "Answer."
+    [test] = task["selection"]["tests"]  # still in the report, with its counts and the reason
+    assert test["better"] == 10 and test["adjusted_p"] < 0.05 and test["rejected"].startswith("its answers collapsed")
+    artifact = yaml.safe_load((suite.path / "__opro__" / "lucky.yaml").read_text(encoding="utf-8"))
+    assert artifact["instruction"] == "Answer." and artifact["selection"]["reason"] == why
+
+
+def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytester, monkeypatch) -> None:
+    # collapse="flag" (today's behaviour before rejection): "always yes" ships, flagged everywhere
+    monkeypatch.setenv("OPRO_FAKE_SCRIPT", json.dumps(["<INS>Always say yes.</INS>"]))
+    result = run(suite, "--opro-optimize", "--opro-collapse=flag")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -138,3 +159,79 @@ def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytest
         'answer collapse: the committed instruction answers "yes" to 50 of 50 test examples; '
         "its score is that label's share of the split, not skill at the task"
     ) in task["message"]
+
+
+# -- rejection on constructed tasks (scripted provider, no pytest run) ------------------------------
+
+
+def _task(targets: list[str], fake_llm: Any, replies: Callable[[str, int, str], str], **settings: Any) -> Any:
+    from pytest_opro import PromptTask
+    from pytest_opro.prompts.examples import examples_from_records
+
+    rows = [
+        {"id": f"q{i:03d}", "input": f"Is {i} a lucky number?", "target": t, "choices": ["yes", "no"]}
+        for i, t in enumerate(targets)
+    ]
+    by_input = {r["input"]: (i, r["target"]) for i, r in enumerate(rows)}
+
+    def scorer(messages: list[dict[str, str]]) -> str:
+        text = "\n".join(m["content"] for m in messages)
+        i, target = next(v for q, v in by_input.items() if q in text)
+        return replies(text.split("\n")[0], i, target)
+
+    fake_llm.scorer = scorer
+    return PromptTask(
+        name="lucky",
+        examples=examples_from_records(rows),
+        metric="choice",
+        scorer="fake/scorer",
+        optimizer="fake/optimizer",
+        initial_instruction="Answer.",
+        counts=(20, 60, 20),
+        settings={"max_steps": 1, "candidates": 2, "validate_top": 2, "patience": 0, "screening": "off", **settings},
+    )
+
+
+def _replies(instruction: str, i: int, target: str) -> str:
+    """Baseline right on a tenth of the examples and unreadable elsewhere; "Always say yes." constant;
+    "Think." right on three in ten and wrong (the other label) elsewhere: varied and truly better."""
+    other = "no" if target == "yes" else "yes"
+    if instruction.startswith("Always say yes"):
+        return "yes"
+    if instruction.startswith("Think"):
+        return target if i % 10 < 3 else other
+    return target if i % 10 < 1 else "I am not sure."
+
+
+def test_the_varied_candidate_ships_instead_of_the_constant_one(fake_llm: Any) -> None:
+    from pytest_opro import optimize
+
+    fake_llm.optimizer = ["<INS>Always say yes.</INS>", "<INS>Think.</INS>"]
+    task = _task(["yes" if i % 2 else "no" for i in range(100)], fake_llm, _replies)
+    result = optimize(task, cache=None)
+    assert result.instruction == "Think."  # 30% on validation, below the constant's 50%, but it varies
+    tests = {t["call"]: t for t in result.selection["tests"]}
+    constant = next(t for t in tests.values() if t["rejected"])
+    assert constant["score"] > result.selection["chosen"]["score"] and constant["adjusted_p"] < 0.05
+    assert "where the most common target covers 50%" in constant["rejected"]
+
+    fake_llm.optimizer = ["<INS>Always say yes.</INS>", "<INS>Think.</INS>"]
+    flagged = optimize(task, cache=None, settings=_settings(task, collapse="flag"))
+    assert flagged.instruction == "Always say yes."  # "flag": the best validation score ships, flagged
+
+
+def test_a_majority_answer_is_legitimate_when_the_targets_are_as_skewed(fake_llm: Any) -> None:
+    from pytest_opro import optimize
+
+    fake_llm.optimizer = ["<INS>Always say yes.</INS>"]
+    # 95% of the targets are "yes": answering "yes" to everything is what the data asks for
+    task = _task(["no" if i % 20 == 0 else "yes" for i in range(100)], fake_llm, _replies)
+    result = optimize(task, cache=None)
+    assert result.instruction == "Always say yes." and not result.selection["kept_baseline"]
+    assert result.selection["chosen"]["rejected"] is None
+
+
+def _settings(task: Any, **extra: Any) -> Any:
+    from pytest_opro.prompts.optimization import settings_for
+
+    return settings_for(task, extra)
