@@ -77,7 +77,8 @@ class Score:
     """A solution's score on one split; `outcomes` maps example id to its score where that applies.
 
     `answers` maps example id to the answer the metric read (None when it found none), for problems
-    whose targets are labels; the loop keeps its distribution to flag answer collapse.
+    whose targets are labels; the loop keeps its distribution to flag answer collapse. `outputs` maps
+    example id to what the model replied, for reports that show it (the loop never reads it).
     """
 
     value: float
@@ -87,6 +88,7 @@ class Score:
     error: str | None = None  # one failed call's message, when there were failures
     notes: dict[str, int] | None = None  # why outputs scored as they did, counted (e.g. {"not JSON": 12})
     answers: dict[str, str | None] | None = None
+    outputs: dict[str, str] | None = None
 
 
 def check_failure_rate(failed: int, total: int, what: str, max_rate: float, cause: str | None = None) -> None:

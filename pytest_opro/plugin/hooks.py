@@ -89,8 +89,15 @@ def opro(request: pytest.FixtureRequest) -> Any:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """Errors users cause (OproError) show as their one-line message, without a traceback."""
+    """Errors users cause (OproError) show as their one-line message, without a traceback; with
+    ``--opro-html`` and pytest-html, a prompt test's row links to its task in the HTML report."""
     outcome = yield
+    if call.when == "call":
+        session = item.config.stash.get(SESSION_KEY, None)
+        if session is not None and session.options.html and item.config.pluginmanager.hasplugin("html"):
+            from pytest_opro.plugin.html_extras import add_extras
+
+            add_extras(item, outcome.get_result(), session.records, session.options.html)
     if call.excinfo is None:  # the common case: nothing to shorten, nothing to import
         return
     from pytest_opro.plugin.errors_display import shorten_report

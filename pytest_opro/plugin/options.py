@@ -114,6 +114,12 @@ def _report_path(value: str) -> str:
     return value
 
 
+def _html_path(value: str) -> str:
+    if not value.strip().endswith((".html", ".htm")):
+        raise ValueError("must end in .html")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One setting: its name (``--opro-<name>`` and ``opro_<name>``), parser, default and help."""
@@ -201,6 +207,16 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("tolerance", _tolerance, 2.0, "gate: accuracy drop in points tolerated (default 2)", "POINTS"),
     OptionSpec("alpha", _probability, 0.05, "gate: significance level of the paired test (default 0.05)", "P"),
     OptionSpec("report", _report_path, None, "write a report: PATH.md (markdown) or PATH.json", "PATH"),
+    OptionSpec(
+        "html",
+        _html_path,
+        None,
+        "write one self-contained HTML page with every example's outputs side by side (PATH.html)",
+        "PATH",
+    ),
+    OptionSpec(
+        "html-rows", _positive_int, 2000, "HTML report: example rows shown per task at most (default 2000)", "N"
+    ),
     OptionSpec("plot", _text, None, "write one PNG per optimised task into DIR (needs pytest-opro[plot])", "DIR"),
     OptionSpec("dir", _text, "__opro__", "artifact directory beside each test module (default __opro__)", "NAME"),
 )

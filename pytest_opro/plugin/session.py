@@ -100,7 +100,7 @@ class OproSession:
     def needs_finish(self) -> bool:
         """Whether the end of the run has anything to say or write (most runs use no prompt task)."""
         opts = self.options
-        return bool(self.records or self.used or opts.optimize or opts.report or opts.plot or opts.shard)
+        return bool(self.records or self.used or opts.optimize or opts.report or opts.plot or opts.shard or opts.html)
 
     def client(self) -> Any:
         """A model client on the shared cache, with this run's budget (one per task run)."""
@@ -249,6 +249,17 @@ class OproSession:
             result=data,
             **totals,
         )
+        if self.options.html:
+            from pytest_opro.reporting.html import Side, example_table
+
+            base_test = result.baseline_scores["test"]
+            record.examples = example_table(
+                task.splits.test,
+                "test",
+                Side("baseline", base_test.outcomes, base_test.outputs),
+                Side("shipped", test.outcomes, test.outputs),
+                cap=self.options.html_rows,
+            )
         if not result.improved:
             why = (result.selection or {}).get("reason") or (
                 f"no candidate beat the baseline on validation ({result.baseline_scores['validation'].value:.1%})"
@@ -306,7 +317,24 @@ class OproSession:
                 return
             warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=2)
         client = self.client()
+        recorded_replies: dict[str, str] | None = None
+        if self.options.html:  # read before scoring, so a cold cache shows nothing rather than today's replies
+            from pytest_opro.prompts.instruction_problem import cached_replies
+
+            recorded_replies = cached_replies(
+                client.cache, task, scorer, artifact.instruction, task.splits.test, artifact.data.get("scorer")
+            )
         now = run_sync(score_instruction_async(task, artifact.instruction, "test", client=client, scorer=scorer))
+        if self.options.html:
+            from pytest_opro.reporting.html import Side, example_table
+
+            record.examples = example_table(
+                task.splits.test,
+                "test",
+                Side("recorded", artifact.test_outcomes, recorded_replies),
+                Side("now", now.outcomes, now.outputs),
+                cap=self.options.html_rows,
+            )
         if now.failures:
             record.status = TaskStatus.ERROR
             record.message = (
@@ -405,6 +433,12 @@ class OproSession:
             path = Path(self.options.report)
             write_report(self.report(), path)
             notes.append(f"opro: report written to {path}")
+        if self.options.html:
+            from pytest_opro.reporting.html import write_html
+
+            path = Path(self.options.html)
+            write_html(self.report(), [r.examples for r in self.records], path)
+            notes.append(f"opro: HTML report written to {path}")
         if self.options.plot:
             from pytest_opro.reporting.plot import plot_report
 

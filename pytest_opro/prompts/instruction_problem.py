@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from pytest_opro.errors import ProviderError
 from pytest_opro.models.client import LLMClient
@@ -139,6 +139,7 @@ async def score_instructions(
         outcomes: dict[str, float] = {}
         notes: dict[str, int] = {}
         answers: dict[str, str | None] = {}
+        outputs: dict[str, str] = {}
         failures, error = 0, None
         for j, ex in enumerate(examples):
             k = i * n + j
@@ -146,6 +147,7 @@ async def score_instructions(
             if isinstance(reply, ProviderError):
                 failures, error = failures + 1, error or str(reply)
                 continue
+            outputs[ex.id] = reply.text
             grade = grades[k]
             if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
                 failures, error = failures + 1, error or grade.reason
@@ -165,6 +167,34 @@ async def score_instructions(
                 error=error,
                 notes=notes or None,
                 answers=answers if read_answers else None,
+                outputs=outputs,
             )
         )
     return scores
+
+
+def cached_replies(
+    cache: Any,
+    task: PromptTask,
+    scorer: ModelConfig,
+    instruction: str,
+    examples: tuple[Example, ...] | list[Example],
+    recorded: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Example id -> the scorer's reply to `instruction` that the response cache holds, for reports.
+
+    Reads only (no model call, no usage counted). `recorded` is an artifact's ``scorer`` block
+    (model and parameters): the replies of the run that wrote it, when they differ from `scorer`'s.
+    """
+    if cache is None or getattr(cache, "mode", "rw") == "off" or not examples:
+        return {}
+    model, params = scorer.model, dict(scorer.params)
+    if recorded and recorded.get("model"):
+        model, params = str(recorded["model"]), dict(recorded.get("params") or {})
+    prefill = _prefill(task, scorer)
+    keys = [cache.key(model, task.messages(instruction, ex, prefill=prefill), params, 0) for ex in examples]
+    out: dict[str, str] = {}
+    for ex, hit in zip(examples, cache.get_many(keys)):
+        if hit is not None and isinstance(hit.get("text"), str):
+            out[ex.id] = hit["text"]
+    return out

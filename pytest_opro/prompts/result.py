@@ -25,6 +25,8 @@ class SplitScore:
     notes: dict[str, int] | None = None  # why outputs scored as they did, e.g. {"not JSON": 12}
     error: str | None = None  # one failure's message, when some answers could not be scored
     answers: dict[str, int] | None = None  # answer -> count, for label-like targets (collapse diagnostics)
+    #: example id -> the model's reply, kept with the outcomes for the HTML report (never in artifacts)
+    outputs: dict[str, str] | None = None
 
     @classmethod
     def from_score(cls, score: Score, keep_outcomes: bool = False) -> "SplitScore":
@@ -40,6 +42,7 @@ class SplitScore:
             notes=dict(sorted(score.notes.items())) if score.notes else None,
             error=score.error,
             answers=distribution(score.answers.values()) if keep_outcomes and score.answers is not None else None,
+            outputs=dict(score.outputs) if keep_outcomes and score.outputs is not None else None,
         )
 
     def describe_notes(self) -> str:
@@ -55,6 +58,7 @@ class SplitScore:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("outputs")  # replies are for the HTML report only: artifacts and JSON reports stay small
         for key in ("outcomes", "answers", "notes", "error"):
             if data[key] is None:
                 data.pop(key)

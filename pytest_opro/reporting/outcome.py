@@ -58,6 +58,8 @@ class TaskRecord:
     steps_run: int = 0
     result: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
+    #: The HTML report's example table (``reporting.html.example_table``); only with ``--opro-html``.
+    examples: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,4 +1,5 @@
-"""Secrets: a full optimise-and-gate run with API keys around leaves no key in any file or output."""
+"""Secrets: a full optimise-and-gate run with API keys around leaves no key in any file or output
+(artifacts, cache, JSON, markdown and HTML reports, plots, logs, JUnit XML)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,13 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
                 "--opro-optimize",
                 f"--opro-report={out_dir / 'optimize.json'}",
                 f"--opro-plot={out_dir / 'plots'}",
+                f"--opro-html={out_dir / 'optimize.html'}",
                 f"--log-file={out_dir / 'optimize.log'}",
                 f"--junitxml={out_dir / 'optimize.xml'}",
             ],
             "gate": [
                 f"--opro-report={out_dir / 'gate.md'}",
+                f"--opro-html={out_dir / 'gate.html'}",
                 f"--log-file={out_dir / 'gate.log'}",
                 f"--junitxml={out_dir / 'gate.xml'}",
             ],
@@ -73,6 +76,8 @@ def test_no_key_in_any_artifact_cache_report_plot_log_or_output(pytester, monkey
         "out/gate.json",
         "out/optimize.log",
         "out/optimize.xml",
+        "out/optimize.html",
+        "out/gate.html",
     ):
         assert expected in names, sorted(names)
     assert any(n.startswith("out/plots/") and n.endswith(".png") for n in names), sorted(names)
