@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from pytest_opro.opro.collapse import distribution, rejection, target_share  # noqa: E402
 from pytest_opro.opro.selection import Rule, holm, select  # noqa: E402
 from pytest_opro.opro.stats import paired_test  # noqa: E402
 
@@ -355,6 +356,86 @@ def sensitivity(args: argparse.Namespace) -> None:
         print(f"| {rule} | " + " | ".join(rows[rule]) + " |")
 
 
+#: The collapse world: targets "yes" with this probability; the baseline's replies are unreadable
+#: except on COLLAPSE_BASE of the examples (where it is right); "always yes" is right on every yes.
+COLLAPSE_YES = 0.6
+COLLAPSE_BASE = 0.35
+COLLAPSE_VARIED = 0.55  # the truly better proposal: right this often, the other label otherwise
+
+
+def collapse_run(rng: np.random.Generator, setup: Setup, mode: str) -> str:
+    """One collapse world: which instruction shipped ("constant", "varied", "baseline" or "other")."""
+    p = setup.steps * setup.candidates
+    n = setup.n_train + setup.n_val
+    yes = rng.random(n) < COLLAPSE_YES
+    accs = np.full(p + 1, COLLAPSE_BASE - 0.02)  # the other proposals: 2 points worse than the baseline
+    accs[0] = COLLAPSE_BASE
+    constant, varied = 1 + rng.choice(p, size=2, replace=False)
+    accs[varied] = COLLAPSE_VARIED
+    right = outcomes(rng, accs, n, setup.rho)
+    right[constant] = yes.astype(float)
+    answers: list[list[str | None]] = []
+    for k in range(p + 1):
+        if k == constant:
+            answers.append(["yes"] * n)
+        elif k == 0:  # unreadable unless right
+            answers.append([("yes" if yes[j] else "no") if right[0, j] else None for j in range(n)])
+        else:  # a label either way: the target when right, the other one when wrong
+            answers.append([("yes" if yes[j] == bool(right[k, j]) else "no") for j in range(n)])
+    val_ids = [f"v{j}" for j in range(setup.n_val)]
+    val = slice(setup.n_train, n)
+    cands = [_C(0, 0, float(accs[0]), float(right[0, : setup.n_train].mean()))]
+    for i in range(p):
+        k = i + 1
+        cands.append(
+            _C(1 + i // setup.candidates, i % setup.candidates, float(accs[k]), float(right[k, : setup.n_train].mean()))
+        )
+    validated = [0]
+    for step in range(1, setup.steps + 1):
+        members = [k for k in range(1, p + 1) if cands[k].step == step]
+        members.sort(key=lambda k: (-cands[k].train, cands[k].call))
+        validated += members[: setup.validate_top]
+    for k in validated:
+        cands[k].validation = float(right[k, val].mean())
+        cands[k].outcomes = dict(zip(val_ids, right[k, val].tolist()))
+    targets = target_share("yes" if y else "no" for y in yes)  # train and validation, as the loop does
+
+    def why(c: _C) -> str | None:
+        k = cands.index(c)
+        return rejection(distribution(answers[k][val]), setup.n_val, targets)
+
+    winner, _ = select(
+        cands[0],
+        [c for c in cands[1:] if c.validation is not None],
+        outcomes=lambda c: c.outcomes,
+        score=lambda c: c.validation,
+        alpha=0.05,
+        order=lambda c: c.train,
+        rejected=why if mode == "reject" else None,
+    )
+    if winner is cands[0]:
+        return "baseline"
+    return "constant" if winner is cands[constant] else "varied" if winner is cands[varied] else "other"
+
+
+def collapse_table(seeds: int, sizes: list[int], rho: float) -> list[str]:
+    """How often each proposal of the collapse world ships, with collapse "reject" and "flag"."""
+    lines = [
+        "| validation | collapse | constant answer ships | varied better one ships | baseline kept | another ships |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for n_val in sizes:
+        for mode in ("reject", "flag"):
+            setup = Setup(n_val=n_val, rho=rho)
+            shipped = [collapse_run(np.random.default_rng([seed, n_val, 7]), setup, mode) for seed in range(seeds)]
+            share = {who: shipped.count(who) / seeds for who in ("constant", "varied", "baseline", "other")}
+            lines.append(
+                f"| {n_val} | {mode} | {_pct(share['constant'])} | {_pct(share['varied'])} "
+                f"| {_pct(share['baseline'])} | {_pct(share['other'])} |"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=500)
@@ -368,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, nargs="+", default=[20, 40, 80])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.05], help="levels of the default rule")
     parser.add_argument("--detail", action="store_true", help="also print every world")
+    parser.add_argument("--collapse", action="store_true", help="only the collapse world")
     parser.add_argument(
         "--sensitivity",
         action="store_true",
@@ -377,6 +459,16 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     if args.sensitivity:
         sensitivity(args)
+        print(f"\n{time.perf_counter() - started:.1f} s ({time.process_time():.1f} s CPU)")
+        return
+    if args.collapse:
+        print(
+            f"\n#### collapse world: targets {COLLAPSE_YES:.0%} yes; baseline right on {COLLAPSE_BASE:.0%} and "
+            f"unreadable elsewhere; one proposal answers yes to everything ({COLLAPSE_YES:.0%}), one varied "
+            f"{COLLAPSE_VARIED:.0%}, the rest {COLLAPSE_BASE - 0.02:.0%}; {args.seeds} seeds per row\n"
+        )
+        for rho in args.rho:
+            print("\n".join(collapse_table(args.seeds, args.val, rho)))
         print(f"\n{time.perf_counter() - started:.1f} s ({time.process_time():.1f} s CPU)")
         return
     for rho in args.rho:

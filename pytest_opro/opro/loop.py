@@ -386,13 +386,16 @@ class _Run:
 
     def collapse_rejection(self, cand: Candidate) -> str | None:
         """Why `cand` may not ship because its validation answers collapsed onto one value while the
-        validation targets are less concentrated (:func:`pytest_opro.opro.collapse.rejection`)."""
+        task's targets (train and validation) are less concentrated (:func:`pytest_opro.opro.collapse.rejection`)."""
         if cand.validation_answers is None or cand.validation_outcomes is None:
             return None
         targets = None
         if supports_example_scoring(self.problem):
             problem: Any = self.problem  # implements ExampleScoring: example_strata gives each target
-            targets = target_share(problem.example_strata("validation").values())
+            # the task's targets on train and validation: steadier than validation's alone
+            targets = target_share(
+                [*problem.example_strata("train").values(), *problem.example_strata("validation").values()]
+            )
         return rejection(cand.validation_answers, len(cand.validation_outcomes), targets, self.settings.collapse_share)
 
     def collapsed(self, candidates: list[Candidate]) -> list[dict[str, Any]]:

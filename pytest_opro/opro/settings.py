@@ -31,7 +31,7 @@ class OptimizerSettings:
     select_alpha: float = 0.05
     #: Share of one answer from which a validated candidate is flagged as collapsed.
     collapse_share: float = DEFAULT_THRESHOLD
-    #: What a collapsed candidate gets: "reject" (not shipped when the validation targets are less
+    #: What a collapsed candidate gets: "reject" (not shipped when the task's targets are less
     #: concentrated than its answers' threshold) or "flag" (shipped when it wins, and flagged).
     collapse: Literal["reject", "flag"] = "reject"
     #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):

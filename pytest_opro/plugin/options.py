@@ -172,7 +172,7 @@ SPECS: tuple[OptionSpec, ...] = (
         _collapse,
         None,
         "optimise: a candidate whose answers collapse onto one label: reject (default; not shipped when the "
-        "validation targets are less concentrated) or flag (shipped when it wins, and flagged)",
+        "task's targets are less concentrated) or flag (shipped when it wins, and flagged)",
         "MODE",
     ),
     OptionSpec("cache", _cache_mode, "rw", "response cache: rw (default), ro or off", "MODE"),

@@ -67,6 +67,17 @@ def test_selection_benchmark_smoke() -> None:
     assert old[-1] == new[-1]  # the same scorer calls: only the rule differs
 
 
+def test_selection_benchmark_collapse_world_smoke() -> None:
+    """bench/bench_selection.py's collapse world: the constant-answer proposal never ships under "reject"."""
+    out = _run_bench("bench_selection.py", "--collapse", "--seeds", "30", "--val", "40")
+    rows = {
+        cells[1]: cells
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in out.splitlines())
+        if cells[0] == "40"
+    }
+    assert rows["reject"][2] == "0.0%" and rows["flag"][2] != "0.0%"
+
+
 def test_scale_out_latency_benchmark_smoke() -> None:
     """bench/bench_scale_out.py's warm-gate read latency part, against a real redis-server."""
     from tests.support.redis_server import require_binary
