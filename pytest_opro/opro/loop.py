@@ -7,6 +7,7 @@ coefficients and tours all fit.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from pytest_opro.errors import BudgetExhausted, ProviderError
 from pytest_opro.opro.checkpoint import Checkpoint
 from pytest_opro.opro.collapse import distribution, rejection, target_share
 from pytest_opro.opro.meta_prompt import build_meta_prompt
+from pytest_opro.opro.mix import DEFAULT_PROPOSER, INITIAL
 from pytest_opro.opro.problem import (
     Completer,
     Parsed,
@@ -23,14 +25,15 @@ from pytest_opro.opro.problem import (
     Reply,
     Score,
     check_failure_rate,
+    score_sign,
     supports_example_scoring,
 )
 from pytest_opro.opro.proposers import ProposerPlan, allocate, parse_mix, repeats_prompt
-from pytest_opro.opro.racing import race, stratified_order
+from pytest_opro.opro.racing import RaceStats, race, stratified_order
 from pytest_opro.opro.selection import Selection, select
 from pytest_opro.opro.settings import OptimizerSettings
-from pytest_opro.opro.stopping import EarlyStopping
-from pytest_opro.opro.trajectory import Candidate, Trajectory, normalise
+from pytest_opro.opro.stopping import EarlyStopping, StopReason
+from pytest_opro.opro.trajectory import Candidate, LoopSplit, Trajectory, normalise
 
 
 @dataclass
@@ -71,10 +74,13 @@ class LoopResult:
     baseline: list[Candidate]
     trajectory: Trajectory
     steps_run: int
+    #: Why it stopped, as shown to people (``stopped.text(...)``).
     stop_reason: str
     reports: list[StepReport] = field(default_factory=list)
     best_step: int = 0
     selection: Selection | None = None
+    #: Why it stopped, for code.
+    stopped: StopReason = StopReason.MAX_STEPS
 
     @property
     def rejections(self) -> dict[str, int]:
@@ -122,11 +128,11 @@ class _Run:
         self.elapsed_before = 0.0
         # Per-example train outcomes of the best fully scored candidates: the race's incumbents.
         self.incumbents: dict[str, dict[str, float]] = {}
-        self.race_stats = (0, 0, 0)  # this step's (screened out, train calls, calls saved)
+        self.race_stats = RaceStats()  # this step's racing figures
         self.not_validated = 0  # this step's finalists that lost to the incumbent on train
 
     # -- phases -----------------------------------------------------------------------------
-    async def score_candidates(self, candidates: list[Candidate], split: str) -> None:
+    async def score_candidates(self, candidates: list[Candidate], split: LoopSplit) -> None:
         if not candidates:
             return
         scores = await self.problem.score([c.text for c in candidates], split)
@@ -157,13 +163,13 @@ class _Run:
         validation noise, and each extra comparison weakens the winner's Holm-corrected test."""
         if not self.racing() or incumbent is None or incumbent.train is None:
             return finalists
-        sign = 1.0 if self.problem.higher_is_better else -1.0
+        sign = score_sign(self.problem.higher_is_better)
         bar = sign * incumbent.train
         kept = [c for c in finalists if c.train is not None and sign * c.train >= bar - 1e-12]
         self.not_validated = len(finalists) - len(kept)
         if self.not_validated:
-            screened, calls, saved = self.race_stats
-            self.race_stats = (screened, calls, saved + self.not_validated * self.split_size("validation"))
+            saved = self.race_stats.calls_saved + self.not_validated * self.split_size("validation")
+            self.race_stats = dataclasses.replace(self.race_stats, calls_saved=saved)
         return kept
 
     async def score_train(self, candidates: list[Candidate]) -> None:
@@ -172,7 +178,7 @@ class _Run:
         problem: Any = self.problem  # implements ExampleScoring when supports_example_scoring says so
         if not self.racing() or not candidates:
             await self.score_candidates(candidates, "train")
-            self.race_stats = (0, len(candidates) * self.split_size("train"), 0)
+            self.race_stats = RaceStats(train_calls=len(candidates) * self.split_size("train"))
             return
         order = stratified_order(problem.example_strata("train"), seed=f"{settings.seed}:{self.step}:race")
         best = self.trajectory.top(1)
@@ -201,7 +207,7 @@ class _Run:
                 self._keep_incumbent(cand, score.outcomes)
             else:
                 cand.partial_train = score.value
-        self.race_stats = (result.screened_out, result.calls, result.saved)
+        self.race_stats = result.stats()
 
     def _keep_incumbent(self, cand: Candidate, outcomes: dict[str, float] | None) -> None:
         """Remember the train outcomes of the best few fully scored candidates (for racing)."""
@@ -251,7 +257,7 @@ class _Run:
             answers: dict[int, Reply | ProviderError] = dict(zip(asked, replies))
             for i, proposal in enumerate(proposals):
                 reply = answers.get(i, _Text(proposal.text or ""))
-                skeleton = plan.opro_skeleton if proposal.proposer == "opro" else proposal.skeleton
+                skeleton = plan.opro_skeleton if proposal.proposer == DEFAULT_PROPOSER else proposal.skeleton
                 cand = self._judge(reply, base + i, seen, proposal.proposer, skeleton)
                 self.trajectory.add(cand)
                 if cand.rejection is None:
@@ -283,7 +289,7 @@ class _Run:
                 ):
                     stopped[key] = c
             shown += [(c.partial_train or 0.0, c, c.train_n) for c in stopped.values()]
-            sign = 1.0 if self.problem.higher_is_better else -1.0
+            sign = score_sign(self.problem.higher_is_better)
             shown = sorted(shown, key=lambda item: sign * item[0])[-settings.top_k :]
         items: list[dict[str, Any]] = []
         for value, cand, n in shown:
@@ -294,7 +300,12 @@ class _Run:
         return items
 
     def _judge(
-        self, reply: Reply | ProviderError, call: int, seen: set[str], proposer: str = "opro", skeleton: str = ""
+        self,
+        reply: Reply | ProviderError,
+        call: int,
+        seen: set[str],
+        proposer: str = DEFAULT_PROPOSER,
+        skeleton: str = "",
     ) -> Candidate:
         def rejected(text: str, reason: str) -> Candidate:
             return Candidate(self.step, text, rejection=reason, call=call, proposer=proposer)
@@ -320,22 +331,23 @@ class _Run:
             return rejected(text, reason)
         return Candidate(self.step, text, call=call, proposer=proposer)
 
-    def best_so_far(self, field_name: str) -> float | None:
-        values: list[float] = [
-            getattr(c, field_name) for c in self.trajectory.scored() if getattr(c, field_name) is not None
-        ]
+    @property
+    def decisive(self) -> LoopSplit:
+        """The split that decides: validation when the problem has one, else train."""
+        return "validation" if self.problem.has_validation else "train"
+
+    def best_so_far(self, split: LoopSplit) -> float | None:
+        values = [v for v in (c.score_on(split) for c in self.trajectory.scored()) if v is not None]
         if not values:
             return None
         return max(values) if self.problem.higher_is_better else min(values)
 
-    def _pick(self, candidates: list[Candidate], field_name: str, k: int) -> list[Candidate]:
-        sign = 1 if self.problem.higher_is_better else -1
-        ranked = sorted(
-            (c for c in candidates if getattr(c, field_name) is not None),
-            key=lambda c: (sign * getattr(c, field_name), -c.call),
-            reverse=True,
-        )
-        return ranked[:k]
+    def _pick(self, candidates: list[Candidate], split: LoopSplit, k: int) -> list[Candidate]:
+        """The best `k` of `candidates` on `split` (ties: the earlier call), best first."""
+        sign = score_sign(self.problem.higher_is_better)
+        scored = [(v, c) for c, v in ((c, c.score_on(split)) for c in candidates) if v is not None]
+        ranked = sorted(scored, key=lambda item: (sign * item[0], -item[1].call), reverse=True)
+        return [c for _, c in ranked[:k]]
 
     def winner(self, baseline: list[Candidate]) -> tuple[Candidate, Selection | None]:
         """The winner, and how it was chosen.
@@ -347,12 +359,17 @@ class _Run:
         collapsed (:meth:`collapse_rejection`) is not shipped. Problems without such outcomes (or
         without validation) take the best score, when it beats the baseline by more than ``min_delta``.
         """
-        field_name = "validation" if self.problem.has_validation else "train"
-        scored = [c for c in self.trajectory.scored() if getattr(c, field_name) is not None]
-        sign = 1 if self.problem.higher_is_better else -1
+        split = self.decisive
+        scored = [c for c in self.trajectory.scored() if c.score_on(split) is not None]
+        sign = score_sign(self.problem.higher_is_better)
+
+        def value(c: Candidate) -> float:
+            score = c.score_on(split)
+            assert score is not None  # `scored` holds only candidates scored on `split`
+            return score
 
         def key(c: Candidate) -> tuple[float, float, int, int]:
-            return (sign * getattr(c, field_name), sign * (c.train or 0.0), -c.step, -c.call)
+            return (sign * value(c), sign * (c.train or 0.0), -c.step, -c.call)
 
         if not scored:
             return baseline[0], None
@@ -379,7 +396,7 @@ class _Run:
         best = max(scored, key=key)
         if base and best.step > 0:
             base_best = max(base, key=key)
-            gain = sign * (getattr(best, field_name) - getattr(base_best, field_name))
+            gain = sign * (value(best) - value(base_best))
             if gain <= self.settings.min_delta:
                 return base_best, None
         return best, None
@@ -425,9 +442,9 @@ class _Run:
             cost_usd=total.cost_usd,
             elapsed=self.elapsed_before + time.monotonic() - self.started,
             collapsed=self.collapsed([c for c in accepted if c.validation is not None]),
-            screened_out=self.race_stats[0],
-            train_calls=self.race_stats[1],
-            calls_saved=self.race_stats[2],
+            screened_out=self.race_stats.screened_out,
+            train_calls=self.race_stats.train_calls,
+            calls_saved=self.race_stats.calls_saved,
             not_validated=self.not_validated,
         )
         self.reports.append(rep)
@@ -465,16 +482,15 @@ class _Run:
     # -- the loop ------------------------------------------------------------------------------
     async def baseline(self) -> None:
         initial = [
-            Candidate(0, text, call=i, proposer="initial") for i, text in enumerate(self.problem.initial_solutions())
+            Candidate(0, text, call=i, proposer=INITIAL) for i, text in enumerate(self.problem.initial_solutions())
         ]
         self.trajectory.extend(initial)
         await self.score_candidates(initial, "train")
         if self.problem.has_validation:
             await self.score_candidates(initial, "validation")
-        first = self._pick(initial, "validation" if self.problem.has_validation else "train", 1)
+        first = self._pick(initial, self.decisive, 1)
         if first:
-            value = first[0].validation if self.problem.has_validation else first[0].train
-            self.stopper.update(value)
+            self.stopper.update(first[0].score_on(self.decisive))
         for cand in initial:
             self._emit_candidate(cand)
         self.save()
@@ -489,15 +505,13 @@ class _Run:
         incumbent = next(iter(self.trajectory.top(1)), None)  # the best earlier candidate on train
         self.not_validated = 0
         await self.score_train(accepted)
-        field_name = "train"
         if self.problem.has_validation:
             chosen = self.worth_validating(self._pick(accepted, "train", self.settings.validate_top), incumbent)
             await self.score_candidates(chosen, "validation")
-            field_name = "validation"
         for cand in (c for c in self.trajectory.candidates if c.step == self.step):
             self._emit_candidate(cand)
-        step_best = self._pick(accepted, field_name, 1)
-        stop = self.stopper.update(getattr(step_best[0], field_name) if step_best else None)
+        step_best = self._pick(accepted, self.decisive, 1)
+        stop = self.stopper.update(step_best[0].score_on(self.decisive) if step_best else None)
         rep = self.report(accepted)
         self.save()
         if self.on_step is not None:
@@ -514,38 +528,40 @@ class _Run:
         if not resumed:
             await self.baseline()
         baseline = [c for c in self.trajectory.candidates if c.step == 0]
-        stop_reason = f"max_steps={self.settings.max_steps} reached"
-        try:
-            while self.step < self.settings.max_steps:
-                if self.reached_optimum():
-                    stop_reason = "optimum reached"
-                    break
-                if self.stopper.patience and self.stopper.stale_steps >= self.stopper.patience:
-                    stop_reason = f"early stop: no validation gain for {self.stopper.patience} steps"
-                    break
-                self.step += 1
-                if await self.one_step():
-                    stop_reason = f"early stop: no validation gain for {self.stopper.patience} steps"
-                    break
-            else:
-                if self.reached_optimum():
-                    stop_reason = "optimum reached"
-        except BudgetExhausted as exc:
-            # Drop the unfinished step: its paid calls are in the response cache.
-            self.trajectory.candidates = [c for c in self.trajectory.candidates if c.step < self.step]
-            self.step -= 1
-            stop_reason = f"budget: {exc}"
+        stopped, detail = await self.steps()
         best, selection = self.winner(baseline)
         return LoopResult(
             best=best,
             baseline=baseline,
             trajectory=self.trajectory,
             steps_run=self.step,
-            stop_reason=stop_reason,
+            stop_reason=stopped.text(detail),
             reports=self.reports,
             best_step=best.step,
             selection=selection,
+            stopped=stopped,
         )
+
+    async def steps(self) -> tuple[StopReason, object]:
+        """Run steps until one stop rule holds; return it and the detail its text shows."""
+        no_gain = (StopReason.NO_GAIN, self.stopper.patience)
+        try:
+            while self.step < self.settings.max_steps:
+                if self.reached_optimum():
+                    return StopReason.OPTIMUM, ""
+                if self.stopper.patience and self.stopper.stale_steps >= self.stopper.patience:
+                    return no_gain
+                self.step += 1
+                if await self.one_step():
+                    return no_gain
+        except BudgetExhausted as exc:
+            # Drop the unfinished step: its paid calls are in the response cache.
+            self.trajectory.candidates = [c for c in self.trajectory.candidates if c.step < self.step]
+            self.step -= 1
+            return StopReason.BUDGET, exc
+        if self.reached_optimum():
+            return StopReason.OPTIMUM, ""
+        return StopReason.MAX_STEPS, self.settings.max_steps
 
 
 async def run_loop(

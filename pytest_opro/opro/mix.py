@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, Union, get_args
 
 from pytest_opro.errors import ConfigError
 
-#: Proposers that call the optimizer model; every other name is answered by the problem.
-MODEL_PROPOSERS = ("opro", "edit")
 #: Every proposer name the loop knows.
-KNOWN = ("opro", "edit", "format", "classic")
-MixSpec = Any  # None, "opro:2,edit:1", ["opro", "edit"], {"opro": 0.5, "edit": 0.5}
+ProposerName = Literal["opro", "edit", "format", "classic"]
+KNOWN: tuple[ProposerName, ...] = get_args(ProposerName)
+#: OPRO's meta-prompt: the proposer of the paper, always part of a mix.
+DEFAULT_PROPOSER: ProposerName = "opro"
+#: What the starting points (step 0) record as their proposer.
+INITIAL = "initial"
+#: Proposers that call the optimizer model; every other name is answered by the problem.
+MODEL_PROPOSERS: tuple[ProposerName, ...] = ("opro", "edit")
+#: A proposer mix as a user writes it: None, "opro:2,edit:1", ["opro", "edit"], {"opro": 0.5, "edit": 0.5}.
+MixSpec = Union[None, str, Sequence[Any], Mapping[str, Any]]
+
+
+def proposer_of(proposer: str | None, step: int) -> str:
+    """The proposer a recorded candidate names; older records leave it empty (step 0: initial, else OPRO)."""
+    return proposer or (INITIAL if step == 0 else DEFAULT_PROPOSER)
 
 
 def parse_mix(spec: MixSpec) -> dict[str, float]:
@@ -25,7 +36,7 @@ def parse_mix(spec: MixSpec) -> dict[str, float]:
     string form ``"opro:2, edit:1, format:1"`` used by the ``--opro-proposers`` option.
     """
     if spec is None:
-        return {"opro": 1.0}
+        return {DEFAULT_PROPOSER: 1.0}
     weights: dict[str, float] = {}
     items: list[tuple[str, Any]]
     if isinstance(spec, str):
@@ -51,7 +62,7 @@ def parse_mix(spec: MixSpec) -> dict[str, float]:
         if not value > 0:
             raise ConfigError(f"proposer {name!r}: share must be > 0, got {weight!r}")
         weights[name] = weights.get(name, 0.0) + value
-    if "opro" not in weights:
+    if DEFAULT_PROPOSER not in weights:
         raise ConfigError("proposers must include 'opro' (OPRO's meta-prompt is always one of them)")
     total = sum(weights.values())
     return {name: w / total for name, w in weights.items()}

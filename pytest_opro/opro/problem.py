@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 Request = tuple[list[dict[str, Any]], int]
 
 
+def score_sign(higher_is_better: bool) -> float:
+    """+1 when higher scores are better, -1 when lower are: multiply a score by it to rank best-highest."""
+    return 1.0 if higher_is_better else -1.0
+
+
 class Reply(Protocol):
     """An optimizer answer."""
 

@@ -28,13 +28,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping, Sequence
 
-from pytest_opro.opro.problem import Score
+from pytest_opro.opro.problem import Score, score_sign
+from pytest_opro.opro.settings import RULES, SCREENING, RaceRule, Screening
 from pytest_opro.opro.stats import paired_test
-
-#: The elimination rules a race knows.
-RULES = ("halving", "significance")
-#: The screening modes: "race" races candidates on train, "off" scores each on all of train (the paper).
-SCREENING = ("race", "off")
 
 ScoreExamples = Callable[[list[str], list[str]], Awaitable[list[Score]]]
 """Scores solutions on the given example ids of the split being raced."""
@@ -62,6 +58,17 @@ class Entrant:
         )
 
 
+@dataclass(frozen=True)
+class RaceStats:
+    """One step's racing figures: candidates stopped early, train scorer calls made, calls saved
+    against full scoring (train calls of the candidates stopped early, validation calls of the
+    finalists not validated)."""
+
+    screened_out: int = 0
+    train_calls: int = 0
+    calls_saved: int = 0
+
+
 @dataclass
 class RaceResult:
     """What a race found: each entrant's score, whether it saw the whole split, and the calls made."""
@@ -78,6 +85,9 @@ class RaceResult:
     @property
     def saved(self) -> int:
         return self.full_calls - self.calls
+
+    def stats(self) -> RaceStats:
+        return RaceStats(self.screened_out, self.calls, self.saved)
 
 
 def rung_sizes(n: int, first: int) -> list[int]:
@@ -98,7 +108,7 @@ def halving_survivors(count: int, keep: int) -> int:
     return min(count, max(keep, math.ceil(count / 2)))
 
 
-def expected_race_calls(candidates: int, n: int, first: int, keep: int, rule: str) -> int:
+def expected_race_calls(candidates: int, n: int, first: int, keep: int, rule: RaceRule) -> int:
     """The scorer calls of one race (at most `candidates` x `n`, when ties or a significance-only rule
     keep everyone running) when successive halving cuts exactly half at each rung (no ties,
     no significance stops): what a ``rule="halving"`` race is expected to cost, a little more with
@@ -137,7 +147,7 @@ def _worse(entrant: Entrant, reference: Mapping[str, float], alpha: float, highe
     common = [i for i in entrant.outcomes if i in reference]
     if not common:
         return False
-    sign = 1.0 if higher_is_better else -1.0
+    sign = score_sign(higher_is_better)
     mine = [sign * entrant.outcomes[i] for i in common]
     theirs = [sign * float(reference[i]) for i in common]
     return paired_test(mine, theirs, resamples=2000, seed=0).p_value < alpha
@@ -150,7 +160,7 @@ async def race(
     *,
     first: int,
     keep: int,
-    rule: str = "halving",
+    rule: RaceRule = "halving",
     alpha: float = 0.2,
     incumbent: Mapping[str, float] | None = None,
     higher_is_better: bool = True,
@@ -197,13 +207,13 @@ async def race(
 def _eliminate(
     running: list[Entrant],
     keep: int,
-    rule: str,
+    rule: RaceRule,
     alpha: float,
     incumbent: Mapping[str, float] | None,
     higher_is_better: bool,
 ) -> None:
     """Stop the entrants that the rule says cannot be among the step's best."""
-    sign = 1.0 if higher_is_better else -1.0
+    sign = score_sign(higher_is_better)
     # Best first; ties keep the proposal order, so the result does not depend on dict order.
     ranked = sorted(running, key=lambda e: -sign * e.value)
     leader = ranked[0]
@@ -229,6 +239,9 @@ __all__ = [
     "SCREENING",
     "Entrant",
     "RaceResult",
+    "RaceRule",
+    "RaceStats",
+    "Screening",
     "expected_race_calls",
     "halving_survivors",
     "race",

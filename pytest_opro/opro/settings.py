@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.opro.collapse import DEFAULT_THRESHOLD
+from pytest_opro.opro.mix import MixSpec, parse_mix
+
+# A fixed choice is a Literal type with the tuple of its values beside it (``get_args``): settings
+# check values against the tuple, code that branches on them is checked by mypy against the type.
+
+#: The screening modes: "race" races candidates on train, "off" scores each on all of train (the paper).
+Screening = Literal["race", "off"]
+SCREENING: tuple[Screening, ...] = get_args(Screening)
+#: The elimination rules a race knows (see :mod:`pytest_opro.opro.racing`).
+RaceRule = Literal["halving", "significance"]
+RULES: tuple[RaceRule, ...] = get_args(RaceRule)
+#: What a collapsed candidate gets (see ``OptimizerSettings.collapse``).
+CollapseAction = Literal["reject", "flag"]
+COLLAPSE_ACTIONS: tuple[CollapseAction, ...] = get_args(CollapseAction)
 
 
 @dataclass
@@ -33,14 +47,14 @@ class OptimizerSettings:
     collapse_share: float = DEFAULT_THRESHOLD
     #: What a collapsed candidate gets: "reject" (not shipped when the task's targets are less
     #: concentrated than its answers' threshold) or "flag" (shipped when it wins, and flagged).
-    collapse: Literal["reject", "flag"] = "reject"
+    collapse: CollapseAction = "reject"
     #: How a step's candidates are shared among proposers (see :mod:`pytest_opro.opro.proposers`):
     #: None is OPRO's meta-prompt only, as in the paper.
-    proposers: Any = None
+    proposers: MixSpec = None
     # Racing on train (see pytest_opro.opro.racing and the README's "Racing" section).
-    screening: str = "race"
+    screening: Screening = "race"
     race_minibatch: int = 4
-    race_rule: str = "halving"
+    race_rule: RaceRule = "halving"
     race_alpha: float = 0.2
     #: Show candidates a race stopped early in the meta-prompt, marked with the examples behind their
     #: score; off by default (bench/RESULTS.md, "Racing": the optimizer climbs better without them).
@@ -61,15 +75,13 @@ class OptimizerSettings:
             "reask": self.reask >= 0,
             "select_alpha": 0 < self.select_alpha <= 1,
             "collapse_share": 0 < self.collapse_share <= 1,
-            "collapse": self.collapse in ("reject", "flag"),
-            "screening": self.screening in ("race", "off"),
+            "collapse": self.collapse in COLLAPSE_ACTIONS,
+            "screening": self.screening in SCREENING,
             "race_minibatch": self.race_minibatch >= 1,
-            "race_rule": self.race_rule in ("halving", "significance"),
+            "race_rule": self.race_rule in RULES,
             "race_alpha": 0 <= self.race_alpha < 1,
         }
         if self.proposers is not None:
-            from pytest_opro.opro.mix import parse_mix
-
             parse_mix(self.proposers)  # raises ConfigError on an unknown name or a bad share
         for name, ok in checks.items():
             if not ok:

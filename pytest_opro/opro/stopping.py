@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
+
+from pytest_opro.opro.problem import score_sign
+
+
+class StopReason(Enum):
+    """Why a loop run ended. Its text (:meth:`text`) is what results, artifacts and reports show;
+    code that needs the reason keeps the member, it never reads the text back."""
+
+    MAX_STEPS = "max_steps"
+    OPTIMUM = "optimum"
+    NO_GAIN = "no_gain"
+    BUDGET = "budget"
+
+    def text(self, detail: object = "") -> str:
+        """The sentence shown for this reason; `detail` is the step limit, the patience or the budget message."""
+        return {
+            StopReason.MAX_STEPS: "max_steps={} reached",
+            StopReason.OPTIMUM: "optimum reached",
+            StopReason.NO_GAIN: "early stop: no validation gain for {} steps",
+            StopReason.BUDGET: "budget: {}",
+        }[self].format(detail)
 
 
 @dataclass
@@ -22,8 +44,7 @@ class EarlyStopping:
     def improved(self, value: float) -> bool:
         if self.best is None:
             return True
-        delta = value - self.best if self.higher_is_better else self.best - value
-        return delta > self.min_delta
+        return score_sign(self.higher_is_better) * (value - self.best) > self.min_delta
 
     def update(self, value: float | None) -> bool:
         """Record this step's best validation score; return True when the run should stop."""

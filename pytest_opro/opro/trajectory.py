@@ -6,9 +6,14 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from pytest_opro.opro.collapse import Collapse, collapse
+from pytest_opro.opro.mix import DEFAULT_PROPOSER
+from pytest_opro.opro.problem import score_sign
+
+#: The splits the loop scores candidates on.
+LoopSplit = Literal["train", "validation"]
 
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = {"Cf"}  # zero-width and other format characters
@@ -48,6 +53,14 @@ class Candidate:
     # on. Such a candidate has no `train` score, so rankings and the meta-prompt leave it out.
     partial_train: float | None = None
 
+    def score_on(self, split: LoopSplit) -> float | None:
+        """Its score on `split` (None: not scored there)."""
+        return self.train if split == "train" else self.validation
+
+    def failures_on(self, split: LoopSplit) -> int:
+        """Its failed scorer calls on `split`."""
+        return self.train_failures if split == "train" else self.validation_failures
+
     def validation_collapse(self, threshold: float) -> Collapse | None:
         """This candidate's answer collapse on validation, when its answers were recorded and collapsed."""
         if self.validation_answers is None or self.validation_outcomes is None:
@@ -86,8 +99,7 @@ class Trajectory:
 
     def _train_key(self, c: Candidate) -> tuple[float, int]:
         value = c.train if c.train is not None else float("-inf")
-        value = value if self.higher_is_better else -value
-        return (value, -c.step)
+        return (score_sign(self.higher_is_better) * value, -c.step)
 
     def top(self, k: int) -> list[Candidate]:
         """The best `k` distinct scored candidates by train score, worst first and best last."""
@@ -109,7 +121,7 @@ class Trajectory:
 
     def proposals(self) -> Counter[str]:
         """How many candidates each proposer made after the starting points (rejected ones too)."""
-        return Counter(c.proposer or "opro" for c in self.candidates if c.step > 0)
+        return Counter(c.proposer or DEFAULT_PROPOSER for c in self.candidates if c.step > 0)
 
     def to_list(self) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.candidates]

@@ -96,16 +96,22 @@ def _proposers(value: str) -> str:
     return value.strip()
 
 
-def _screening(value: str) -> str:
-    if value.strip() not in ("race", "off"):
-        raise ValueError("must be race or off")
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value.strip() not in choices:
+        raise ValueError(f"must be {' or '.join(choices)}")
     return value.strip()
+
+
+def _screening(value: str) -> str:
+    from pytest_opro.opro.settings import SCREENING
+
+    return _one_of(value, SCREENING)
 
 
 def _collapse(value: str) -> str:
-    if value.strip() not in ("reject", "flag"):
-        raise ValueError("must be reject or flag")
-    return value.strip()
+    from pytest_opro.opro.settings import COLLAPSE_ACTIONS
+
+    return _one_of(value, COLLAPSE_ACTIONS)
 
 
 def _report_path(value: str) -> str:

@@ -13,6 +13,7 @@ import yaml
 from pytest_opro.errors import ArtifactError
 from pytest_opro.models.usage import usage_totals
 from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.opro.mix import proposer_of
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "task", "instruction", "position", "scores", "test_outcomes", "fingerprint")
@@ -72,7 +73,7 @@ def proposal_counts(trajectory: list[dict[str, Any]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for c in trajectory:
         if c.get("step", 0) > 0:
-            name = c.get("proposer") or "opro"
+            name = proposer_of(c.get("proposer"), c["step"])
             counts[name] = counts.get(name, 0) + 1
     return counts
 

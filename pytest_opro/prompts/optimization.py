@@ -20,7 +20,7 @@ from pytest_opro.opro.racing import expected_race_calls
 from pytest_opro.opro.selection import LEAD
 from pytest_opro.opro.settings import OptimizerSettings
 from pytest_opro.opro.stats import smallest_confirmable
-from pytest_opro.opro.trajectory import Candidate
+from pytest_opro.opro.trajectory import Candidate, LoopSplit
 from pytest_opro.prompts.instruction_problem import InstructionProblem, score_instructions
 from pytest_opro.prompts.result import Estimate, Result, SplitScore
 from pytest_opro.prompts.task import PromptTask
@@ -211,12 +211,12 @@ def _judge_record(task: PromptTask) -> dict[str, Any] | None:
     return model.public_dict() if isinstance(model, ModelConfig) else None
 
 
-def _stored_score(task: PromptTask, cand: Candidate, split: str) -> SplitScore:
+def _stored_score(task: PromptTask, cand: Candidate, split: LoopSplit) -> SplitScore:
     """A SplitScore from the mean the loop kept for `cand` on `split`."""
-    value = getattr(cand, split)
+    value = cand.score_on(split)
     if value is None:
         return SplitScore(value=float("nan"), n=0, ci_low=0.0, ci_high=1.0)
-    failures = getattr(cand, f"{split}_failures")
+    failures = cand.failures_on(split)
     return SplitScore.from_mean(value, len(task.splits.get(split)) - failures, failures)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pytest_opro.opro.atomic import write_text_atomic
+from pytest_opro.opro.mix import INITIAL, proposer_of
+from pytest_opro.opro.stopping import StopReason
 from pytest_opro.opro.trajectory import Candidate, best_distinct
 from pytest_opro.prompts.artifact import proposal_counts, top_answer
 from pytest_opro.prompts.splits import SPLIT_NAMES
@@ -187,7 +189,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                     )
                 },
                 "top_answer": top_answer(c),
-                "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro"),
+                "proposer": proposer_of(c.get("proposer"), c.get("step")),
             }
             for c in result["trajectory"]
         ]
@@ -234,14 +236,14 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
                 "train": (base_scores.get("train") or {}).get("value"),
                 "validation": (base_scores.get("validation") or {}).get("value"),
                 "rejection": None,
-                "proposer": "initial",
+                "proposer": INITIAL,
             }
             entry["candidates"] = [baseline_point] if baseline_point["train"] is not None else []
             entry["candidates"] += [
                 {
                     **{k: c.get(k) for k in ("step", "text", "train", "validation")},
                     "rejection": None,
-                    "proposer": c.get("proposer") or ("initial" if c.get("step") == 0 else "opro"),
+                    "proposer": proposer_of(c.get("proposer"), c.get("step")),
                 }
                 for c in data.get("top_candidates") or []
             ]
@@ -286,7 +288,7 @@ def _run_block(
         "steps_run": steps_run,
         "best_step": best_step,
         "stop_reason": reason,
-        "early_stopped": reason.startswith("early stop"),
+        "early_stopped": reason == StopReason.NO_GAIN.text(settings.get("patience")),
         "rejections": dict(rejections),
         "proposals": dict(proposals),
         "patience": settings.get("patience"),

@@ -232,3 +232,28 @@ def test_a_gain_within_min_delta_or_noise_keeps_the_baseline(
     assert result.instruction == winner
     assert result.improved is (winner != "")
     assert result.selection["best"]["better"] == 1 and result.selection["best"]["worse"] == 0
+
+
+def test_stop_reasons_are_one_enum_whose_text_is_rendered() -> None:
+    from pytest_opro.opro.stopping import StopReason
+
+    assert StopReason.MAX_STEPS.text(10) == "max_steps=10 reached"
+    assert StopReason.OPTIMUM.text() == "optimum reached"
+    assert StopReason.NO_GAIN.text(3) == "early stop: no validation gain for 3 steps"
+    assert StopReason.BUDGET.text("max_calls=60 reached") == "budget: max_calls=60 reached"
+
+
+def test_the_loop_result_keeps_the_stop_reason_as_a_member(fake_llm: FakeBrain) -> None:
+    from pytest_opro.models.client import LLMClient, run_sync
+    from pytest_opro.opro.loop import run_loop
+    from pytest_opro.opro.stopping import StopReason
+    from pytest_opro.prompts.instruction_problem import InstructionProblem
+
+    task = make_task()
+    fake_llm.scorer = keyword_scorer(task, lambda text, ex: "good" in text)
+    fake_llm.optimizer = lambda meta, n: f"<INS>good idea {meta.count('text:')}-{n}</INS>"
+    client = LLMClient()
+    problem = InstructionProblem(task, client, task.scorer_config(None), task.optimizer_config(None))
+    settings = OptimizerSettings(max_steps=10, patience=2, candidates=2)
+    loop = run_sync(run_loop(problem, client, settings))
+    assert loop.stopped is StopReason.NO_GAIN and loop.stop_reason == StopReason.NO_GAIN.text(2)
