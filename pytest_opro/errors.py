@@ -27,6 +27,10 @@ class ProviderError(OproError):
     """A model call failed for good (after retries) or cannot be made at all."""
 
 
+class FatalProviderError(ProviderError):
+    """A ProviderError every further call would repeat (bad key, unknown model): stops a batch at once."""
+
+
 class BudgetExhausted(OproError):
     """A call, token or dollar budget was reached; the run stops with what it has."""
 

@@ -1,15 +1,15 @@
 """The one place that makes model calls: cache, concurrency limit, bounded retries, budget, accounting.
 
-Calls go through litellm, except for OpenAI-compatible servers reached through an ``api_base``
-(``openai/...`` or ``hosted_vllm/...``), which :mod:`pytest_opro.models.openai_http` calls directly at a
-fraction of litellm's CPU per call (see ``ModelConfig.transport``). With a router
-(:mod:`pytest_opro.models.router`, ``--opro-router``) every call goes through a ``litellm.Router``
-instead. Retries are ours alone (litellm and the Router are called with ``num_retries=0``): bounded,
-exponential backoff with jitter, honouring Retry-After. API keys are passed to the transport and
-nowhere else.
+How a call reaches its model is a :class:`~pytest_opro.models.transport.Transport`, chosen once per
+model configuration: litellm, the direct OpenAI-compatible HTTP client for servers reached through an
+``api_base`` (``openai/...`` or ``hosted_vllm/...``, at a fraction of litellm's CPU per call; see
+``ModelConfig.transport``), or a ``litellm.Router`` for every call when there is a router
+(:mod:`pytest_opro.models.router`, ``--opro-router``). Retries are ours alone (litellm and the Router
+are called with ``num_retries=0``): bounded, exponential backoff with jitter, honouring Retry-After.
+API keys are passed to the transport and nowhere else.
 
-The cache is anything with the :class:`pytest_opro.models.cache.Cache` interface (SQLite or Redis);
-this module never asks which.
+The cache is anything with the :class:`pytest_opro.models.cache_format.Cache` interface (SQLite or
+Redis); this module never asks which.
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ import time
 import weakref
 from typing import Any, Awaitable, Mapping, Sequence, TypeVar
 
-from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
-from pytest_opro.models import openai_http
-from pytest_opro.models.config import LOCAL_PREFIX, Budget, ModelConfig
-from pytest_opro.models.litellm_bridge import ensure_local, extract_text, get_litellm
-from pytest_opro.models.pricing import response_cost, table_cost, usage_tokens
-from pytest_opro.models.rate_limit import LocalRateLimitError
-from pytest_opro.models.retry import (
-    Retryable,
-    first_line,
-    is_retryable,
-    provider_error,
-    redact,
-    retry_after_seconds,
+from pytest_opro.errors import BudgetExhausted, ConfigError, FatalProviderError, ProviderError
+from pytest_opro.models.cache_format import Cache
+from pytest_opro.models.config import Budget, ModelConfig
+from pytest_opro.models.retry import Retryable
+from pytest_opro.models.router import RouterBridge
+from pytest_opro.models.transport import (
+    DirectHTTPTransport,
+    LiteLLMTransport,
+    RouterTransport,
+    Sent,
+    Transport,
+    choose_transport,
 )
 from pytest_opro.models.usage import Completion, Ledger, ModelUsage
 
@@ -44,44 +43,26 @@ RETRY_CAP = 20.0
 DEFAULT_CONCURRENCY = 16
 
 
-class _Counters:
-    """Adds to several ModelUsage records at once (a call's model and its role): ``c.calls += 1``."""
-
-    __slots__ = ("_targets",)
-
-    def __init__(self, targets: tuple[ModelUsage, ...]) -> None:
-        object.__setattr__(self, "_targets", targets)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._targets[0], name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        delta = value - getattr(self._targets[0], name)
-        for target in self._targets:
-            setattr(target, name, getattr(target, name) + delta)
-
-
-# --------------------------------------------------------------------------------------------
 class LLMClient:
-    """Makes chat calls (litellm, or direct HTTP for OpenAI-compatible servers) with caching, a
-    concurrency limit, retries and a budget."""
+    """Makes chat calls through a transport per model configuration, with caching, a concurrency
+    limit, retries, a budget and a ledger of what they cost."""
 
     def __init__(
         self,
         *,
-        cache: Any = None,
+        cache: Cache | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         budget: Budget | None = None,
         ledger: Ledger | None = None,
         retry_base: float = RETRY_BASE,
         retry_cap: float = RETRY_CAP,
         rng: random.Random | None = None,
-        router: Any = None,
+        router: RouterBridge | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.cache = cache
-        self.router = router  # a pytest_opro.models.router.RouterBridge, or None
+        self.router = router
         self.concurrency = int(concurrency)
         self.budget = budget or Budget()
         self.ledger = ledger if ledger is not None else Ledger()
@@ -91,7 +72,10 @@ class LLMClient:
         self._semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
             weakref.WeakKeyDictionary()
         )
-        self._http = openai_http.HTTPTransport(pool_size=self.concurrency)
+        self._litellm = LiteLLMTransport()
+        self._http = DirectHTTPTransport(pool_size=self.concurrency)
+        self._router = RouterTransport(router) if router is not None else None
+        self._transports: dict[tuple[str, str, str | None], Transport] = {}
 
     # -- the Completer protocol of pytest_opro.opro ----------------------------------------------
     def usage_totals(self) -> ModelUsage:
@@ -106,6 +90,17 @@ class LLMClient:
         """Count usage saved by :meth:`usage_state` (a resumed run counts what it paid before)."""
         self.ledger.merge(Ledger.from_state(state))
 
+    # -- the common path ----------------------------------------------------------------------------
+    def transport(self, config: ModelConfig) -> Transport:
+        """How `config` is reached, chosen once per model, transport choice and endpoint."""
+        key = (config.model, config.transport, config.api_base)
+        found = self._transports.get(key)
+        if found is None:
+            found = self._transports[key] = choose_transport(
+                config, router=self._router, http=self._http, litellm=self._litellm
+            )
+        return found
+
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         sem = self._semaphores.get(loop)
@@ -119,14 +114,13 @@ class LLMClient:
         ceiling = min(self.retry_cap, self.retry_base * (2**attempt))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
-    def _cache_key(self, config: ModelConfig, messages: list[dict], sample_index: int) -> str | None:
-        cache = self.cache
-        if cache is None or getattr(cache, "mode", "rw") == "off":
+    def _cache_key(self, config: ModelConfig, messages: list[dict[str, Any]], sample_index: int) -> str | None:
+        if self.cache is None or self.cache.mode == "off":
             return None
-        return cache.key(config.model, messages, config.params, sample_index)
+        return self.cache.key(config.model, messages, config.params, sample_index)
 
     @staticmethod
-    def _from_cache(hit: dict | None) -> Completion | None:
+    def _from_cache(hit: dict[str, Any] | None) -> Completion | None:
         if hit is None or not isinstance(hit.get("text"), str):
             return None
         return Completion(
@@ -138,7 +132,12 @@ class LLMClient:
         )
 
     async def complete(
-        self, config: ModelConfig, messages: list[dict], *, sample_index: int = 0, role: str | None = None
+        self,
+        config: ModelConfig,
+        messages: list[dict[str, Any]],
+        *,
+        sample_index: int = 0,
+        role: str | None = None,
     ) -> Completion:
         """One chat completion: from the cache when possible, else from the provider.
 
@@ -147,163 +146,95 @@ class LLMClient:
         when a budget limit is reached before the call (cache hits are never blocked).
         """
         key = self._cache_key(config, messages, sample_index)
-        if key is not None:
+        if key is not None and self.cache is not None:
             cached = self._from_cache(self.cache.get(key))
             if cached is not None:
-                _Counters(self.ledger.usages(config.model, role)).cache_hits += 1
+                self.ledger.add(config.model, role, cache_hits=1)
                 return cached
         return await self._provider_call(config, messages, sample_index, key, role)
 
     async def _provider_call(
-        self, config: ModelConfig, messages: list[dict], sample_index: int, key: str | None, role: str | None = None
+        self,
+        config: ModelConfig,
+        messages: list[dict[str, Any]],
+        sample_index: int,
+        key: str | None,
+        role: str | None = None,
     ) -> Completion:
         """The call after a cache miss; the answer is stored under `key` (None: not cached)."""
-        usage = _Counters(self.ledger.usages(config.model, role))
-        cache = self.cache
-        router = self.router
-        if router is not None and not router.knows(config.model):
-            usage.failures += 1
-            error = ProviderError(router.unknown_model(config.model))
-            error.fatal = True  # type: ignore[attr-defined]
-            raise error
-        scrub = router.scrub if router is not None else (lambda text: redact(text, config.api_key))
-
-        use_http = router is None and config.uses_http()
-        if router is None:
-            local = config.model.startswith(LOCAL_PREFIX)
-            if local:
-                ensure_local(config.model)
-        else:  # a model_name whose deployments are all embedded models
-            behind = router.deployments_of(config.model)
-            local = bool(behind) and all(m.startswith(LOCAL_PREFIX) for m in behind)
+        model = config.model
+        transport = self.transport(config)
+        try:
+            local = transport.prepare(config)
+        except FatalProviderError:
+            self.ledger.add(model, role, failures=1)
+            raise
         if local and float(config.params.get("temperature", 0) or 0) > 0 and "seed" not in config.params:
             # The embedded model samples reproducibly from a seed: the sample index (already in
             # the cache key) makes a run repeatable without the cache, each call its own draw.
             config = config.with_params(seed=sample_index)
-        litellm = None if use_http else get_litellm()
-        retries = 0
-        attempt = 0
-        started_call = False
+        sent, retries = await self._send(transport, config, messages, local, role)
+        text = sent.text or ""
+        self.ledger.add(
+            model,
+            role,
+            prompt_tokens=sent.prompt_tokens,
+            completion_tokens=sent.completion_tokens,
+            cost_usd=sent.cost_usd or 0.0,
+            cost_unknown_calls=int(sent.cost_usd is None),
+        )
+        if key is not None and self.cache is not None:
+            value = {"text": text, "prompt_tokens": sent.prompt_tokens, "completion_tokens": sent.completion_tokens}
+            self.cache.put(key, {**value, "cost_usd": sent.cost_usd})
+        return Completion(
+            text, sent.prompt_tokens, sent.completion_tokens, sent.cost_usd, cached=False, retries=retries
+        )
+
+    async def _send(
+        self, transport: Transport, config: ModelConfig, messages: list[dict[str, Any]], local: bool, role: str | None
+    ) -> tuple[Sent, int]:
+        """Send with bounded retries under the concurrency limit; the answer and the retries it took.
+
+        The budget is checked and the call counted once, before the first attempt."""
+        model, attempt, started = config.model, 0, False
         while True:
-            sem = self._semaphore()
-            async with sem:
-                if not started_call:
+            async with self._semaphore():
+                if not started:
                     reason = self.budget.check(self.ledger)
                     if reason:
-                        raise BudgetExhausted(f"budget reached: {reason}; stopping before calling {config.model}")
-                    usage.calls += 1
-                    started_call = True
+                        raise BudgetExhausted(f"budget reached: {reason}; stopping before calling {model}")
+                    self.ledger.add(model, role, calls=1)
+                    started = True
                 t0 = time.monotonic()
                 try:
-                    if use_http:
-                        response = await self._http_call(config, messages)
-                        text = response.text
-                    elif router is not None:
-                        response = await self._router_call(router, config, messages)
-                        text = extract_text(response)
-                    else:
-                        response = await self._call(litellm, config, messages)
-                        text = extract_text(response)
-                    if text is None:
+                    sent = await transport.send(config, messages)
+                    if sent.text is None:
                         raise Retryable("malformed response (no choices/message)")
-                    if not text.strip() and not local:
+                    if not sent.text.strip() and not local:
                         # A remote empty reply is a glitch worth retrying; the embedded model is
                         # deterministic, so its empty answer is an answer (scored, not retried).
                         raise Retryable("empty content")
                 except asyncio.CancelledError:
-                    usage.seconds += time.monotonic() - t0
+                    self.ledger.add(model, role, seconds=time.monotonic() - t0)
                     raise
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    usage.seconds += time.monotonic() - t0
-                    if isinstance(exc, Retryable):
-                        cause, retry_after = exc.cause, exc.retry_after
-                    elif isinstance(exc, LocalRateLimitError):
-                        cause, retry_after = scrub(first_line(str(exc))), exc.retry_after
-                    elif is_retryable(exc):
-                        cause = scrub(first_line(str(exc) or type(exc).__name__))
-                        retry_after = retry_after_seconds(exc)
-                    else:
-                        usage.failures += 1
-                        if router is not None:
-                            raise router.provider_error(litellm, config, exc) from None
-                        raise provider_error(litellm, config, exc, scrub=scrub) from None
+                except Exception as exc:  # noqa: BLE001 - the transport says what it means
+                    self.ledger.add(model, role, seconds=time.monotonic() - t0)
+                    failure = transport.failure(config, exc)
+                    if isinstance(failure, ProviderError):
+                        self.ledger.add(model, role, failures=1)
+                        raise failure from None
                     if attempt >= config.max_retries:
-                        usage.failures += 1
+                        self.ledger.add(model, role, failures=1)
                         raise ProviderError(
-                            f"model {config.model}: {cause} (gave up after {attempt + 1} attempts)"
+                            f"model {model}: {failure.cause} (gave up after {attempt + 1} attempts)"
                         ) from None
-                    delay = self._delay(attempt, retry_after)
+                    delay = self._delay(attempt, failure.retry_after)
                     attempt += 1
-                    retries += 1
-                    usage.retries += 1
+                    self.ledger.add(model, role, retries=1)
                 else:
-                    usage.seconds += time.monotonic() - t0
-                    break
+                    self.ledger.add(model, role, seconds=time.monotonic() - t0)
+                    return sent, attempt
             await asyncio.sleep(delay)  # outside the semaphore: others may proceed
-
-        if use_http:
-            prompt_tokens, completion_tokens = response.prompt_tokens, response.completion_tokens
-            cost = table_cost(config.model, prompt_tokens, completion_tokens)
-        else:
-            prompt_tokens, completion_tokens = usage_tokens(response)
-            cost = response_cost(litellm, response, config.model)
-        usage.prompt_tokens += prompt_tokens
-        usage.completion_tokens += completion_tokens
-        if cost is None:
-            usage.cost_unknown_calls += 1
-        else:
-            usage.cost_usd += cost
-        if key is not None:
-            cache.put(
-                key,
-                {
-                    "text": text,
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "cost_usd": cost,
-                },
-            )
-        return Completion(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost,
-            cached=False,
-            retries=retries,
-        )
-
-    async def _call(self, litellm: Any, config: ModelConfig, messages: list[dict]) -> Any:
-        kwargs: dict[str, Any] = dict(config.params)
-        kwargs.update(model=config.model, messages=messages, timeout=config.timeout, num_retries=0)
-        if config.api_base:
-            kwargs["api_base"] = config.api_base
-        if config.api_key:
-            kwargs["api_key"] = config.api_key
-        # Guard against providers that ignore the timeout (custom handlers, hung sockets).
-        try:
-            return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=config.timeout * 1.5 + 1.0)
-        except asyncio.TimeoutError:
-            raise Retryable(f"timed out after {config.timeout:g}s") from None
-
-    async def _router_call(self, router: Any, config: ModelConfig, messages: list[dict]) -> Any:
-        # The guard also covers the wait for a paced deployment's slot (at most its max_wait).
-        guard = config.timeout * 1.5 + 1.0 + router.max_wait
-        try:
-            return await asyncio.wait_for(
-                router.acompletion(config.model, messages, config.params, config.timeout), timeout=guard
-            )
-        except asyncio.TimeoutError:
-            raise Retryable(f"timed out after {config.timeout:g}s") from None
-
-    async def _http_call(self, config: ModelConfig, messages: list[dict]) -> openai_http.ChatResult:
-        return await self._http.chat(
-            model=config.model,
-            messages=messages,
-            params=config.params,
-            api_base=config.api_base,
-            api_key=config.api_key,
-            timeout=config.timeout,
-        )
 
     async def complete_many(
         self, config: ModelConfig, requests: Sequence[tuple[list[dict[str, Any]], int]], *, role: str | None = None
@@ -320,26 +251,21 @@ class LLMClient:
         keys = [self._cache_key(config, messages, index) for messages, index in requests]
         found: list[Completion | None] = [None] * len(requests)
         wanted = [i for i, key in enumerate(keys) if key is not None]
-        if wanted:
-            hits = (
-                self.cache.get_many([keys[i] for i in wanted])
-                if hasattr(self.cache, "get_many")
-                else [self.cache.get(keys[i]) for i in wanted]
-            )
-            usage = _Counters(self.ledger.usages(config.model, role))
+        if wanted and self.cache is not None:
+            hits = self.cache.get_many([key for key in (keys[i] for i in wanted) if key is not None])
             for i, hit in zip(wanted, hits):
                 found[i] = self._from_cache(hit)
-                if found[i] is not None:
-                    usage.cache_hits += 1
+            if any(found):
+                self.ledger.add(config.model, role, cache_hits=sum(hit is not None for hit in found))
 
         async def one(i: int, messages: list[dict], sample_index: int) -> Completion | ProviderError | BudgetExhausted:
             try:
                 return await self._provider_call(config, messages, sample_index, keys[i], role)
             except BudgetExhausted as exc:
                 return exc
+            except FatalProviderError:
+                raise
             except ProviderError as exc:
-                if getattr(exc, "fatal", False):
-                    raise
                 return exc
 
         tasks = {

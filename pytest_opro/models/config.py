@@ -24,6 +24,31 @@ def provider_of(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""
 
 
+#: The environment variable holding each provider's API key (litellm's names).
+KEY_ENV_VARS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "xai": "XAI_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "hosted_vllm": "HOSTED_VLLM_API_KEY",
+}
+
+
+def key_env_var(model: str) -> str:
+    """The environment variable `model`'s API key is read from (``<PROVIDER>_API_KEY`` for a provider
+    not in :data:`KEY_ENV_VARS`, ``OPENAI_API_KEY`` for a model string without one)."""
+    provider = provider_of(model)
+    return KEY_ENV_VARS.get(provider) or f"{provider.upper() or 'OPENAI'}_API_KEY"
+
+
 TRANSPORTS = ("auto", "litellm", "http")
 #: Providers the direct HTTP transport serves when an api_base is set (transport="auto").
 HTTP_PROVIDERS = ("openai", "hosted_vllm")

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pytest_opro.models.config import provider_of
+from pytest_opro.models.config import key_env_var, provider_of
 from pytest_opro.models.retry import redact
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatResult",
-    "HTTPTransport",
+    "OpenAIHTTPClient",
     "InternalServerError",
     "MalformedResponseError",
     "NotFoundError",
@@ -45,8 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Providers whose model strings this transport understands, and the variable holding their key.
-KEY_ENV_VARS = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
 #: Providers that refuse to call without a key (as litellm does); vLLM usually runs without one.
 KEY_REQUIRED = {"openai"}
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -143,12 +141,6 @@ def _status_error(status: int, body: bytes, headers: Mapping[str, str], secret: 
 # ----------------------------------------------------------------------------------------------
 # keys and request shape
 # ----------------------------------------------------------------------------------------------
-def key_env_var(model: str) -> str:
-    """The environment variable this transport reads the key from for `model`."""
-    provider = provider_of(model)
-    return KEY_ENV_VARS.get(provider) or f"{provider.upper() or 'OPENAI'}_API_KEY"
-
-
 def resolve_api_key(model: str, api_key: str | None) -> str | None:
     """The explicit key, else the provider's environment variable; AuthenticationError when a
     provider that needs one has none (before any request is sent)."""
@@ -208,7 +200,7 @@ def parse_response(payload: Any) -> ChatResult:
 
 
 # ----------------------------------------------------------------------------------------------
-# the transport
+# the HTTP client
 # ----------------------------------------------------------------------------------------------
 class _Pool:
     """An aiohttp session bound to one event loop, closed when that loop shuts down."""
@@ -253,7 +245,7 @@ async def _close_at_loop_shutdown(pool: _Pool, on_close: Any) -> Any:
         await pool.close()
 
 
-class HTTPTransport:
+class OpenAIHTTPClient:
     """Calls ``POST {api_base}/chat/completions``; one connection pool per event loop.
 
     ``pool_size`` should be the concurrency limit: more connections are never used at once.

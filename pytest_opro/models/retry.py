@@ -10,31 +10,13 @@ import io
 import re
 from typing import Any, Callable
 
-from pytest_opro.errors import ProviderError
-from pytest_opro.models.config import ModelConfig, provider_of
-
-# Environment variable a provider needs, for error messages when litellm cannot tell us.
-_KEY_VARS = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "cohere": "COHERE_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "xai": "XAI_API_KEY",
-    "fireworks_ai": "FIREWORKS_AI_API_KEY",
-    "azure": "AZURE_API_KEY",
-    "hosted_vllm": "HOSTED_VLLM_API_KEY",
-}
+from pytest_opro.errors import FatalProviderError, ProviderError
+from pytest_opro.models.config import KEY_ENV_VARS, ModelConfig, provider_of
 
 
-# --------------------------------------------------------------------------------------------
-# error classification
-# --------------------------------------------------------------------------------------------
 class Retryable(Exception):
+    """A failed attempt worth repeating: `cause` is the one-line reason, `retry_after` the server's wait."""
+
     def __init__(self, cause: str, retry_after: float | None = None) -> None:
         super().__init__(cause)
         self.cause = cause
@@ -136,18 +118,11 @@ def env_var_hint(litellm: Any, model: str) -> str:
         except Exception:
             missing = []
     if not missing:
-        var = _KEY_VARS.get(provider_of(model))
+        var = KEY_ENV_VARS.get(provider_of(model))
         missing = [var] if var else []
     if missing:
         return f"set {' and '.join(missing)} in the environment (or pass api_key to the model config)"
     return "check the API key for this provider (environment variable or api_key in the model config)"
-
-
-def _fatal(message: str) -> ProviderError:
-    """A ProviderError every further call would repeat (bad key, unknown model): stops a batch at once."""
-    error = ProviderError(message)
-    error.fatal = True  # type: ignore[attr-defined]
-    return error
 
 
 def provider_error(
@@ -158,18 +133,16 @@ def provider_error(
     names = {cls.__name__ for cls in type(exc).__mro__}
     text = (scrub or (lambda t: redact(t, config.api_key)))(first_line(str(exc) or type(exc).__name__))
     if "AuthenticationError" in names or _MISSING_KEY.search(str(exc)):
-        return _fatal(f"model {config.model}: authentication failed; {env_var_hint(litellm, config.model)}")
+        return FatalProviderError(f"model {config.model}: authentication failed; {env_var_hint(litellm, config.model)}")
     if "PermissionDeniedError" in names:
-        return _fatal(f"model {config.model}: permission denied (HTTP 403); {env_var_hint(litellm, config.model)}")
+        return FatalProviderError(
+            f"model {config.model}: permission denied (HTTP 403); {env_var_hint(litellm, config.model)}"
+        )
     if "LLM Provider NOT provided" in str(exc) or "LiteLLMUnknownProvider" in names:
-        return _fatal(
+        return FatalProviderError(
             f"model {config.model}: unknown provider or model string; write it as "
             "'<provider>/<model>', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'"
         )
     if "NotFoundError" in names:
-        return _fatal(f"model {config.model}: not found at the provider ({text})")
+        return FatalProviderError(f"model {config.model}: not found at the provider ({text})")
     return ProviderError(f"model {config.model}: {text}")
-
-
-# --------------------------------------------------------------------------------------------
-# the client

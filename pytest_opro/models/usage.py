@@ -62,6 +62,36 @@ class Ledger:
         """The counters one call updates: its model's and, when it has one, its role's."""
         return (self.usage(model),) if not role else (self.usage(model), self.role_usage(role))
 
+    def add(
+        self,
+        model: str,
+        role: str | None,
+        *,
+        calls: int = 0,
+        cache_hits: int = 0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost_usd: float = 0.0,
+        cost_unknown_calls: int = 0,
+        retries: int = 0,
+        failures: int = 0,
+        seconds: float = 0.0,
+    ) -> None:
+        """Count usage of a call made to `model` in `role`: under its model and, when it has one, its role."""
+        delta = ModelUsage(
+            calls=calls,
+            cache_hits=cache_hits,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+            cost_unknown_calls=cost_unknown_calls,
+            retries=retries,
+            failures=failures,
+            seconds=seconds,
+        )
+        for usage in self.usages(model, role):
+            usage.add(delta)
+
     def total(self) -> ModelUsage:
         total = ModelUsage()
         for usage in self.by_model.values():

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_opro.errors import BudgetExhausted, ConfigError, ProviderError
+from pytest_opro.errors import BudgetExhausted, ConfigError, FatalProviderError, ProviderError
 from pytest_opro.models.cache import ResponseCache
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import Budget, ModelConfig
 from pytest_opro.models.litellm_bridge import extract_text, supports_prefill
 from pytest_opro.models.pricing import estimate_cost
+from pytest_opro.models.retry import Retryable
+from pytest_opro.models.transport import Sent
 from pytest_opro.models.usage import Completion, Ledger, ModelUsage
 from tests.support.loopback import FAULT_KINDS, FaultPlan, LoopbackServer
 
@@ -308,3 +310,80 @@ def test_run_sync_inside_a_running_loop():
         return run_sync(asyncio.sleep(0, result=42))
 
     assert asyncio.run(outer()) == 42
+
+
+# -- the common path with a fake transport -----------------------------------------------------------
+class ScriptedTransport:
+    """A Transport that replays a script of outcomes: a Sent, or an exception to raise from send()."""
+
+    def __init__(self, script: list, *, local: bool = False, fatal: str | None = None) -> None:
+        self.script = list(script)
+        self.local = local
+        self.fatal = fatal
+        self.sent: list[ModelConfig] = []
+
+    def prepare(self, config: ModelConfig) -> bool:
+        if self.fatal:
+            raise FatalProviderError(self.fatal)
+        return self.local
+
+    async def send(self, config: ModelConfig, messages: list[dict]) -> Sent:
+        self.sent.append(config)
+        outcome = self.script.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def failure(self, config: ModelConfig, exc: BaseException) -> Retryable | ProviderError:
+        return exc if isinstance(exc, Retryable) else ProviderError(f"model {config.model}: {exc}")
+
+
+class ClientWith(LLMClient):
+    """An LLMClient whose every call goes through one given transport."""
+
+    def __init__(self, transport: ScriptedTransport, **kw) -> None:
+        kw.setdefault("retry_base", 0.001)
+        super().__init__(**kw)
+        self.fake = transport
+
+    def transport(self, config: ModelConfig) -> ScriptedTransport:  # type: ignore[override]
+        return self.fake
+
+
+def test_the_common_path_retries_counts_and_caches_whatever_the_transport(tmp_path: Path) -> None:
+    fake = ScriptedTransport([Retryable("HTTP 503"), Sent(""), Sent(None), Sent("four", 7, 2, 0.25)])
+    client = ClientWith(fake, cache=ResponseCache(tmp_path / "cache"))
+    config = ModelConfig("fake/m", max_retries=3)
+    out = run_sync(client.complete(config, msgs("2+2?"), role="scorer"))
+    # a 503, a remote empty answer and a malformed one are retried; the fourth attempt answers
+    assert (out.text, out.prompt_tokens, out.completion_tokens, out.cost_usd, out.retries) == ("four", 7, 2, 0.25, 3)
+    for usage in (client.ledger.by_model["fake/m"], client.ledger.by_role["scorer"]):
+        assert (usage.calls, usage.retries, usage.failures, usage.cost_usd, usage.prompt_tokens) == (1, 3, 0, 0.25, 7)
+    again = run_sync(client.complete(config, msgs("2+2?"), role="scorer"))
+    assert again.cached and again.text == "four" and len(fake.sent) == 4
+    assert client.ledger.by_model["fake/m"].cache_hits == 1 and client.ledger.by_role["scorer"].cache_hits == 1
+
+
+def test_the_common_path_gives_up_raises_the_transports_error_and_counts_a_fatal_one() -> None:
+    config = ModelConfig("fake/m", max_retries=1)
+    gave_up = ClientWith(ScriptedTransport([Retryable("HTTP 503"), Retryable("HTTP 503")]))
+    with pytest.raises(ProviderError, match=r"^model fake/m: HTTP 503 \(gave up after 2 attempts\)$"):
+        run_sync(gave_up.complete(config, msgs("x")))
+    refused = ClientWith(ScriptedTransport([ValueError("bad request")]))
+    with pytest.raises(ProviderError, match=r"^model fake/m: bad request$"):
+        run_sync(refused.complete(config, msgs("x")))
+    unknown = ClientWith(ScriptedTransport([], fatal="model fake/m is unknown"))
+    with pytest.raises(FatalProviderError):
+        run_sync(unknown.complete_many(config, [(msgs("a"), 0), (msgs("b"), 1)]))
+    for client, calls in ((gave_up, 1), (refused, 1), (unknown, 0)):
+        usage = client.ledger.by_model["fake/m"]
+        assert usage.failures >= 1 and usage.calls == calls
+
+
+def test_the_embedded_model_answers_empty_and_samples_from_the_sample_index() -> None:
+    fake = ScriptedTransport([Sent(""), Sent("b")], local=True)
+    client = ClientWith(fake)
+    config = ModelConfig("local/x", {"temperature": 0.7})
+    assert run_sync(client.complete(config, msgs("x"), sample_index=5)).text == ""  # an answer, not retried
+    run_sync(client.complete(ModelConfig("local/x", {"temperature": 0.7, "seed": 1}), msgs("y"), sample_index=6))
+    assert [c.params.get("seed") for c in fake.sent] == [5, 1]

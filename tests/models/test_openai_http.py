@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_opro.errors import ConfigError, ProviderError
+from pytest_opro.errors import ConfigError, FatalProviderError, ProviderError
 from pytest_opro.models import openai_http
 from pytest_opro.models.client import LLMClient, run_sync
 from pytest_opro.models.config import ModelConfig
@@ -250,7 +250,7 @@ def test_client_errors_are_one_line_without_the_key(status, var, fatal, expected
     message = str(info.value)
     assert message == f"model {model}: {expected}" or message.startswith(f"model {model}: {expected}")
     assert SECRET not in message and "\n" not in message
-    assert bool(getattr(info.value, "fatal", False)) is fatal
+    assert isinstance(info.value, FatalProviderError) is fatal
     assert client.ledger.by_model[model].failures == 1
 
 
@@ -326,11 +326,11 @@ def test_one_pool_per_event_loop_sized_to_concurrency():
 
         async def batch() -> tuple[int, int]:
             await client.complete_many(config, [(msgs(f"q{i}"), 0) for i in range(32)])
-            pool = await client._http._pool()
-            return len(client._http._pools), pool.session.connector.limit
+            pool = await client._http.http._pool()
+            return len(client._http.http._pools), pool.session.connector.limit
 
         assert run_sync(batch()) == (1, 8)
-        assert len(client._http._pools) == 0  # closed with its loop
+        assert len(client._http.http._pools) == 0  # closed with its loop
         assert asyncio.run(batch()) == (1, 8)  # a new loop gets a new pool
         assert server.held.is_set() and server.max_in_flight == 8
 

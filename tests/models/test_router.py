@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_opro.errors import ConfigError, ProviderError
+from pytest_opro.errors import ConfigError, FatalProviderError, ProviderError
 from pytest_opro.models.cache import ResponseCache, cache_key
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import ModelConfig
@@ -444,6 +444,6 @@ def test_a_refused_key_points_at_the_router_file(inline_ready, monkeypatch):
         with pytest.raises(ProviderError) as info:
             asyncio.run(client.complete(ModelConfig("gpt-x"), [{"role": "user", "content": "x"}]))
     text = str(info.value)
-    assert getattr(info.value, "fatal", False)
+    assert isinstance(info.value, FatalProviderError)
     assert "check the api_key of the deployments of gpt-x in the router file conf/router.yaml" in text
     assert "secret-deployment" not in text
