@@ -77,9 +77,6 @@ LITELLM_ONLY_PARAMS = frozenset(
 )
 
 
-# --------------------------------------------------------------------------------------------
-# configuration and accounting
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelConfig:
     """A model and how to call it. ``params`` (temperature, max_tokens, seed, ...) change the answer

@@ -15,8 +15,6 @@ from typing import Any, Mapping
 from pytest_opro.errors import ConfigError
 from pytest_opro.models.config import provider_of
 
-# lazy litellm
-# --------------------------------------------------------------------------------------------
 _litellm: Any = None
 _import_lock = threading.Lock()
 _providers: dict[str, Any] = {}

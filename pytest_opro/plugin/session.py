@@ -1,6 +1,8 @@
 """What one pytest run does with prompt tasks: optimise and write, or gate against the artifact.
 
 The plugin module only wires hooks to an :class:`OproSession`; everything with behaviour is here.
+Every pytest run imports this module, so the optimizer, the prompt tasks and the model client are
+imported inside the methods that need them: a run without a prompt task never loads them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_opro import __version__
 from pytest_opro.errors import OproError
+from pytest_opro.models.usage import usage_totals
 from pytest_opro.plugin.options import Options
+from pytest_opro.plugin.progress import step_line
 from pytest_opro.reporting.outcome import RECORD_USAGE, TaskRecord, TaskStatus
 
 OPTIMIZE_COMMAND = "pytest --opro-optimize"
@@ -161,44 +166,34 @@ class OproSession:
     # -- the two modes -------------------------------------------------------------------------
     def optimize(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
         """Run OPRO for `task`, write its artifact and return the record (status "written" / "no gain")."""
-        from pytest_opro import __version__
-        from pytest_opro.models.client import run_sync
-        from pytest_opro.prompts.artifact import artifact_from_result, write_artifact
-        from pytest_opro.prompts.optimization import estimate, optimize_async
-
         path = self.artifact_path(module_path, task)
         settings = self.settings(task)
-        scorer, optimizer = (
-            task.scorer_config(self.model(task, "scorer")),
-            task.optimizer_config(self.model(task, "optimizer")),
-        )
+        scorer = task.scorer_config(self.model(task, "scorer"))
+        optimizer = task.optimizer_config(self.model(task, "optimizer"))
+        self._announce(task, settings, scorer, optimizer)
+        result = self._run_optimizer(task, settings, scorer, optimizer)
+        self._note_test_replies(task, result)
+        self._write_artifact(task, path, result)
+        record = self._optimize_record(task, nodeid, path, result)
+        self.records.append(record)
+        return record
+
+    def _announce(self, task: Any, settings: Any, scorer: Any, optimizer: Any) -> None:
+        """The line that opens a task's optimisation: the models and the estimated calls and cost."""
+        from pytest_opro.prompts.optimization import estimate
+
         guess = estimate(task, settings, scorer, optimizer)
         self.write_line(
             f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}; {guess.describe()}"
         )
-        client = self.client()
+
+    def _run_optimizer(self, task: Any, settings: Any, scorer: Any, optimizer: Any) -> Any:
+        """The OPRO loop on `task`, with a progress line and the step and candidate hooks after each step."""
+        from pytest_opro.models.client import run_sync
+        from pytest_opro.prompts.optimization import optimize_async
 
         def on_step(report: Any) -> None:
-            best_val = "-" if report.best_validation is None else f"{report.best_validation:.1%}"
-            best_train = "-" if report.best_train is None else f"{report.best_train:.1%}"
-            from pytest_opro.opro.collapse import describe
-
-            collapsed = "".join(
-                f" | collapse: a step {report.step} candidate {describe(c)} on validation" for c in report.collapsed
-            )
-            self.write_line(
-                f"opro {task.name}: step {report.step}/{report.max_steps} best train {best_train} "
-                f"val {best_val} | calls {report.calls} (cached {report.cache_hits}) "
-                f"${report.cost_usd:.4f} {report.elapsed:.1f}s"
-                + (
-                    f" | screened out {report.screened_out}/{report.accepted}"
-                    + (f", {report.not_validated} not validated" if report.not_validated else "")
-                    + f", saved {report.calls_saved} calls"
-                    if report.screened_out or report.not_validated
-                    else ""
-                )
-                + collapsed
-            )
+            self.write_line(step_line(task.name, report))
             if self.hook is not None:
                 self.hook.pytest_opro_step(task=task, report=report)
 
@@ -206,32 +201,39 @@ class OproSession:
             if self.hook is not None:
                 self.hook.pytest_opro_candidate(task=task, candidate=candidate)
 
-        result = run_sync(
+        return run_sync(
             optimize_async(
                 task,
                 scorer=scorer,
                 optimizer=optimizer,
                 settings=settings,
-                client=client,
+                client=self.client(),
                 checkpoint=self.checkpoint_path(task),
                 on_step=on_step,
                 on_candidate=on_candidate,
             )
         )
-        data = result.to_dict()
+
+    def _note_test_replies(self, task: Any, result: Any) -> None:
+        """What the test replies of the baseline and the winner had to say, e.g. how many were not JSON."""
         won, base = result.scores["test"], result.baseline_scores["test"]
-        if won.notes or base.notes:  # e.g. how many replies were not JSON, before and after
+        if won.notes or base.notes:
             self.write_line(
                 f"opro {task.name}: test replies of the baseline: {base.describe_notes() or 'no notes'}; "
                 f"of the winner: {won.describe_notes() or 'no notes'}"
             )
+
+    def _write_artifact(self, task: Any, path: Path, result: Any) -> None:
+        from pytest_opro.prompts.artifact import artifact_from_result, write_artifact
+
         top = [c.to_dict() for c in result.top_candidates(10)]
-        write_artifact(path, artifact_from_result(data, __version__, top))
+        write_artifact(path, artifact_from_result(result.to_dict(), __version__, top))
         if self.hook is not None:
             self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
-        from pytest_opro.models.usage import usage_totals
 
-        totals = usage_totals(data["usage"], RECORD_USAGE)
+    def _optimize_record(self, task: Any, nodeid: str, path: Path, result: Any) -> TaskRecord:
+        """The record of an optimisation, with the advice a run without a gain needs."""
+        data = result.to_dict()
         test = result.scores["test"]
         record = TaskRecord(
             task=task.name,
@@ -247,7 +249,7 @@ class OproSession:
             stop_reason=result.stop_reason,
             steps_run=result.steps_run,
             result=data,
-            **totals,
+            **usage_totals(data["usage"], RECORD_USAGE),
         )
         if self.options.html:
             from pytest_opro.reporting.html import Side, example_table
@@ -268,7 +270,6 @@ class OproSession:
                 f"opro {task.name}: {why}; artifact written with the baseline. "
                 "Pass --opro-allow-no-gain to accept, or try more --opro-steps, more validation examples or another model."
             )
-        self.records.append(record)
         return record
 
     def gate(self, task: Any, module_path: Path, nodeid: str) -> TaskRecord:
@@ -357,10 +358,7 @@ class OproSession:
             decision.collapse = found.to_dict() if found else None
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
-        usage = client.ledger.to_dict()
-        from pytest_opro.models.usage import usage_totals
-
-        for key, value in usage_totals(usage, RECORD_USAGE).items():
+        for key, value in usage_totals(client.ledger.to_dict(), RECORD_USAGE).items():
             setattr(record, key, value)
         record.status = TaskStatus.PASSED if decision.passed else TaskStatus.FAILED
         record.verdict = decision.verdict.value
@@ -398,7 +396,6 @@ class OproSession:
                     found.append(path)
         return found
 
-    # -- the end of the run ----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """This run's report as plain data (see ``docs/report-schema.md``)."""
         from pytest_opro.reporting.json_report import json_report

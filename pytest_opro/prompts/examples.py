@@ -307,11 +307,38 @@ def _build(
 def _record_to_example(
     rec: Any, where: str, *, input_field: str, target_field: str, id_field: str, csv_cells: bool
 ) -> tuple[Example, bool]:
+    """One record as an Example, and whether its id was generated (a hash of its input).
+
+    `csv_cells` says the record is a CSV row: every cell is a string (metadata as JSON text)."""
     if not isinstance(rec, Mapping):
         raise ExampleError(
             f"{where}: expected a mapping with '{input_field}' and '{target_field}', found {type(rec).__name__}; "
             "write each example as an object"
         )
+    target, extra_aliases = _target(rec, where, target_field, csv_cells)
+    choices = _string_list(rec.get("choices"), where, "choices")
+    aliases = _string_list(rec.get("aliases"), where, "aliases")
+    for alias in extra_aliases:
+        if alias not in aliases:
+            aliases.append(alias)
+    metadata = _metadata(rec.get("metadata"), where, csv_cells)
+    others = {k: v for k, v in rec.items() if k not in {id_field, target_field, input_field, *_RESERVED}}
+    inp = _input(rec, where, input_field, others, metadata)
+    ex_id, generated = _example_id(rec.get(id_field), where, id_field, inp)
+    example = Example(
+        id=ex_id,
+        input=inp,
+        target=target,
+        choices=tuple(choices),
+        aliases=tuple(aliases),
+        metadata=metadata,
+        source=where,
+    )
+    return example, generated
+
+
+def _target(rec: Mapping[str, Any], where: str, target_field: str, csv_cells: bool) -> tuple[str, list[str]]:
+    """The expected output, and the further accepted outputs when the target is a list."""
     fix_target = (
         f"fill the '{target_field}' column" if csv_cells else f"add a '{target_field}' field (the expected output)"
     )
@@ -331,75 +358,63 @@ def _record_to_example(
     target = _scalar(raw_target, where, target_field)
     if not target.strip():
         raise ExampleError(f"{where}: example has an empty '{target_field}'; {fix_target}")
+    return target, extra_aliases
 
-    choices = _string_list(rec.get("choices"), where, "choices")
-    aliases = _string_list(rec.get("aliases"), where, "aliases")
-    for a in extra_aliases:
-        if a not in aliases:
-            aliases.append(a)
 
-    metadata_raw = rec.get("metadata")
-    metadata: dict[str, Any]
-    if metadata_raw is None or metadata_raw == "":
-        metadata = {}
-    elif isinstance(metadata_raw, Mapping):
-        metadata = dict(metadata_raw)
-    elif isinstance(metadata_raw, str) and csv_cells:
+def _metadata(raw: Any, where: str, csv_cells: bool) -> dict[str, Any]:
+    """The record's ``metadata`` mapping ({} when absent; a CSV cell holds it as a JSON object)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    if isinstance(raw, str) and csv_cells:
         try:
-            parsed = json.loads(metadata_raw)
+            parsed = json.loads(raw)
         except json.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, dict):
             raise ExampleError(f'{where}: \'metadata\' must be a JSON object such as {{"topic": "x"}}')
-        metadata = parsed
-    else:
-        raise ExampleError(f"{where}: 'metadata' must be a mapping, found {type(metadata_raw).__name__}")
+        return parsed
+    raise ExampleError(f"{where}: 'metadata' must be a mapping, found {type(raw).__name__}")
 
-    reserved = {id_field, target_field, input_field, *_RESERVED}
-    others = {k: v for k, v in rec.items() if k not in reserved}
-    inp: str | dict[str, Any]
-    if input_field in rec:
-        raw_input = rec[input_field]
-        if raw_input is None:
-            raise ExampleError(f"{where}: '{input_field}' is empty; give the example an input")
-        if isinstance(raw_input, Mapping):
-            inp = {str(k): v for k, v in raw_input.items()}
-        elif isinstance(raw_input, (str, int, float, bool)):
-            inp = _scalar(raw_input, where, input_field)
-        else:
-            raise ExampleError(
-                f"{where}: '{input_field}' must be a string or a mapping of named fields, "
-                f"found {type(raw_input).__name__}"
-            )
-        for k, v in others.items():  # fields next to an input are kept, as metadata
-            metadata.setdefault(str(k), v)
-    else:
+
+def _input(
+    rec: Mapping[str, Any], where: str, input_field: str, others: Mapping[str, Any], metadata: dict[str, Any]
+) -> str | dict[str, Any]:
+    """The input: the `input_field` (a string or named fields), else the record's other fields.
+
+    Fields next to an `input_field` are kept as `metadata` (added to it here)."""
+    if input_field not in rec:
         if not others:
             raise ExampleError(
                 f"{where}: example has no '{input_field}' and no named input fields; "
                 f"add an '{input_field}' field (or fields the template uses)"
             )
-        inp = {str(k): ("" if v is None else v) for k, v in others.items()}
-
-    raw_id = rec.get(id_field)
-    generated = raw_id is None or (isinstance(raw_id, str) and not raw_id.strip())
-    if generated:
-        ex_id = _content_id(inp)
-    elif isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool):
-        ex_id = str(raw_id).strip()
+        return {str(k): ("" if v is None else v) for k, v in others.items()}
+    raw_input = rec[input_field]
+    inp: str | dict[str, Any]
+    if raw_input is None:
+        raise ExampleError(f"{where}: '{input_field}' is empty; give the example an input")
+    if isinstance(raw_input, Mapping):
+        inp = {str(k): v for k, v in raw_input.items()}
+    elif isinstance(raw_input, (str, int, float, bool)):
+        inp = _scalar(raw_input, where, input_field)
     else:
-        raise ExampleError(f"{where}: '{id_field}' must be a string or a number, found {type(raw_id).__name__}")
+        raise ExampleError(
+            f"{where}: '{input_field}' must be a string or a mapping of named fields, found {type(raw_input).__name__}"
+        )
+    for k, v in others.items():
+        metadata.setdefault(str(k), v)
+    return inp
 
-    example = Example(
-        id=ex_id,
-        input=inp,
-        target=target,
-        choices=tuple(choices),
-        aliases=tuple(aliases),
-        metadata=metadata,
-        source=where,
-    )
-    return example, generated
+
+def _example_id(raw_id: Any, where: str, id_field: str, inp: str | Mapping[str, Any]) -> tuple[str, bool]:
+    """The example's id, and whether it was generated (no id given: a hash of the input)."""
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        return _content_id(inp), True
+    if isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool):
+        return str(raw_id).strip(), False
+    raise ExampleError(f"{where}: '{id_field}' must be a string or a number, found {type(raw_id).__name__}")
 
 
 def _scalar(value: Any, where: str, field_name: str) -> str:

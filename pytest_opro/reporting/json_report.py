@@ -153,122 +153,132 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         "steps": [],
         "candidates": [],
     }
-    result = record.result
-    if result is not None:
-        entry["baseline_instruction"] = result["baseline_instruction"]
-        entry["scores"] = {
-            "baseline": _result_scores(result["baseline_scores"]),
-            "winner": _result_scores(result["scores"]),
-        }
-        entry["usage"]["by_model"] = result.get("usage", {})
-        entry["usage"]["by_role"] = result.get("usage_by_role") or {}
-        entry["run"] = _run_block(
-            result["steps_run"],
-            result["best_step"],
-            result["stop_reason"],
-            result["rejections"],
-            result.get("settings", {}),
-            result.get("scorer"),
-            result.get("optimizer"),
-            proposal_counts(result["trajectory"]),
-            result.get("reports", []),
-        )
-        entry["candidates"] = [
-            {
-                **{
-                    k: c.get(k)
-                    for k in (
-                        "step",
-                        "text",
-                        "train",
-                        "validation",
-                        "rejection",
-                        "train_n",
-                        "validation_n",
-                        "partial_train",
-                    )
-                },
-                "top_answer": top_answer(c),
-                "proposer": proposer_of(c.get("proposer"), c.get("step")),
-            }
-            for c in result["trajectory"]
-        ]
-        entry["selection"] = result.get("selection")
-        entry["collapse"] = result.get("collapse")
-        entry["steps"] = list(result.get("reports", []))
-        entry["top_candidates"] = _top_from_trajectory(result["trajectory"])
+    if record.result is not None:
+        _fill_from_result(entry, record.result)
     elif record.mode == "gate":
         data = _load_artifact_data(record)
         if data is not None:
-            baseline = data.get("baseline") or {}
-            run = data.get("run") or {}
-            entry["baseline_instruction"] = baseline.get("instruction")
-            entry["scores"] = {
-                "baseline": _artifact_scores(baseline.get("scores", {})),
-                "winner": _artifact_scores(data.get("scores", {})),
-            }
-            entry["run"] = _run_block(
-                run.get("steps_run"),
-                run.get("best_step"),
-                run.get("stop_reason"),
-                run.get("rejections") or {},
-                data.get("optimizer_settings") or {},
-                data.get("scorer"),
-                data.get("optimizer"),
-                run.get("proposals") or {},
-            )
-            entry["top_candidates"] = [
-                {
-                    "rank": i + 1,
-                    **{
-                        k: c.get(k)
-                        for k in ("step", "text", "train", "validation", "top_answer", "train_n", "validation_n")
-                    },
-                }
-                for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
-            ]
-            entry["selection"] = data.get("selection")
-            entry["collapse"] = data.get("collapse")
-            base_scores = entry["scores"]["baseline"]
-            baseline_point = {
-                "step": 0,
-                "text": baseline.get("instruction") or "",
-                "train": (base_scores.get("train") or {}).get("value"),
-                "validation": (base_scores.get("validation") or {}).get("value"),
-                "rejection": None,
-                "proposer": INITIAL,
-            }
-            entry["candidates"] = [baseline_point] if baseline_point["train"] is not None else []
-            entry["candidates"] += [
-                {
-                    **{k: c.get(k) for k in ("step", "text", "train", "validation")},
-                    "rejection": None,
-                    "proposer": proposer_of(c.get("proposer"), c.get("step")),
-                }
-                for c in data.get("top_candidates") or []
-            ]
+            _fill_from_artifact(entry, data)
     if record.decision is not None:
-        d = record.decision
-        entry["gate"] = {
-            "verdict": d["verdict"],
-            "passed": d["passed"],
-            "recorded": d["recorded"],
-            "now": d["now"],
-            "now_ci": list(record.test_ci) if record.test_ci else None,
-            "delta": d["delta"],
-            "p_value": d["p_value"],
-            "n": d["n"],
-            "tolerance": d["tolerance"],
-            "alpha": d["alpha"],
-            "floor": d["floor"],
-            "worse_ids": list(d["worse_ids"]),
-            "better_ids": list(d["better_ids"]),
-            "test": d.get("test", "sign"),
-            "resamples": d.get("resamples", 0),
-            "notes": dict(d.get("notes") or {}),
-            "collapse": d.get("collapse"),
-        }
+        entry["gate"] = _gate_block(record.decision, record.test_ci)
     return entry
+
+
+def _fill_from_result(entry: dict[str, Any], result: dict[str, Any]) -> None:
+    """An optimisation's entry: everything comes from its result (``Result.to_dict()``)."""
+    entry["baseline_instruction"] = result["baseline_instruction"]
+    entry["scores"] = {
+        "baseline": _result_scores(result["baseline_scores"]),
+        "winner": _result_scores(result["scores"]),
+    }
+    entry["usage"]["by_model"] = result.get("usage", {})
+    entry["usage"]["by_role"] = result.get("usage_by_role") or {}
+    entry["run"] = _run_block(
+        result["steps_run"],
+        result["best_step"],
+        result["stop_reason"],
+        result["rejections"],
+        result.get("settings", {}),
+        result.get("scorer"),
+        result.get("optimizer"),
+        proposal_counts(result["trajectory"]),
+        result.get("reports", []),
+    )
+    entry["candidates"] = [
+        {
+            **{
+                k: c.get(k)
+                for k in (
+                    "step",
+                    "text",
+                    "train",
+                    "validation",
+                    "rejection",
+                    "train_n",
+                    "validation_n",
+                    "partial_train",
+                )
+            },
+            "top_answer": top_answer(c),
+            "proposer": proposer_of(c.get("proposer"), c.get("step")),
+        }
+        for c in result["trajectory"]
+    ]
+    entry["selection"] = result.get("selection")
+    entry["collapse"] = result.get("collapse")
+    entry["steps"] = list(result.get("reports", []))
+    entry["top_candidates"] = _top_from_trajectory(result["trajectory"])
+
+
+def _fill_from_artifact(entry: dict[str, Any], data: dict[str, Any]) -> None:
+    """A gate's entry: what the committed artifact recorded of its optimisation."""
+    baseline = data.get("baseline") or {}
+    run = data.get("run") or {}
+    entry["baseline_instruction"] = baseline.get("instruction")
+    entry["scores"] = {
+        "baseline": _artifact_scores(baseline.get("scores", {})),
+        "winner": _artifact_scores(data.get("scores", {})),
+    }
+    entry["run"] = _run_block(
+        run.get("steps_run"),
+        run.get("best_step"),
+        run.get("stop_reason"),
+        run.get("rejections") or {},
+        data.get("optimizer_settings") or {},
+        data.get("scorer"),
+        data.get("optimizer"),
+        run.get("proposals") or {},
+    )
+    entry["top_candidates"] = [
+        {
+            "rank": i + 1,
+            **{k: c.get(k) for k in ("step", "text", "train", "validation", "top_answer", "train_n", "validation_n")},
+        }
+        for i, c in enumerate((data.get("top_candidates") or [])[:TOP_CANDIDATES])
+    ]
+    entry["selection"] = data.get("selection")
+    entry["collapse"] = data.get("collapse")
+    base_scores = entry["scores"]["baseline"]
+    baseline_point = {
+        "step": 0,
+        "text": baseline.get("instruction") or "",
+        "train": (base_scores.get("train") or {}).get("value"),
+        "validation": (base_scores.get("validation") or {}).get("value"),
+        "rejection": None,
+        "proposer": INITIAL,
+    }
+    entry["candidates"] = [baseline_point] if baseline_point["train"] is not None else []
+    entry["candidates"] += [
+        {
+            **{k: c.get(k) for k in ("step", "text", "train", "validation")},
+            "rejection": None,
+            "proposer": proposer_of(c.get("proposer"), c.get("step")),
+        }
+        for c in data.get("top_candidates") or []
+    ]
+
+
+def _gate_block(d: dict[str, Any], test_ci: Any) -> dict[str, Any]:
+    """The gate's verdict and the test behind it."""
+    return {
+        "verdict": d["verdict"],
+        "passed": d["passed"],
+        "recorded": d["recorded"],
+        "now": d["now"],
+        "now_ci": list(test_ci) if test_ci else None,
+        "delta": d["delta"],
+        "p_value": d["p_value"],
+        "n": d["n"],
+        "tolerance": d["tolerance"],
+        "alpha": d["alpha"],
+        "floor": d["floor"],
+        "worse_ids": list(d["worse_ids"]),
+        "better_ids": list(d["better_ids"]),
+        "test": d.get("test", "sign"),
+        "resamples": d.get("resamples", 0),
+        "notes": dict(d.get("notes") or {}),
+        "collapse": d.get("collapse"),
+    }
 
 
 def _run_block(
