@@ -8,14 +8,16 @@ Every ``run:`` step of action.yml is one call of this script, ``python3 .../opro
   Outputs ``python`` and ``report-dir``; later steps of the job find that Python first on PATH.
 - ``install``: the ``install`` command with that Python first on PATH, then pytest-opro itself (from
   this action's own copy, with the plot extra) when the command did not install it.
-- ``test``: pytest with ``--opro-report`` and ``--opro-plot`` (``--opro-optimize`` in optimize mode),
+- ``test``: pytest with ``--opro-report``, ``--opro-plot`` and ``--opro-html`` (``--opro-optimize`` in optimize mode),
   the markdown report to the job summary, the pull request comment to a file, and the outputs
   ``verdict`` (pass/fail) and ``report-json``. Exits 1 when the gate or the optimisation did not pass.
   It runs the project's tests, so it never gets the token.
 - ``publish``: the only step with the token. Gate mode, on a pull request: create the one comment, or
   update it in place (found by a hidden marker). When the token may not write (a pull request from a
   fork) the job summary alone carries the report, with a notice. Optimize mode: commit the changed
-  ``__opro__/`` files to a branch, push it and open or update its pull request.
+  ``__opro__/`` files to a branch, push it and open or update its pull request. In both, the job
+  summary, the comment and the pull request link to the HTML report in the uploaded artifact
+  (``OPRO_ARTIFACT_URL``, the upload step's output; the upload runs before this step).
 
 Inputs come as ``INPUT_<NAME>`` environment variables (action.yml sets them), the run's context as the
 runner's ``GITHUB_*`` variables; results go to ``$GITHUB_OUTPUT`` and ``$GITHUB_STEP_SUMMARY``. All
@@ -258,13 +260,15 @@ def cache_args(cache: str, mode: str, workspace: Path) -> List[str]:
     raise ActionError("cache must be actions, off, or a redis:// or rediss:// URL (e.g. from a secret)")
 
 
-def pytest_command(report_json: Path, plots: Optional[Path]) -> List[str]:
+def pytest_command(report_json: Path, plots: Optional[Path], html: Optional[Path] = None) -> List[str]:
     mode = inp("mode", "gate")
     if mode not in ("gate", "optimize"):
         raise ActionError(f"mode {mode!r}: must be gate or optimize")
     args = [python(), "-m", "pytest", *shlex.split(inp("tests")), f"--opro-report={report_json}"]
     if plots is not None:
         args.append(f"--opro-plot={plots}")
+    if html is not None:
+        args.append(f"--opro-html={html}")
     if mode == "optimize":
         args.append("--opro-optimize")
     args += cache_args(inp("cache", "actions"), mode, Path(env("GITHUB_WORKSPACE") or os.getcwd()))
@@ -275,9 +279,15 @@ def _shown(args: List[str]) -> str:
     return " ".join(shlex.quote(re.sub(r"^(--opro-cache-url=).+", r"\1***", a)) for a in args)
 
 
+_HELP: Dict[str, str] = {}
+
+
 def _supports_option(option: str) -> bool:
-    out = subprocess.run([python(), "-m", "pytest", "--help"], capture_output=True, text=True, env=python_env())
-    return option in out.stdout
+    """Whether the installed pytest-opro has `option` (``pytest --help`` runs once per step)."""
+    if "text" not in _HELP:
+        out = subprocess.run([python(), "-m", "pytest", "--help"], capture_output=True, text=True, env=python_env())
+        _HELP["text"] = out.stdout
+    return option in _HELP["text"]
 
 
 def _reporting(*args: str) -> bool:
@@ -309,7 +319,9 @@ def step_test() -> int:
     if not _has_module("matplotlib"):
         annotate("notice", 'no plots: matplotlib is not installed (install "pytest-opro[plot]")')
         plots = None
-    command = pytest_command(report_json, plots)
+    # the HTML report: every example's outputs side by side (pytest-opro versions that have it)
+    html = out / "report.html" if _supports_option("--opro-html") else None
+    command = pytest_command(report_json, plots, html)
     print(f"pytest-opro: {_shown(command)}", flush=True)
     status = subprocess.run(command, env=python_env()).returncode
 
@@ -417,10 +429,23 @@ def _cannot_write(why: str) -> int:
     return 0
 
 
+def html_link(out: Path) -> str:
+    """One markdown line pointing at the HTML report in the uploaded artifact ("" without a report)."""
+    if not (out / "report.html").exists():
+        return ""
+    name = inp("report-name", "opro-report")
+    url = env("OPRO_ARTIFACT_URL")
+    where = f"[artifact {name}]({url})" if url else f"artifact {name!r}"
+    return f"Every example's outputs side by side: `report.html` in the {where} (one self-contained page; unzip and open it)."
+
+
 def step_publish() -> int:
     out = report_dir()
     state_path = out / "state.json"
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
+    link = html_link(out)
+    if link:
+        summary(f"\n{link}\n")
     if inp("mode", "gate") == "optimize":
         return publish_optimized(out, state)
     return publish_comment(out, state)
@@ -448,7 +473,7 @@ def publish_comment(out: Path, state: Optional[Dict[str, Any]]) -> int:
         text = _fallback_comment("pytest-opro: FAIL, no report", "The action stopped before its test step "
                                  "finished; the log of the workflow run says why.")
     else:
-        text = comment_md.read_text(encoding="utf-8")
+        text = with_line(comment_md.read_text(encoding="utf-8"), html_link(out))
     body = {"body": f"{marker()}\n{text}"[:65_000]}
     try:
         comments = gh("GET", f"repos/{repo}/issues/{number}/comments?per_page=100", paginate=True)
@@ -469,6 +494,18 @@ def publish_comment(out: Path, state: Optional[Dict[str, Any]]) -> int:
     print(f"pytest-opro: pull request comment {done}: {url}", flush=True)
     set_output("comment-url", url)
     return 0
+
+
+def with_line(text: str, line: str) -> str:
+    """`text` with `line` as a paragraph before its closing ``<sub>`` footer (at the end without one)."""
+    if not line:
+        return text
+    lines = text.rstrip("\n").split("\n")
+    at = len(lines)
+    if lines and lines[-1].startswith("<sub>"):
+        at = len(lines) - 1
+    before = lines[:at] + ([""] if at and lines[at - 1] else [])
+    return "\n".join(before + [line, ""] + lines[at:]).rstrip("\n") + "\n"
 
 
 def _git(*args: str, check: bool = True) -> str:
@@ -506,6 +543,7 @@ def publish_optimized(out: Path, state: Optional[Dict[str, Any]]) -> int:
     text = report_md.read_text(encoding="utf-8") if report_md.exists() else "(no report)"
     body = text[:BODY_LIMIT] + (f"\n\nPlots and the JSON report: artifact {inp('report-name', 'opro-report')!r} "
                                 f"of {url}\n" if url else "")
+    body = with_line(body, html_link(out))
     owner = repo.split("/")[0]
     try:
         open_prs = gh("GET", f"repos/{repo}/pulls?state=open&head={owner}:{branch}", paginate=True)

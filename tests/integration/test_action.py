@@ -2,7 +2,8 @@
 
 ``run_action`` plays the composite action's ``run:`` steps in order with the runner's files and
 variables (``GITHUB_OUTPUT``, ``GITHUB_STEP_SUMMARY``, ``GITHUB_EVENT_PATH``, ...), skipping the
-``uses:`` steps (actions/cache, actions/upload-artifact). A fake ``gh`` first on PATH records every
+``uses:`` steps (actions/cache, actions/upload-artifact; the upload's ``artifact-url`` output is
+:data:`ARTIFACT_URL`). A fake ``gh`` first on PATH records every
 call (arguments and standard input) and answers from a small JSON state: the pull request's
 comments and the open pull requests. The prompt suite is ``.github/action-selftest`` (the scripted
 fake provider, so every run is known in advance): its committed instruction scores 83.3% on 30 test
@@ -39,6 +40,14 @@ REPO_NAME = "octo/prompts"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 RUN_URL = "https://github.example/octo/prompts/actions/runs/4242"
 MARKER = "<!-- pytest-opro report=opro-report -->"
+ARTIFACT_URL = RUN_URL + "/artifacts/987"
+#: What the skipped ``uses:`` steps would output (actions/upload-artifact's link to the artifact).
+USES_OUTPUTS = {"upload": {"artifact-url": ARTIFACT_URL}}
+#: The line the job summary, the comment and the pull request get when the HTML report was written.
+HTML_LINE = (
+    f"Every example's outputs side by side: `report.html` in the [artifact opro-report]({ARTIFACT_URL}) "
+    "(one self-contained page; unzip and open it)."
+)
 
 FAKE_GH = '''#!{python}
 """A fake gh: records each call to $FAKE_GH_LOG, answers `gh api` from the JSON state $FAKE_GH_STATE."""
@@ -242,6 +251,8 @@ class Runner:
         for index, step in enumerate(action["runs"]["steps"]):
             name = step.get("name", f"step {index}")
             if "uses" in step or (only and step.get("id") != only):
+                if "uses" in step and step.get("id") in USES_OUTPUTS:
+                    outputs[step["id"]] = USES_OUTPUTS[step["id"]]
                 done.append((name, None))
                 continue
             condition = step.get("if")
@@ -356,7 +367,9 @@ def test_first_run_creates_the_comment(gated: Gated) -> None:
     assert passed.outputs["verdict"] == "pass"
     report = report_of(passed)
     assert report["mode"] == "gate" and report["summary"] == report["summary"] | {"tasks": 1, "ok": 1, "not_ok": 0}
-    assert passed.summary == markdown_from_report(report)  # the job summary holds the whole markdown report
+    # the job summary holds the whole markdown report, then the link to the HTML report
+    assert passed.summary == markdown_from_report(report) + f"\n{HTML_LINE}\n"
+    assert (Path(passed.outputs["report-json"]).parent / "report.html").exists()
     calls = gated.calls_after_pass
     assert [c["args"][:4] for c in calls] == [
         ["api", "--method", "GET", f"repos/{REPO_NAME}/issues/12/comments?per_page=100"],
@@ -365,7 +378,9 @@ def test_first_run_creates_the_comment(gated: Gated) -> None:
     assert "--paginate" in calls[0]["args"] and calls[1]["args"][-2:] == ["--input", "-"]
     assert {c["token"] for c in calls} == {"ghs_faketoken"}
     created = json.loads(calls[1]["stdin"])["body"]
-    assert created == MARKER + "\n" + comment_from_report(report, run_url=RUN_URL, commit=SHA, artifact="opro-report")
+    assert created == MARKER + "\n" + with_html_line(
+        comment_from_report(report, run_url=RUN_URL, commit=SHA, artifact="opro-report")
+    )
     # the reviewer's comment and the other use of the action (another report-name) are left alone
     assert gated.comments_after_pass == {7: "Looks good to me", 8: gated.comments_after_pass[8], 501: created}
     assert passed.outputs["comment-url"] == "https://github.example/octo/prompts/pull/12#issuecomment-501"
@@ -391,11 +406,18 @@ def test_failing_gate_fails_the_step_and_updates_the_same_comment(gated: Gated) 
     bodies = comment_bodies(gated.runner)
     assert set(bodies) == {7, 8, 501}, "one comment, updated in place"
     fail_report = report_of(failed)
-    assert bodies[501] == MARKER + "\n" + comment_from_report(
-        fail_report, run_url=RUN_URL, commit=SHA, artifact="opro-report"
+    assert bodies[501] == MARKER + "\n" + with_html_line(
+        comment_from_report(fail_report, run_url=RUN_URL, commit=SHA, artifact="opro-report")
     )
     assert bodies[8].endswith("another use of the action")
     check_comment(bodies[501], fail_report, failed.summary, ok=False)
+
+
+def with_html_line(comment: str) -> str:
+    """The comment as posted: the HTML report's line before the footer."""
+    lines = comment.rstrip("\n").split("\n")
+    assert lines[-1].startswith("<sub>pytest-opro ")
+    return "\n".join(lines[:-1] + [HTML_LINE, ""] + lines[-1:]) + "\n"
 
 
 def check_comment(body: str, report: dict[str, Any], markdown: str, *, ok: bool) -> None:
@@ -489,7 +511,7 @@ def test_fork_pull_request_gets_the_job_summary_and_a_notice(runner: Runner) -> 
     report = report_of(run)
     assert run.summary.startswith(markdown_from_report(report))
     assert run.summary.removeprefix(markdown_from_report(report)).startswith(
-        f"\n> [!NOTE]\n> The pull request comment was not written: {notice}."
+        f"\n{HTML_LINE}\n\n> [!NOTE]\n> The pull request comment was not written: {notice}."
     )
     # cache: actions keeps the answers in the workspace's .opro_cache, the folder actions/cache saves
     assert f"--opro-cache-dir={runner.workspace / '.opro_cache'}" in run.log
@@ -549,7 +571,7 @@ def test_optimize_mode_pushes_a_branch_and_opens_then_updates_a_pull_request(run
     assert pull["body"].startswith("## pytest-opro: PASS, 1 prompt task optimised\n")
     assert pull["body"].endswith(
         f"Plots and the JSON report: artifact 'opro-report' of "
-        f"{server['GITHUB_SERVER_URL']}/octo/prompts/actions/runs/4242\n"
+        f"{server['GITHUB_SERVER_URL']}/octo/prompts/actions/runs/4242\n\n{HTML_LINE}\n"
     )
     assert first.outputs["pull-request-url"] == "https://github.example/octo/prompts/pull/100"
     # the inputs "cache: off" and "args" reach pytest
