@@ -7,8 +7,13 @@ change in machine load hits all variants alike), and prints the median calls/sec
   its KV cache cleared before each call and its default thread count;
 - ``naive-sorted``: the same, prompts sorted and the KV cache kept, so consecutive calls reuse the
   longest common token prefix (what the worker's ordering gives the single-sequence path);
-- ``batched``: ``pytest_opro.models.local``'s path: sorted, shared prefix evaluated once, all sequences
-  decoded together on one multi-sequence context, thread count from :func:`default_threads`.
+- ``batched``: ``pytest_opro.models.local``'s decoder in this process: sorted, shared prefix
+  evaluated once, all sequences decoded together on one multi-sequence context, thread count from
+  :func:`default_threads` (prompts rendered and tokenized beforehand);
+- ``child``: what pytest-opro runs: the same decoder in the model's supervised child process, chat
+  messages in and results out through its pipe (rendering and tokenizing included).
+
+``--variants batched,child`` runs a subset.
 
 Usage::
 
@@ -33,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_opro.models import local  # noqa: E402
 from pytest_opro.models.local import model as local_model  # noqa: E402
+from pytest_opro.models.local.process import ModelProcess  # noqa: E402
+from pytest_opro.models.local.sampling import GenerationResult  # noqa: E402
 
 DATA = ROOT / "examples" / "sports" / "sports.jsonl"
 INSTRUCTION = "Is the following sentence plausible? Answer with one word: plausible or implausible."
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="threads of the batched path (0: auto)")
+    parser.add_argument("--variants", default="naive,naive-sorted,batched,child", help="comma-separated")
     args = parser.parse_args(argv)
 
     import llama_cpp
@@ -70,13 +78,23 @@ def main(argv: list[str] | None = None) -> None:
     model = local.LocalModel(path, n_threads=args.threads or None, name="local/smollm2")
     messages = load_prompts(args.n)
     texts = [model.render(m) for m in messages]
-    requests = [model.request(m, {"temperature": 0, "max_tokens": args.max_tokens}) for m in messages]
+    params = {"temperature": 0, "max_tokens": args.max_tokens}
+    requests = [model.request(m, params) for m in messages]
+    child = ModelProcess(Path(path), "local/smollm2", model.n_threads)
 
-    variants: dict[str, Callable[[], list[str]]] = {
+    def in_child() -> list[str]:
+        return [
+            r.text if isinstance(r, GenerationResult) else str(r)
+            for r in child.generate([(m, params) for m in messages])
+        ]
+
+    every: dict[str, Callable[[], list[str]]] = {
         "naive": lambda: naive(llama, texts, args.max_tokens, keep_cache=False),
         "naive-sorted": lambda: naive(llama, texts, args.max_tokens, keep_cache=True),
         "batched": lambda: [r.text for r in model.generate(requests)],
+        "child": in_child,
     }
+    variants = {name: every[name] for name in args.variants.split(",")}
     print(
         f"{len(requests)} prompts ({min(len(r.tokens) for r in requests)}-"
         f"{max(len(r.tokens) for r in requests)} tokens), max_tokens={args.max_tokens}, "
@@ -97,17 +115,22 @@ def main(argv: list[str] | None = None) -> None:
                 f"({seconds:.2f} s, load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
-    print("\nmedian calls/second")
-    base = statistics.median(rates["naive"])
+    print("\nmedian calls/second (ratio to the first variant)")
+    base = statistics.median(next(iter(rates.values())))
     for name, values in rates.items():
         median = statistics.median(values)
         print(f"  {name:13s} {median:7.2f}   x{median / base:.2f}")
-    naive_sorted = dict(zip(sorted(texts), outputs["naive-sorted"]))
-    agree = sum(naive_sorted[t] == b for t, b in zip(texts, outputs["batched"]))
-    print(
-        f"batched output equal to naive output on {agree}/{len(texts)} prompts (both greedy; the naive "
-        "path runs llama-cpp-python's default attention kernel, the batched path flash attention)"
-    )
+    child.close()
+    if "naive-sorted" in outputs and "batched" in outputs:
+        naive_sorted = dict(zip(sorted(texts), outputs["naive-sorted"]))
+        agree = sum(naive_sorted[t] == b for t, b in zip(texts, outputs["batched"]))
+        print(
+            f"batched output equal to naive output on {agree}/{len(texts)} prompts (both greedy; the naive "
+            "path runs llama-cpp-python's default attention kernel, the batched path flash attention)"
+        )
+    if "batched" in outputs and "child" in outputs:
+        same = sum(a == b for a, b in zip(outputs["batched"], outputs["child"]))
+        print(f"child output equal to batched output on {same}/{len(texts)} prompts")
 
 
 if __name__ == "__main__":

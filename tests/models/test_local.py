@@ -7,6 +7,7 @@ The model tests are skipped only when llama-cpp-python is not installed; CI inst
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 import pytest
@@ -203,3 +204,46 @@ def test_a_group_llama_cpp_cannot_place_is_split_and_batching_stays_on(litellm, 
     assert [r.prompt_tokens for r in results] == [len(r.tokens) for r in requests]
     assert [r.text for r in results[:2]] == [r.text for r in alone]
     assert model.batched and model._batcher is not None
+
+
+# -- the model's own process ------------------------------------------------------------------
+@pytest.mark.parametrize("crash", ["SIGSEGV", "SIGABRT", "SIGILL"])
+def test_a_crash_of_the_model_process_is_one_clear_error_now_and_later(crash) -> None:
+    pytest.importorskip("llama_cpp")
+    import os
+    import time
+
+    from pytest_opro.models.local.process import CRASH_FOR_TESTS, ModelProcess
+
+    process = ModelProcess(local.smollm2_path(), "local/smollm2", 1, env={**os.environ, CRASH_FOR_TESTS: crash})
+    try:
+        with pytest.raises(ProviderError) as info:
+            process.generate([(QUESTION, {"temperature": 0, "max_tokens": 4})])
+        message = str(info.value)
+        assert message.startswith(f"local/smollm2: the model process died of {crash} (")
+        assert "in llama.cpp while generating" in message and "pip install -U llama-cpp-python" in message
+        assert process.proc.returncode == -getattr(signal, crash)
+        start = time.monotonic()
+        with pytest.raises(ProviderError) as again:  # a crashed model fails fast, with the same message
+            process.generate([(QUESTION, {"temperature": 0})])
+        assert str(again.value) == message and time.monotonic() - start < 0.5
+    finally:
+        process.close()
+
+
+def test_the_model_process_answers_as_the_model_does_in_process() -> None:
+    pytest.importorskip("llama_cpp")
+    from pytest_opro.models.local.process import ModelProcess
+
+    prompts = [[{"role": "user", "content": f"Is {n} an even number? Answer yes or no."}] for n in range(4)]
+    params = {"temperature": 0, "max_tokens": 4}
+    model = local.get_model("local/smollm2")
+    here = model.generate([model.request(p, params) for p in prompts])
+    process = ModelProcess(local.smollm2_path(), "local/smollm2", model.n_threads)
+    try:
+        there = process.generate([(p, params) for p in prompts] + [(QUESTION, {"max_tokens": 0})])
+    finally:
+        process.close()
+    assert [r.text for r in there[:4]] == [r.text for r in here]  # type: ignore[union-attr]
+    assert isinstance(there[4], ProviderError) and "max_tokens must be >= 1" in str(there[4])
+    assert process.proc.returncode == 0

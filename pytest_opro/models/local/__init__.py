@@ -17,13 +17,16 @@ whenever a model string starts with ``local/``)::
 
 How it runs:
 
-- Each model file is loaded once per process and reused.
+- Each model file is loaded once per process, in a child process of its own that pytest-opro
+  supervises: a native crash of llama.cpp (a segfault, an abort, an illegal instruction) fails the
+  calls to that model with one error naming the model, the signal and what to do, and the pytest
+  session goes on. A crashed model is not restarted: later calls fail at once with the same error.
 - The model is CPU bound, so calls are never run in parallel threads: every request goes to one
-  worker thread, which takes all requests waiting at that moment, sorts them so that prompts with a
-  common beginning are neighbours, and decodes them together as one batch of sequences. The common
-  prompt prefix (system prompt, instruction) is evaluated once and shared through the KV cache, and
-  stays cached for the next batch. ``acompletion`` only waits on that worker, so an asyncio loop stays
-  responsive.
+  worker thread, which takes all requests waiting at that moment and sends them to the model's
+  process as one batch. There they are sorted so that prompts with a common beginning are
+  neighbours and decoded together as one batch of sequences. The common prompt prefix (system
+  prompt, instruction) is evaluated once and shared through the KV cache, and stays cached for the
+  next batch. ``acompletion`` only waits on that worker, so an asyncio loop stays responsive.
 - ``temperature`` 0 is greedy decoding. With ``temperature`` > 0, ``seed`` makes sampling
   reproducible (each request has its own random generator, so batching does not change the draw).
   ``max_tokens``, ``stop``, ``top_p`` and ``top_k`` are honoured; token usage is reported; cost is 0.
@@ -32,8 +35,9 @@ How it runs:
 - It uses one thread per idle physical core; ``OPRO_LOCAL_THREADS`` sets the number.
 
 Files here, one job each: ``files`` (locating model files, cores), ``sampling`` (requests, results,
-token draws), ``batch`` (the multi-sequence decoder), ``model`` (a loaded model), ``worker`` (the
-generation thread) and ``provider`` (the litellm handler).
+token draws), ``batch`` (the multi-sequence decoder), ``model`` (a loaded model), ``process`` (the
+model's supervised child process), ``worker`` (the thread that feeds it) and ``provider`` (the litellm
+handler).
 """
 
 from pytest_opro.models.local.files import (
