@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -129,19 +130,30 @@ def made_up_run(n: int = N_EXAMPLES, seed: int = 0) -> tuple[dict[str, Any], dic
     return report, table
 
 
-def load_times(path: Path, runs: int) -> tuple[list[float], list[float], list[str]]:
-    """Milliseconds to the load event and to the script's first pass, per run; URLs requested."""
+def load_times(path: Path, runs: int) -> tuple[list[float], list[float], list[str], list[dict[str, float]]]:
+    """Milliseconds to the load event and to the script's first pass, per run; URLs requested; and
+    chromium's own main-thread durations per run (ms: all tasks, layout, style, script)."""
     from playwright.sync_api import sync_playwright
 
-    to_load, to_script, requests = [], [], []
+    to_load: list[float] = []
+    to_script: list[float] = []
+    requests: list[str] = []
+    metrics: list[dict[str, float]] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+        executable = shutil.which("chromium") or "/usr/bin/chromium"
+        browser = playwright.chromium.launch(executable_path=executable, args=ARGS, headless=True)
         try:
             for _ in range(runs):
                 context = browser.new_context()
                 context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()))
                 page = context.new_page()
+                cdp = context.new_cdp_session(page)
+                cdp.send("Performance.enable")
                 page.goto(path.as_uri(), wait_until="load")
+                found = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                metrics.append(
+                    {k: 1000 * found.get(f"{k}Duration", 0.0) for k in ("Task", "Layout", "RecalcStyle", "Script")}
+                )
                 timing = page.evaluate(
                     "() => { const t = performance.getEntriesByType('navigation')[0]; "
                     "return [t.loadEventEnd - t.startTime, t.domContentLoadedEventEnd - t.startTime]; }"
@@ -151,7 +163,7 @@ def load_times(path: Path, runs: int) -> tuple[list[float], list[float], list[st
                 context.close()
         finally:
             browser.close()
-    return to_load, to_script, requests
+    return to_load, to_script, requests, metrics
 
 
 def main() -> None:
@@ -165,7 +177,7 @@ def main() -> None:
         path = write_html(report, [table], args.keep or Path(tmp) / "report.html")
         render = time.perf_counter() - started
         size = path.stat().st_size
-        to_load, to_script, requests = load_times(path, args.runs)
+        to_load, to_script, requests, metrics = load_times(path, args.runs)
     print(machine())
     print(
         f"examples: {N_EXAMPLES}; rows shown: {len(table['rows'])}; page: {size / 1e6:.2f} MB; rendered in {render:.2f} s"
@@ -173,6 +185,10 @@ def main() -> None:
     print(
         f"load event: median {statistics.median(to_load):.0f} ms (min {min(to_load):.0f}, max {max(to_load):.0f}); "
         f"DOMContentLoaded (script done): median {statistics.median(to_script):.0f} ms; runs {args.runs}"
+    )
+    print(
+        "chromium main thread, median ms: "
+        + ", ".join(f"{k.lower()} {statistics.median(m[k] for m in metrics):.0f}" for k in metrics[0])
     )
     print(f"requests: {len(requests)} ({len({u for u in requests if not u.startswith('file://')})} not file://)")
 

@@ -100,3 +100,21 @@ def test_racing_benchmark_smoke() -> None:
     assert 0 < raced < off
     assert rows[1][3].endswith("x") and float(rows[1][3][:-1]) < 1
     assert "DSPy COPRO defaults" in out
+
+
+def test_html_page_benchmark_smoke() -> None:
+    """The page benchmark builds its 1,000-example page and opens it once (no timing asserts)."""
+    from tests.support.browser import chromium_binary
+
+    chromium_binary()  # skips without the browser, fails under CI
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_html.py"), "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    size = float(re.search(r"page: ([\d.]+) MB", run.stdout).group(1))  # type: ignore[union-attr]
+    assert 0.5 < size < 2.0
+    assert "requests: 1 (0 not file://)" in run.stdout

@@ -216,3 +216,9 @@ def test_the_plot_has_every_scored_candidate_and_marks_the_winner() -> None:
 def test_later_report_blocks_have_a_place() -> None:
     page = render_page(report(entry(comparison={"model": "openai/other", "delta": -0.05})), [None])
     assert "<h3>Model comparison</h3>" in page and "openai/other" in page
+
+
+def test_a_score_rounded_by_the_artifact_is_no_change() -> None:
+    """Artifacts keep 4 places: a graded 2/3 recorded as 0.6667 is the same as 2/3 today."""
+    table = example_table(examples(1), "test", Side("recorded", {"e0": 0.6667}, None), Side("now", {"e0": 2 / 3}, None))
+    assert table["rows"][0]["kind"] == "same"

@@ -17,7 +17,8 @@ from pytest_opro.prompts.examples import Example
 DEFAULT_ROW_CAP = 2_000
 #: How the rows are told apart (the page's filters): outcome went down, went up, reply changed, same.
 KINDS = ("worse", "better", "changed", "same")
-_TIE = 1e-12
+#: Scores this close are equal: artifacts keep per-example scores rounded to 4 places.
+_TIE = 5e-5
 
 
 @dataclass(frozen=True)
