@@ -28,6 +28,7 @@ the runner's own python3 before the action has set up its Python.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -260,6 +261,50 @@ def cache_args(cache: str, mode: str, workspace: Path) -> List[str]:
     raise ActionError("cache must be actions, off, or a redis:// or rediss:// URL (e.g. from a secret)")
 
 
+#: A cache scope pytest-opro accepts (its --opro-cache-scope rule): what a ref name is turned into.
+_SCOPE_MAX = 64
+
+
+def scope_name(text: str, prefix: str = "") -> str:
+    """`prefix` + `text` as a valid cache scope: characters other than letters, digits, ``.``, ``_`` and
+    ``-`` become ``-``; a name too long is cut and ends with a short hash of the whole, so two long
+    branch names stay apart."""
+    name = prefix + re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    if len(name) > _SCOPE_MAX or name == prefix:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+        name = name[: _SCOPE_MAX - 11].rstrip("-._") + "-" + digest
+    return name
+
+
+def scope_args(choice: str, event_name: str, event: Dict[str, Any], ref_name: str) -> List[str]:
+    """pytest options for the ``cache-scope`` input with a Redis cache. ``auto``: from the event: the
+    default branch (a push to it, a schedule, a manual run on it) writes and reads only its own scope,
+    named after it; a pull request writes ``pr-<number>`` and a push to another branch
+    ``branch-<name>``, both reading the default branch's scope after their own. ``none``: no scope
+    (one key space shared by every run, as before scopes existed). Any other value: that scope, still
+    trusting the default branch's."""
+    if choice == "none":
+        return []
+    default = str((event.get("repository") or {}).get("default_branch") or "")
+    pull = event.get("pull_request") or {}
+    number = pull.get("number") or (event.get("number") if event_name.startswith("pull_request") else None)
+    if not default:
+        if event_name != "schedule":  # a schedule runs on the default branch, whatever it is called
+            raise ActionError("cache-scope auto: the event does not name the repository's default branch; "
+                              "set cache-scope to a scope name, or none")
+        default = ref_name
+    trusted = scope_name(default)
+    if choice and choice != "auto":
+        return [f"--opro-cache-scope={choice}", f"--opro-cache-trust={trusted}"]
+    if number:
+        own = scope_name(str(number), "pr-")
+    elif event_name == "schedule" or ref_name == default:
+        own = trusted
+    else:
+        own = scope_name(ref_name, "branch-")
+    return [f"--opro-cache-scope={own}", f"--opro-cache-trust={trusted}"]
+
+
 def pytest_command(report_json: Path, plots: Optional[Path], html: Optional[Path] = None) -> List[str]:
     mode = inp("mode", "gate")
     if mode not in ("gate", "optimize"):
@@ -271,7 +316,10 @@ def pytest_command(report_json: Path, plots: Optional[Path], html: Optional[Path
         args.append(f"--opro-html={html}")
     if mode == "optimize":
         args.append("--opro-optimize")
-    args += cache_args(inp("cache", "actions"), mode, Path(env("GITHUB_WORKSPACE") or os.getcwd()))
+    cache = inp("cache", "actions")
+    args += cache_args(cache, mode, Path(env("GITHUB_WORKSPACE") or os.getcwd()))
+    if re.match(r"^rediss?://", cache):
+        args += scope_args(inp("cache-scope", "auto"), env("GITHUB_EVENT_NAME"), _event(), env("GITHUB_REF_NAME"))
     return args + shlex.split(inp("args"))
 
 
@@ -315,6 +363,9 @@ def step_test() -> int:
         if not _supports_option("--opro-cache-url"):
             raise ActionError("cache is a Redis URL, but this pytest-opro has no --opro-cache-url option (the "
                               "shared Redis cache); upgrade pytest-opro, or use cache: actions")
+        if inp("cache-scope", "auto") != "none" and not _supports_option("--opro-cache-scope"):
+            raise ActionError("cache-scope: this pytest-opro has no --opro-cache-scope option (trust scopes of the "
+                              "Redis cache); upgrade pytest-opro, or set cache-scope: none")
     plots: Optional[Path] = out / "plots"
     if not _has_module("matplotlib"):
         annotate("notice", 'no plots: matplotlib is not installed (install "pytest-opro[plot]")')

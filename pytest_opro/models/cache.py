@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.models.cache_format import (  # noqa: F401  (part of this module's interface)
@@ -306,13 +306,20 @@ def is_cache_url(value: object) -> bool:
 
 
 def open_cache(
-    cache: Cache | str | Path | None, mode: str = "rw", *, url: str | None = None, ttl: float | None = None
+    cache: Cache | str | Path | None,
+    mode: str = "rw",
+    *,
+    url: str | None = None,
+    ttl: float | None = None,
+    scope: str | None = None,
+    trust: Sequence[str] | None = None,
 ) -> Cache | None:
     """A response cache: an existing one as is; Redis for a ``redis://``/``rediss://`` URL (`url`
     or `cache`); SQLite for a directory; None for no cache (``cache=None`` or mode "off").
 
     Redis is reached at once: an unreachable server is a ConfigError naming the URL (without its
-    password).
+    password). `scope` and `trust` are Redis's trust scopes (see :mod:`pytest_opro.models.redis_cache`);
+    the SQLite cache, one machine's own, has none.
     """
     if cache is not None and not isinstance(cache, (str, os.PathLike)) and isinstance(cache, Cache):
         return cache
@@ -323,9 +330,10 @@ def open_cache(
     if url is None and is_cache_url(cache):
         url = str(cache)
     if url is not None:
-        from pytest_opro.models.redis_cache import RedisCache
+        from pytest_opro.models.redis_cache import DEFAULT_TRUST, RedisCache
 
-        return RedisCache(url, mode=mode, ttl=ttl)  # type: ignore[arg-type]
+        trusted = DEFAULT_TRUST if trust is None else trust
+        return RedisCache(url, mode=mode, ttl=ttl, scope=scope, trust=trusted)  # type: ignore[arg-type]
     if cache is None:
         return None
     return ResponseCache(cache, mode=mode, ttl=ttl)  # type: ignore[arg-type]

@@ -20,6 +20,9 @@ SECRET_PARAMS = frozenset(
     {"api_key", "headers", "extra_headers", "api_base", "base_url", "timeout", "num_retries", "max_retries", "metadata"}
 )
 
+#: A hit from a scoped cache carries the name of the trust scope it was read from under this field
+#: (see :mod:`pytest_opro.models.redis_cache`); it is never stored.
+SCOPE_FIELD = "cache_scope"
 
 #: Values longer than this (bytes of JSON) are stored zlib-compressed where the backend stores bytes.
 COMPRESS_OVER = 1024
@@ -44,8 +47,8 @@ def cache_key(model: str, messages: list[dict], params: Mapping[str, Any], sampl
 
 
 def clean_value(value: Mapping[str, Any]) -> dict[str, Any]:
-    """The value without anything that could be a secret."""
-    return {k: v for k, v in value.items() if k not in SECRET_PARAMS}
+    """The value without anything that could be a secret, nor the scope a hit was read from."""
+    return {k: v for k, v in value.items() if k not in SECRET_PARAMS and k != SCOPE_FIELD}
 
 
 def encode_value(value: Mapping[str, Any], compress_over: int = COMPRESS_OVER) -> bytes:
@@ -81,7 +84,8 @@ def decode_value(blob: bytes | str | None) -> dict | None:
 class Cache(Protocol):
     """What the model client needs from a response cache (see the module docstring for semantics).
 
-    ``location`` names the store in messages, without any password.
+    ``location`` names the store in messages, without any password. A backend with trust scopes
+    puts the scope a hit came from in the hit's :data:`SCOPE_FIELD`.
     """
 
     mode: CacheMode

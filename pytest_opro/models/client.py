@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Awaitable, Mapping, Sequence, TypeVar
 
 from pytest_opro.errors import BudgetExhausted, ConfigError, FatalProviderError, ProviderError
-from pytest_opro.models.cache_format import Cache
+from pytest_opro.models.cache_format import SCOPE_FIELD, Cache
 from pytest_opro.models.config import Budget, ModelConfig
 from pytest_opro.models.retry import Retryable
 from pytest_opro.models.router import RouterBridge
@@ -129,6 +129,7 @@ class LLMClient:
             completion_tokens=int(hit.get("completion_tokens") or 0),
             cost_usd=hit.get("cost_usd"),
             cached=True,
+            cache_scope=hit.get(SCOPE_FIELD),
         )
 
     async def complete(
@@ -150,6 +151,7 @@ class LLMClient:
             cached = self._from_cache(self.cache.get(key))
             if cached is not None:
                 self.ledger.add(config.model, role, cache_hits=1)
+                self.ledger.scope_hit(cached.cache_scope)
                 return cached
         return await self._provider_call(config, messages, sample_index, key, role)
 
@@ -254,7 +256,9 @@ class LLMClient:
         if wanted and self.cache is not None:
             hits = self.cache.get_many([key for key in (keys[i] for i in wanted) if key is not None])
             for i, hit in zip(wanted, hits):
-                found[i] = self._from_cache(hit)
+                completion = found[i] = self._from_cache(hit)
+                if completion is not None:
+                    self.ledger.scope_hit(completion.cache_scope)
             if any(found):
                 self.ledger.add(config.model, role, cache_hits=sum(hit is not None for hit in found))
 

@@ -14,6 +14,7 @@ class Completion:
     cost_usd: float | None = 0.0
     cached: bool = False
     retries: int = 0
+    cache_scope: str | None = None  # the trust scope a cached answer was read from (scoped Redis cache)
 
 
 @dataclass
@@ -42,11 +43,13 @@ class Ledger:
     """Usage per model string, and the same usage per role (scorer / optimizer / judge).
 
     ``to_dict()`` is the per-model view (what artifacts and reports always had); ``roles_dict()`` is
-    the per-role one. A call made without a role is counted per model only.
+    the per-role one. A call made without a role is counted per model only. ``hits_by_scope`` counts
+    the cache hits of a scoped cache by the trust scope they came from (empty without scopes).
     """
 
     by_model: dict[str, ModelUsage] = field(default_factory=dict)
     by_role: dict[str, ModelUsage] = field(default_factory=dict)
+    hits_by_scope: dict[str, int] = field(default_factory=dict)
 
     def usage(self, model: str) -> ModelUsage:
         if model not in self.by_model:
@@ -92,6 +95,11 @@ class Ledger:
         for usage in self.usages(model, role):
             usage.add(delta)
 
+    def scope_hit(self, scope: str | None) -> None:
+        """Count a cache hit read from `scope` (nothing for an unscoped hit)."""
+        if scope:
+            self.hits_by_scope[scope] = self.hits_by_scope.get(scope, 0) + 1
+
     def total(self) -> ModelUsage:
         total = ModelUsage()
         for usage in self.by_model.values():
@@ -103,6 +111,8 @@ class Ledger:
             self.usage(model).add(usage)
         for role, usage in other.by_role.items():
             self.role_usage(role).add(usage)
+        for scope, hits in other.hits_by_scope.items():
+            self.hits_by_scope[scope] = self.hits_by_scope.get(scope, 0) + hits
 
     def to_dict(self) -> dict[str, Any]:
         return {model: asdict(usage) for model, usage in sorted(self.by_model.items())}
@@ -112,8 +122,12 @@ class Ledger:
         return {role: asdict(usage) for role, usage in sorted(self.by_role.items())}
 
     def state(self) -> dict[str, Any]:
-        """Both views as plain data, for checkpoints (read back by :meth:`from_state`)."""
-        return {"ledger_format": 2, "models": self.to_dict(), "roles": self.roles_dict()}
+        """Both views as plain data, for checkpoints (read back by :meth:`from_state`); the hits per
+        scope only when there are any."""
+        state: dict[str, Any] = {"ledger_format": 2, "models": self.to_dict(), "roles": self.roles_dict()}
+        if self.hits_by_scope:
+            state["scopes"] = dict(sorted(self.hits_by_scope.items()))
+        return state
 
     @classmethod
     def from_state(cls, data: Mapping[str, Any]) -> "Ledger":
@@ -122,6 +136,7 @@ class Ledger:
         if data.get("ledger_format") == 2:
             ledger = cls.from_dict(data.get("models") or {})
             ledger.by_role = cls.from_dict(data.get("roles") or {}).by_model
+            ledger.hits_by_scope = {str(k): int(v) for k, v in dict(data.get("scopes") or {}).items()}
             return ledger
         return cls.from_dict(data)
 

@@ -79,6 +79,24 @@ def _cache_url(value: str) -> str:
         raise ValueError("must be a Redis URL such as redis://host:6379/0 or rediss://host:6380/0") from None
 
 
+def _cache_scope(value: str) -> str:
+    from pytest_opro.models.redis_cache import SCOPE_RULE, check_scope
+
+    try:
+        return check_scope(value)
+    except ValueError:
+        raise ValueError(f"must be a scope name of {SCOPE_RULE}") from None
+
+
+def _cache_trust(value: str) -> tuple[str, ...]:
+    from pytest_opro.models.redis_cache import parse_scopes
+
+    try:
+        return parse_scopes(value)
+    except ValueError as exc:
+        raise ValueError(f"must list scope names, comma-separated ({exc})") from None
+
+
 def _shard(value: str) -> tuple[int, int]:
     from pytest_opro.plugin.shard import parse_shard
 
@@ -193,6 +211,22 @@ SPECS: tuple[OptionSpec, ...] = (
         secret=True,
     ),
     OptionSpec(
+        "cache-scope",
+        _cache_scope,
+        None,
+        "Redis cache: the trust scope this run writes, e.g. main, pr-42 (default: none, one shared key space); "
+        "it reads its own scope, then the trusted ones",
+        "NAME",
+    ),
+    OptionSpec(
+        "cache-trust",
+        _cache_trust,
+        None,
+        "Redis cache: the scopes a scoped run reads after its own, comma-separated (default main; none: "
+        "only its own); a run whose own scope is trusted reads only that",
+        "SCOPES",
+    ),
+    OptionSpec(
         "cache-ttl", _positive_float, None, "response cache entries expire after SECONDS (default: never)", "SECONDS"
     ),
     OptionSpec(
@@ -293,7 +327,7 @@ def read_options(config: pytest.Config) -> Options:
             opts.values[attr] = spec.parse(str(raw))
         except ValueError as exc:
             reason = str(exc) if "must" in str(exc) else f"is not a valid {spec.metavar.lower()}"
-            shown = raw
+            shown = raw if len(str(raw)) <= 100 else f"{str(raw)[:40]}... ({len(str(raw))} characters)"
             if spec.secret:
                 from pytest_opro.models.redis_cache import redact_url
 

@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
@@ -20,7 +20,13 @@ from pytest_opro.errors import OproError
 from pytest_opro.models.usage import usage_totals
 from pytest_opro.plugin.options import Options
 from pytest_opro.plugin.progress import step_line
-from pytest_opro.reporting.outcome import RECORD_USAGE, TaskRecord, TaskStatus
+from pytest_opro.reporting.outcome import (
+    RECORD_USAGE,
+    TaskRecord,
+    TaskStatus,
+    add_scope_hits,
+    describe_cache_hits,
+)
 
 OPTIMIZE_COMMAND = "pytest --opro-optimize"
 
@@ -76,7 +82,14 @@ class OproSession:
 
             opts = self.options
             try:
-                self._cache = open_cache(opts.cache_dir, opts.cache, url=opts.cache_url, ttl=opts.cache_ttl)
+                self._cache = open_cache(
+                    opts.cache_dir,
+                    opts.cache,
+                    url=opts.cache_url,
+                    ttl=opts.cache_ttl,
+                    scope=opts.cache_scope,
+                    trust=opts.cache_trust,
+                )
             except OproError as exc:
                 if not (self._cache_checked or self.worker):
                     raise
@@ -171,10 +184,11 @@ class OproSession:
         scorer = task.scorer_config(self.model(task, "scorer"))
         optimizer = task.optimizer_config(self.model(task, "optimizer"))
         self._announce(task, settings, scorer, optimizer)
-        result = self._run_optimizer(task, settings, scorer, optimizer)
+        client = self.client()
+        result = self._run_optimizer(task, settings, scorer, optimizer, client)
         self._note_test_replies(task, result)
         self._write_artifact(task, path, result)
-        record = self._optimize_record(task, nodeid, path, result)
+        record = self._optimize_record(task, nodeid, path, result, client.ledger.hits_by_scope)
         self.records.append(record)
         return record
 
@@ -187,7 +201,7 @@ class OproSession:
             f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}; {guess.describe()}"
         )
 
-    def _run_optimizer(self, task: Any, settings: Any, scorer: Any, optimizer: Any) -> Any:
+    def _run_optimizer(self, task: Any, settings: Any, scorer: Any, optimizer: Any, client: Any) -> Any:
         """The OPRO loop on `task`, with a progress line and the step and candidate hooks after each step."""
         from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.optimization import optimize_async
@@ -207,7 +221,7 @@ class OproSession:
                 scorer=scorer,
                 optimizer=optimizer,
                 settings=settings,
-                client=self.client(),
+                client=client,
                 checkpoint=self.checkpoint_path(task),
                 on_step=on_step,
                 on_candidate=on_candidate,
@@ -231,8 +245,11 @@ class OproSession:
         if self.hook is not None:
             self.hook.pytest_opro_artifact_written(task=task, path=path, result=result)
 
-    def _optimize_record(self, task: Any, nodeid: str, path: Path, result: Any) -> TaskRecord:
-        """The record of an optimisation, with the advice a run without a gain needs."""
+    def _optimize_record(
+        self, task: Any, nodeid: str, path: Path, result: Any, hits_by_scope: Mapping[str, int]
+    ) -> TaskRecord:
+        """The record of an optimisation, with the advice a run without a gain needs; `hits_by_scope`:
+        the cache hits per trust scope of a scoped Redis cache."""
         data = result.to_dict()
         test = result.scores["test"]
         record = TaskRecord(
@@ -249,6 +266,7 @@ class OproSession:
             stop_reason=result.stop_reason,
             steps_run=result.steps_run,
             result=data,
+            cache_hits_by_scope=dict(hits_by_scope),
             **usage_totals(data["usage"], RECORD_USAGE),
         )
         if self.options.html:
@@ -360,6 +378,7 @@ class OproSession:
             self.hook.pytest_opro_gate(task=task, decision=decision)
         for key, value in usage_totals(client.ledger.to_dict(), RECORD_USAGE).items():
             setattr(record, key, value)
+        record.cache_hits_by_scope = dict(client.ledger.hits_by_scope)
         record.status = TaskStatus.PASSED if decision.passed else TaskStatus.FAILED
         record.verdict = decision.verdict.value
         record.recorded, record.test, record.delta = decision.recorded, decision.now, decision.delta
@@ -421,6 +440,11 @@ class OproSession:
         elif self.options.optimize and not self.records and not self.used:
             notes.append("opro: --opro-optimize ran but no test called opro.check(task): no prompt task was selected")
             status = pytest.ExitCode.NO_TESTS_COLLECTED
+        by_scope: dict[str, int] = {}
+        for record in self.records:
+            add_scope_hits(by_scope, record.cache_hits_by_scope)
+        if by_scope:  # a scoped Redis cache: where this run's answers came from
+            notes.append(f"opro: {describe_cache_hits(sum(r.cache_hits for r in self.records), by_scope)}")
         if deselected == 0 and self.records:
             for path in self.obsolete_artifacts():
                 notes.append(f"opro: obsolete artifact {path}: no task of that name ran; delete it if the task is gone")

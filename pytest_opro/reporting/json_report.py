@@ -19,7 +19,7 @@ from pytest_opro.opro.stopping import StopReason
 from pytest_opro.opro.trajectory import Candidate, best_distinct
 from pytest_opro.prompts.artifact import proposal_counts, top_answer
 from pytest_opro.prompts.splits import SPLIT_NAMES
-from pytest_opro.reporting.outcome import TaskRecord, task_ok
+from pytest_opro.reporting.outcome import TaskRecord, add_scope_hits, task_ok
 from pytest_opro.reporting.terminal import racing_totals
 
 REPORT_SCHEMA = "pytest-opro-report"
@@ -66,9 +66,11 @@ def summarize(tasks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _summary(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     statuses: dict[str, int] = {}
+    by_scope: dict[str, int] = {}
     for t in tasks:
         statuses[t["status"]] = statuses.get(t["status"], 0) + 1
-    return {
+        add_scope_hits(by_scope, t["usage"].get("cache_hits_by_scope") or {})
+    summary = {
         "tasks": len(tasks),
         "ok": sum(1 for t in tasks if t["ok"]),
         "not_ok": sum(1 for t in tasks if not t["ok"]),
@@ -78,6 +80,9 @@ def _summary(tasks: list[dict[str, Any]]) -> dict[str, Any]:
         "cost_usd": sum(t["usage"]["cost_usd"] for t in tasks),
         "seconds": sum(t["usage"]["seconds"] for t in tasks),
     }
+    if by_scope:  # a scoped Redis cache: which trust scope the hits came from
+        summary["cache_hits_by_scope"] = dict(sorted(by_scope.items()))
+    return summary
 
 
 def _split_score(value: float, n: int, low: float, high: float, notes: dict[str, int] | None = None) -> dict[str, Any]:
@@ -153,6 +158,8 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         "steps": [],
         "candidates": [],
     }
+    if record.cache_hits_by_scope:  # a scoped Redis cache: hits per trust scope
+        entry["usage"]["cache_hits_by_scope"] = dict(sorted(record.cache_hits_by_scope.items()))
     if record.result is not None:
         _fill_from_result(entry, record.result)
     elif record.mode == "gate":

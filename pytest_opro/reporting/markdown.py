@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from pytest_opro.prompts.splits import SPLIT_NAMES
-from pytest_opro.reporting.outcome import collapse_notes
+from pytest_opro.reporting.outcome import collapse_notes, scope_hits
 from pytest_opro.reporting.terminal import describe_racing
 
 _MD_ESCAPE = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
@@ -155,7 +155,8 @@ def _verdict_line(entry: dict[str, Any]) -> str:
 def _run_line(entry: dict[str, Any]) -> str:
     u, run = entry["usage"], entry["run"]
     parts = [
-        f"Calls {u['calls']} ({u['cache_hits']} cached)",
+        f"Calls {u['calls']} ({u['cache_hits']} cached"
+        + (f": {md_text(scope_hits(u['cache_hits_by_scope']))})" if u.get("cache_hits_by_scope") else ")"),
         f"cost ${u['cost_usd']:.4f}",
         f"time {u['seconds']:.1f} s",
     ]

@@ -5,8 +5,8 @@ per-task record that the summary, the reports and xdist workers share.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
 
 
 class TaskStatus(str, enum.Enum):
@@ -60,6 +60,7 @@ class TaskRecord:
     decision: dict[str, Any] | None = None
     #: The HTML report's example table (``reporting.html.example_table``); only with ``--opro-html``.
     examples: dict[str, Any] | None = None
+    cache_hits_by_scope: dict[str, int] = field(default_factory=dict)  # scoped Redis cache: hits per scope
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -77,6 +78,23 @@ class TaskRecord:
 
 #: The usage totals a TaskRecord carries.
 RECORD_USAGE = ("calls", "cache_hits", "retries", "failures", "cost_usd")
+
+
+def scope_hits(by_scope: Mapping[str, int]) -> str:
+    """ "main 100, pr-42 20": cache hits per trust scope, most first."""
+    return ", ".join(f"{scope} {hits}" for scope, hits in sorted(by_scope.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_cache_hits(hits: int, by_scope: Mapping[str, int]) -> str:
+    """ "cache hits 120 (main 100, pr-42 20)"; without scopes just "cache hits 120"."""
+    return f"cache hits {hits}" + (f" ({scope_hits(by_scope)})" if by_scope else "")
+
+
+def add_scope_hits(total: dict[str, int], by_scope: Mapping[str, int]) -> dict[str, int]:
+    """`total` with `by_scope`'s hits added (for sums over tasks)."""
+    for scope, hits in by_scope.items():
+        total[scope] = total.get(scope, 0) + int(hits)
+    return total
 
 
 def collapse_notes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from pytest_opro.reporting.outcome import TaskRecord, collapse_notes
+from pytest_opro.reporting.outcome import TaskRecord, collapse_notes, describe_cache_hits
 
 
 def _pct(value: float | None) -> str:
@@ -64,6 +64,8 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
             racing = racing_totals((r.result or {}).get("reports") or [])
             if racing["screened_out"] or racing["not_validated"]:
                 lines.append(f"{'':<16} racing: {describe_racing(racing)}")
+            if r.cache_hits_by_scope:
+                lines.append(f"{'':<16} {describe_cache_hits(r.cache_hits, r.cache_hits_by_scope)}")
     if gated:
         lines.append(f"{'task':<16} {'recorded -> now (test)':<24} {'delta':>7} {'p':>7} {'calls':>6}  verdict")
         for r in gated:
@@ -78,6 +80,8 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
             )
             for note in collapse_notes(None, gate=(r.decision or {}).get("collapse")):
                 lines.append(f"{'':<16} {note}")
+            if r.cache_hits_by_scope:
+                lines.append(f"{'':<16} {describe_cache_hits(r.cache_hits, r.cache_hits_by_scope)}")
     for r in errors:
         lines.append(f"{r.task:<16} error: {shorten(r.message, 100)}")
     return lines

@@ -722,3 +722,66 @@ def test_comment_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert out.startswith("## pytest-opro: FAIL, 1 of 2 prompt tasks gated did not pass\n")
     assert main(["comment", str(path), str(tmp_path / "c.md")]) == 0
     assert (tmp_path / "c.md").read_text(encoding="utf-8") == comment_from_report(report)
+
+
+# -- trust scopes of the shared Redis cache -------------------------------------------------------
+
+
+def test_cache_scope_comes_from_the_event() -> None:
+    from pytest_opro.models.redis_cache import check_scope
+
+    action = load_script()
+    repo = {"repository": {"default_branch": "main"}}
+    pull = {**repo, "number": 42, "pull_request": {"number": 42}}
+    trust = "--opro-cache-trust=main"
+    assert action.scope_args("auto", "pull_request", pull, "42/merge") == ["--opro-cache-scope=pr-42", trust]
+    assert action.scope_args("auto", "pull_request_target", pull, "main") == ["--opro-cache-scope=pr-42", trust]
+    assert action.scope_args("auto", "push", repo, "main") == ["--opro-cache-scope=main", trust]
+    assert action.scope_args("auto", "workflow_dispatch", repo, "main") == ["--opro-cache-scope=main", trust]
+    assert action.scope_args("auto", "schedule", {}, "main") == ["--opro-cache-scope=main", trust]
+    assert action.scope_args("auto", "push", repo, "feature/x") == ["--opro-cache-scope=branch-feature-x", trust]
+    assert action.scope_args("nightly", "push", repo, "feature/x") == ["--opro-cache-scope=nightly", trust]
+    assert action.scope_args("none", "push", repo, "main") == []
+    released = {"repository": {"default_branch": "release/2.x"}}
+    assert action.scope_args("", "push", released, "release/2.x") == [
+        "--opro-cache-scope=release-2.x",
+        "--opro-cache-trust=release-2.x",
+    ]
+    with pytest.raises(action.ActionError, match="does not name the repository's default branch"):
+        action.scope_args("auto", "push", {}, "main")
+    # any branch name becomes a valid scope; long ones stay apart
+    names = ["../../x{y}*?", "a" * 300, "a" * 299 + "b", "ünïcode/名前", "-", "release/v1.2\n"]
+    scopes = [action.scope_name(name, "branch-") for name in names]
+    assert all(check_scope(scope) == scope for scope in scopes) and len(set(scopes)) == len(scopes)
+
+
+def test_shared_cache_runs_are_scoped_by_event(tmp_path: Path, acl_server: Any) -> None:
+    """The default branch's gate (a push, the trusted user) writes its own scope; a pull request
+    (the untrusted user) then replays those answers with no provider call."""
+    from pytest_opro.models.redis_cache import PASSWORD_ENV, USERNAME_ENV
+    from tests.support.redis_server import TRUSTED_USER, UNTRUSTED_USER, USER_SECRETS
+
+    runner = Runner(tmp_path / "runner", make_workspace(tmp_path / "workspace"))
+    inputs = {**GATE, "cache": acl_server.url}
+    repo = {"repository": {"default_branch": "main"}}
+
+    def as_user(user: tuple[str, str]) -> dict[str, str]:
+        return {USERNAME_ENV: user[0], PASSWORD_ENV: user[1]}
+
+    def keys() -> list[str]:
+        return sorted(k.decode() for k in acl_server.client().scan_iter(match="opro:resp:v1:*"))
+
+    main = runner.run(inputs, event=repo, event_name="push", extra_env=as_user(TRUSTED_USER))
+    assert main.returncode == 0, main.log
+    assert "--opro-cache-scope=main --opro-cache-trust=main" in main.log
+    calls = report_of(main)["summary"]["calls"]
+    assert calls > 0 and len(keys()) == calls and all(k.startswith("opro:resp:v1:trusted:main:") for k in keys())
+
+    pull = runner.run(inputs, event={**runner.event(), **repo}, extra_env=as_user(UNTRUSTED_USER))
+    assert pull.returncode == 0, pull.log
+    assert "--opro-cache-scope=pr-12 --opro-cache-trust=main" in pull.log
+    summary = report_of(pull)["summary"]
+    assert summary["calls"] == 0 and summary["cache_hits_by_scope"] == {"main": calls}
+    assert f"({calls} cached: main {calls})" in pull.summary  # the job summary says where the answers came from
+    for run in (main, pull):
+        assert not any(secret in run.log + run.summary for secret in USER_SECRETS)

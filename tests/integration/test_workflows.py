@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 USER = REPO / "docs" / "prompt-regression.yml"  # the example users copy (not run in this repository)
+SHARED = REPO / "docs" / "shared-cache-workflow.yml"  # the example with a shared Redis cache and trust scopes
 ACTION = REPO / "action.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 # The example calls pytest-opro's action by its major tag, which follows fixes (pin it if you prefer);
@@ -55,7 +56,7 @@ def run_text(job: dict[str, Any]) -> str:
     return "\n".join(str(s.get("run", "")) for s in steps(job))
 
 
-@pytest.fixture(params=[CI, USER], ids=lambda p: p.name)
+@pytest.fixture(params=[CI, USER, SHARED], ids=lambda p: p.name)
 def workflow(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load(request.param)
 
@@ -151,6 +152,23 @@ def test_user_workflow_optimises_and_opens_a_pull_request() -> None:
     assert call["with"]["mode"] == "optimize" and call["with"]["cache"] == "off"
 
 
+def test_shared_cache_workflow_gives_the_trusted_user_to_the_default_branch_only() -> None:
+    wf = load(SHARED)
+    assert set(wf["on"]) == {"pull_request", "push"} and wf["on"]["push"] == {"branches": ["main"]}
+    trusted, gate = wf["jobs"]["trusted"], wf["jobs"]["gate"]
+    assert trusted["if"] == "github.event_name == 'push'" and trusted["environment"] == "opro-trusted"
+    assert gate["if"] == "github.event_name == 'pull_request'" and "environment" not in gate
+    for job in (trusted, gate):
+        [call] = uses(job, "OWNER/pytest-opro")
+        assert call["with"]["cache"] == "${{ secrets.OPRO_CACHE_URL }}"
+        assert call["with"].get("cache-scope", "auto") == "auto"  # the scope comes from the event
+        assert {"OPRO_REDIS_USERNAME", "OPRO_REDIS_PASSWORD"} <= set(call["env"])
+
+
+def test_shared_cache_workflow_passes_actionlint() -> None:
+    assert actionlint([SHARED]) == {str(SHARED): []}
+
+
 # -- the action ----------------------------------------------------------------------------------
 
 
@@ -178,7 +196,7 @@ def test_workflow_commands_exist() -> None:
     """Every --opro-* option and python -m module the workflows use is real."""
     known = {f"--opro-{name}" for name, _ in FLAGS} | {f"--opro-{spec.name}" for spec in SPECS}
     known.add("--opro-cache-url")  # the shared Redis cache (issue 16); the action checks for it before use
-    for path in (CI, USER, ACTION, REPO / "action" / "opro_action.py"):
+    for path in (CI, USER, SHARED, ACTION, REPO / "action" / "opro_action.py"):
         text = path.read_text(encoding="utf-8")
         assert set(re.findall(r"--opro-[a-z-]+", text)) <= known, path.name
         for module in re.findall(r"python -m (pytest_opro[\w.]*)", text):

@@ -3,51 +3,17 @@ run that pays nothing, and a Redis killed (``kill -9``) in the middle of an opti
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import yaml
 
 from pytest_opro.models.redis_cache import KEY_PREFIX
-from tests.support.loop_brain import cache_entries, comparable, write_project
+from tests.support.loop_brain import cache_entries, comparable, run_pytest, write_project
 from tests.support.loopback import LoopbackServer
 
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"max_steps": 3, "candidates": 2, "patience": 0}
 NAMES = ["alpha", "beta", "gamma", "delta"]
-
-
-def run_pytest(project: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    """``pytest`` in a subprocess on this checkout (not whatever pytest-opro is installed)."""
-    env = {
-        **os.environ,
-        "OPRO_LOOP_URL": url,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(project),
-            "--rootdir",
-            str(project),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            *args,
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def keys(server) -> int:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pytest
 
@@ -143,6 +146,43 @@ def write_project(
         write_jsonl(root / f"{name}.jsonl", records)
         brain.learn(records)
     return brain
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_pytest(
+    project: Path, url: str, *args: str, extra_env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``pytest`` on a :func:`write_project` project in a subprocess, on this checkout (not whatever
+    pytest-opro is installed), its models at the loopback server `url`."""
+    env = {
+        **os.environ,
+        **dict(extra_env or {}),
+        "OPRO_LOOP_URL": url,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(project),
+            "--rootdir",
+            str(project),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *args,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 VOLATILE_RUN_KEYS = (
