@@ -198,3 +198,12 @@ def test_no_api_key_and_no_redis_password_in_the_page(
         assert password not in page and "SECRET" not in page
     gate = suite.path.joinpath("gate.html").read_text(encoding="utf-8")
     assert "not in the response cache" not in gate  # the recorded replies came from Redis
+
+
+def test_xdist_workers_send_their_example_tables(suite: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    result = run(suite, "--opro-optimize", "-n", "2", "--opro-html=r.html")
+    result.assert_outcomes(passed=1)
+    page = suite.path.joinpath("r.html").read_text(encoding="utf-8")
+    assert page.count('<td class="id">') == TEST_N  # the worker's table reached the controller's page
+    assert WINNER in page
