@@ -222,3 +222,13 @@ def test_a_score_rounded_by_the_artifact_is_no_change() -> None:
     """Artifacts keep 4 places: a graded 2/3 recorded as 0.6667 is the same as 2/3 today."""
     table = example_table(examples(1), "test", Side("recorded", {"e0": 0.6667}, None), Side("now", {"e0": 2 / 3}, None))
     assert table["rows"][0]["kind"] == "same"
+
+
+def test_every_candidate_is_listed_with_its_rejection() -> None:
+    candidates = [
+        {"step": 0, "text": "", "train": 0.5, "validation": 0.5, "proposer": "initial"},
+        {"step": 1, "text": "Say no.", "train": None, "validation": None, "rejection": "duplicate", "proposer": "opro"},
+    ]
+    page = render_page(report(entry(candidates=candidates)), [None])
+    assert "<summary>Every candidate (2, 1 rejected)</summary>" in page
+    assert '<span class="mark mark-wrong">rejected: duplicate</span><pre class="out">Say no.</pre>' in page

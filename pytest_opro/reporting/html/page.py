@@ -249,6 +249,7 @@ def task_view(entry: dict[str, Any], table: dict[str, Any] | None, index: int) -
         "table": _table_view(table),
         "extras": extras,
         "gate_mode": entry.get("gate") is not None,
+        "rejected": sum(1 for c in entry.get("candidates") or [] if c.get("rejection")),
     }
 
 
