@@ -87,6 +87,15 @@ def test_scale_out_latency_benchmark_smoke() -> None:
     assert "SQLite" in out and "Redis (loopback)" in out and "Redis / SQLite" in out
 
 
+def test_cache_scopes_benchmark_smoke() -> None:
+    """bench/bench_cache_scopes.py: one scope against two, every read a hit, against a real redis-server."""
+    from tests.support.redis_server import require_binary
+
+    require_binary()  # skips without redis-server (fails under CI)
+    out = _run_bench("bench_cache_scopes.py", "--calls", "40", "--rounds", "1")
+    assert "one scope: main" in out and "hits in main / one scope" in out and "both full / one scope" in out
+
+
 def test_racing_benchmark_smoke() -> None:
     """A few worlds of bench/bench_racing.py: racing makes fewer scorer calls than full scoring."""
     out = _run_bench("bench_racing.py", "--seeds", "12", "--variants", "race:5:halving")
