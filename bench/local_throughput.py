@@ -10,6 +10,8 @@ change in machine load hits all variants alike), and prints the median calls/sec
 - ``batched``: ``pytest_opro.models.local``'s decoder in this process: sorted, shared prefix
   evaluated once, all sequences decoded together on one multi-sequence context, thread count from
   :func:`default_threads` (prompts rendered and tokenized beforehand);
+- ``batched-extra``: ``batched`` with llama.cpp's extra buffer types (repacked and AMX weight
+  layouts) on, as llama-cpp-python loads models by default; pytest-opro turns them off;
 - ``child``: what pytest-opro runs: the same decoder in the model's supervised child process, chat
   messages in and results out through its pipe (rendering and tokenizing included).
 
@@ -79,6 +81,15 @@ def main(argv: list[str] | None = None) -> None:
     messages = load_prompts(args.n)
     texts = [model.render(m) for m in messages]
     params = {"temperature": 0, "max_tokens": args.max_tokens}
+    extra: list[local.LocalModel] = []
+
+    def with_extra() -> local.LocalModel:
+        if not extra:
+            extra.append(
+                local.LocalModel(path, n_threads=model.n_threads, name="local/smollm2", extra_buffer_types=True)
+            )
+        return extra[0]
+
     requests = [model.request(m, params) for m in messages]
     child = ModelProcess(Path(path), "local/smollm2", model.n_threads)
 
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "naive": lambda: naive(llama, texts, args.max_tokens, keep_cache=False),
         "naive-sorted": lambda: naive(llama, texts, args.max_tokens, keep_cache=True),
         "batched": lambda: [r.text for r in model.generate(requests)],
+        "batched-extra": lambda: [r.text for r in with_extra().generate(requests)],
         "child": in_child,
     }
     variants = {name: every[name] for name in args.variants.split(",")}
@@ -128,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
             f"batched output equal to naive output on {agree}/{len(texts)} prompts (both greedy; the naive "
             "path runs llama-cpp-python's default attention kernel, the batched path flash attention)"
         )
-    if "batched" in outputs and "child" in outputs:
-        same = sum(a == b for a, b in zip(outputs["batched"], outputs["child"]))
-        print(f"child output equal to batched output on {same}/{len(texts)} prompts")
+    for other in ("batched-extra", "child"):
+        if "batched" in outputs and other in outputs:
+            same = sum(a == b for a, b in zip(outputs["batched"], outputs[other]))
+            print(f"{other} output equal to batched output on {same}/{len(texts)} prompts")
 
 
 if __name__ == "__main__":

@@ -247,3 +247,15 @@ def test_the_model_process_answers_as_the_model_does_in_process() -> None:
     assert [r.text for r in there[:4]] == [r.text for r in here]  # type: ignore[union-attr]
     assert isinstance(there[4], ProviderError) and "max_tokens must be >= 1" in str(there[4])
     assert process.proc.returncode == 0
+
+
+def test_models_load_without_extra_buffer_types(litellm) -> None:
+    """No repacked or AMX weight layouts: a CPU that advertises AMX its VM does not enable would
+    crash in the AMX kernels (the weights stay in plain CPU buffers instead)."""
+    import llama_cpp.llama_cpp as low
+
+    loader = low.llama_model_load_from_file
+    model = local.get_model("local/smollm2")
+    assert model.llama.model_params.use_extra_bufts is False
+    assert low.llama_model_load_from_file is loader  # llama-cpp-python's loader is left as it was
+    assert low.llama_model_default_params().use_extra_bufts is True  # what Llama() would use by itself

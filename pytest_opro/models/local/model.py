@@ -54,12 +54,13 @@ class LocalModel:
         n_threads: int | None = None,
         batched: bool = True,
         name: str | None = None,
+        extra_buffer_types: bool = False,
     ) -> None:
         llama_cpp = llama_cpp_module(name or DEFAULT_MODEL)
         self.path = Path(path)
         self.name = name or full_name(str(self.path))
         self.n_threads = n_threads or default_threads()
-        with _quiet():
+        with _quiet(), _extra_buffer_types(extra_buffer_types):
             try:
                 self.llama = llama_cpp.Llama(
                     model_path=str(self.path),
@@ -237,6 +238,36 @@ def _compile_template(source: str) -> Any:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     return env.from_string(source)
+
+
+_loader_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _extra_buffer_types(enabled: bool) -> Any:
+    """Load models with llama.cpp's ``use_extra_bufts`` set to `enabled` (``Llama()`` has no argument
+    for it, so its loader is handed the parameter while a model loads).
+
+    Off by default: the extra buffer types are llama.cpp's repacked and AMX weight layouts. A CPU can
+    advertise AMX that its OS or VM does not enable, and the AMX kernels then die of a general
+    protection fault on their first matrix product. Without extra buffer types the weights stay in
+    plain CPU buffers and are multiplied by the AVX2/AVX-512 kernels every x86-64 CPU here runs; the
+    shipped SmolLM2 file has no tensor the repacked layout takes, so this costs it nothing.
+    """
+    import llama_cpp.llama_cpp as low  # the module whose loader Llama() calls
+
+    with _loader_lock:
+        load = low.llama_model_load_from_file
+
+        def load_with(path: bytes, params: Any) -> Any:
+            params.use_extra_bufts = enabled
+            return load(path, params)
+
+        low.llama_model_load_from_file = load_with
+        try:
+            yield
+        finally:
+            low.llama_model_load_from_file = load
 
 
 @contextlib.contextmanager
