@@ -211,6 +211,8 @@ def test_a_branch_cannot_poison_the_default_branch_gate(tmp_path, acl_server):
             f"--opro-cache-url={untrusted_url(acl_server)}",
             "--opro-cache-scope=pr-8",
             f"--opro-report={report}",
+            "-n",
+            "2",  # the hits per scope travel from the xdist worker to the report
         )
         outputs.append(branch.stdout + branch.stderr)
         assert branch.returncode == 0 and "1 passed" in branch.stdout, outputs[-1]
