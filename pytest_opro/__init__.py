@@ -2,7 +2,7 @@
 
 Public API::
 
-    from pytest_opro import PromptTask, load_examples, metrics, optimize
+    from pytest_opro import PromptTask, load_examples, metrics, optimize, compare_models
 
 Importing this package is cheap: litellm is imported only when the first model call is made.
 """
@@ -27,6 +27,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "metrics": ("prompts.metrics", None),
     "optimize": ("prompts.optimization", "optimize"),
     "optimize_async": ("prompts.optimization", "optimize_async"),
+    "compare_models": ("prompts.compare", "compare_models"),
+    "ModelComparison": ("prompts.compare", "ModelComparison"),
     "score_instruction": ("prompts.optimization", "score_instruction"),
     "Result": ("prompts.result", "Result"),
     "OptimizerSettings": ("opro.settings", "OptimizerSettings"),

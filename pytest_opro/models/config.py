@@ -173,6 +173,27 @@ class Budget:
 ModelSpec = Union[str, ModelConfig, None]
 
 
+def parse_model(text: str) -> tuple[str, dict[str, Any]]:
+    """A model string with optional sampling parameters after it: ``"local/smollm2 temperature=0.7"``.
+
+    Values are read as YAML scalars (numbers, booleans, strings). Raises ConfigError on a part that
+    is not ``key=value``."""
+    import yaml
+
+    parts = text.split()
+    if not parts:
+        raise ConfigError("model string is empty: use e.g. 'openai/gpt-4o-mini' or 'local/smollm2 temperature=0.7'")
+    params: dict[str, Any] = {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"model {text!r}: {part!r} is not key=value (e.g. temperature=0.7)")
+        if key == "api_key":
+            raise ConfigError(f"model {text!r}: pass the key in the provider's environment variable, not here")
+        params[key] = yaml.safe_load(value)
+    return parts[0], params
+
+
 def model_config(spec: ModelSpec, defaults: Mapping[str, Any], fallback: str = DEFAULT_MODEL) -> ModelConfig:
     """Turn a model string or ModelConfig into a ModelConfig with `defaults` under its own params."""
     if spec is None:

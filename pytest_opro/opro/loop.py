@@ -382,7 +382,7 @@ class _Run:
         ):
             base_best = max(base, key=key)
             compared = [c for c in scored if c.step > 0 and c.validation_outcomes is not None]
-            return select(
+            chosen, selection = select(
                 base_best,
                 compared,
                 outcomes=lambda c: c.validation_outcomes,
@@ -393,6 +393,10 @@ class _Run:
                 order=lambda c: c.train,
                 rejected=self.collapse_rejection if self.settings.collapse == "reject" else None,
             )
+            k = self.settings.samples
+            if k > 1:  # the outcomes compared are aggregates of k samples: say so
+                selection.reason += f" (each example scored {k} times, {self.settings.aggregate} of the {k})"
+            return chosen, selection
         best = max(scored, key=key)
         if base and best.step > 0:
             base_best = max(base, key=key)

@@ -22,6 +22,11 @@ RULES: tuple[RaceRule, ...] = get_args(RaceRule)
 CollapseAction = Literal["reject", "flag"]
 COLLAPSE_ACTIONS: tuple[CollapseAction, ...] = get_args(CollapseAction)
 
+#: How the k samples of one example become its score: their mean (graded), 1 only when all k are
+#: right (pass^k), or 1 when more than half are right. A sample is right when it scores 1.
+Aggregate = Literal["mean", "all", "majority"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+
 
 @dataclass
 class OptimizerSettings:
@@ -59,6 +64,11 @@ class OptimizerSettings:
     #: Show candidates a race stopped early in the meta-prompt, marked with the examples behind their
     #: score; off by default (bench/RESULTS.md, "Racing": the optimizer climbs better without them).
     race_show_partial: bool = False
+    #: Scorer calls per example (sample indices 0..k-1, each its own cache entry), for scorers whose
+    #: answers vary between calls (temperature > 0, reasoning models, a judge that votes).
+    samples: int = 1
+    #: How an example's k samples become its score (see :data:`Aggregate`).
+    aggregate: Aggregate = "mean"
 
     def __post_init__(self) -> None:
         checks = {
@@ -80,6 +90,8 @@ class OptimizerSettings:
             "race_minibatch": self.race_minibatch >= 1,
             "race_rule": self.race_rule in RULES,
             "race_alpha": 0 <= self.race_alpha < 1,
+            "samples": isinstance(self.samples, int) and self.samples >= 1,
+            "aggregate": self.aggregate in AGGREGATES,
         }
         if self.proposers is not None:
             parse_mix(self.proposers)  # raises ConfigError on an unknown name or a bad share

@@ -8,6 +8,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Differences smaller than this count as ties (scores are floats in [0, 1]).
+_TIE = 1e-12
+
+
+def aggregate_samples(values: Sequence[float], how: str = "mean") -> float:
+    """One example's score from its k samples' scores: "mean" (graded), "all" (1 only when every
+    sample scored 1: pass^k) or "majority" (1 when more than half scored 1)."""
+    if not values:
+        raise ValueError("aggregate_samples needs at least one sample")
+    if how == "mean":
+        return sum(values) / len(values)
+    right = sum(1 for v in values if v >= 1.0 - _TIE)
+    if how == "all":
+        return 1.0 if right == len(values) else 0.0
+    if how == "majority":
+        return 1.0 if 2 * right > len(values) else 0.0
+    raise ValueError(f"unknown aggregate {how!r}: use mean, all or majority")
+
 
 def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """A confidence interval for the mean of scores in [0, 1].
@@ -86,10 +104,6 @@ def examples_to_confirm(better: int, worse: int, n: int, alpha: float, limit: in
                 return size
         size = size + 1 if size < 400 else int(size * 1.01) + 1
     return None
-
-
-# Differences smaller than this count as ties (scores are floats in [0, 1]).
-_TIE = 1e-12
 
 
 @dataclass(frozen=True)

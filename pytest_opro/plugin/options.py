@@ -132,6 +132,14 @@ def _collapse(value: str) -> str:
     return _one_of(value, COLLAPSE_ACTIONS)
 
 
+def _aggregate(value: str) -> str:
+    from pytest_opro.opro.settings import AGGREGATES
+
+    if value.strip() not in AGGREGATES:
+        raise ValueError(f"must be {', '.join(AGGREGATES[:-1])} or {AGGREGATES[-1]}")
+    return value.strip()
+
+
 def _report_path(value: str) -> str:
     if not value.endswith((".md", ".json")):
         raise ValueError("must end in .md or .json")
@@ -181,6 +189,20 @@ SPECS: tuple[OptionSpec, ...] = (
         None,
         "train scoring: race (default; stop clearly worse candidates early) or off (every candidate on all of train)",
         "MODE",
+    ),
+    OptionSpec(
+        "samples",
+        _positive_int,
+        None,
+        "scorer calls per example, for scorers whose answers vary between calls (default 1)",
+        "K",
+    ),
+    OptionSpec(
+        "aggregate",
+        _aggregate,
+        None,
+        "how an example's samples become its score: mean (default, graded), all (pass^k) or majority",
+        "HOW",
     ),
     OptionSpec("seed", _non_negative_int, None, "optimizer seed (default 0)", "N"),
     OptionSpec(
@@ -265,6 +287,16 @@ FLAGS = (
     ("optimize", "run the OPRO loop for selected prompt tasks and write their artifacts"),
     ("allow-stale", "gate even when the artifact's fingerprint does not match the task (warn only)"),
     ("allow-no-gain", "with --opro-optimize: pass even when no candidate beat the baseline on validation"),
+    (
+        "compare-fail",
+        "with --opro-compare-model: fail a task whose score drops on a compared model as the gate would fail it",
+    ),
+)
+
+#: --opro-compare-model (repeatable) and its ini twin opro_compare_models (one model a line).
+COMPARE_HELP = (
+    "gate mode: also score each committed instruction with MODEL as scorer and compare with the "
+    "recorded outcomes (repeatable; 'MODEL key=value ...' sets sampling parameters)"
 )
 
 
@@ -281,6 +313,31 @@ def add_options(parser: pytest.Parser) -> None:
     for spec in SPECS:
         group.addoption(f"--opro-{spec.name}", dest=dest(spec.name), default=None, metavar=spec.metavar, help=spec.help)
         parser.addini(dest(spec.name), spec.help, default=None)
+    group.addoption(
+        "--opro-compare-model",
+        action="append",
+        dest="opro_compare_model",
+        default=None,
+        metavar="MODEL",
+        help=COMPARE_HELP,
+    )
+    parser.addini("opro_compare_models", COMPARE_HELP + " (ini: one model a line)", type="linelist", default=[])
+
+
+def _compare_models(config: pytest.Config) -> list[str]:
+    """The models of --opro-compare-model (or ini opro_compare_models), each checked to parse."""
+    from pytest_opro.errors import ConfigError
+    from pytest_opro.models.config import parse_model
+
+    cli = config.getoption("opro_compare_model")
+    source = "--opro-compare-model" if cli is not None else "ini opro_compare_models"
+    models = [str(m).strip() for m in (cli if cli is not None else config.getini("opro_compare_models") or [])]
+    for model in models:
+        try:
+            parse_model(model)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"{source}: {exc}") from None
+    return [m for m in models if m]
 
 
 @dataclass
@@ -335,6 +392,7 @@ def read_options(config: pytest.Config) -> Options:
             raise pytest.UsageError(f"{source}={shown!r} {reason}") from None
         if cli is not None:
             opts.from_cli.add(attr)
+    opts.values["compare_models"] = _compare_models(config)
     if opts.values["plot"]:
         from pytest_opro.reporting.plot import missing_requirement
 

@@ -156,6 +156,8 @@ class OproSession:
             "proposers": "proposers",
             "screening": "screening",
             "collapse": "collapse",
+            "samples": "samples",
+            "aggregate": "aggregate",
         }
         ini = {target: getattr(self.options, opt) for opt, target in names.items()}
         cli = {target: self.options.cli(opt) for opt, target in names.items()}
@@ -197,8 +199,9 @@ class OproSession:
         from pytest_opro.prompts.optimization import estimate
 
         guess = estimate(task, settings, scorer, optimizer)
+        samples = f", {settings.samples} samples per example ({settings.aggregate})" if settings.samples > 1 else ""
         self.write_line(
-            f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}; {guess.describe()}"
+            f"opro {task.name}: optimising with {optimizer.model} -> scorer {scorer.model}{samples}; {guess.describe()}"
         )
 
     def _run_optimizer(self, task: Any, settings: Any, scorer: Any, optimizer: Any, client: Any) -> Any:
@@ -307,7 +310,7 @@ class OproSession:
         from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import load_artifact
         from pytest_opro.prompts.gate import FINGERPRINT_LABELS, decide, stale_parts
-        from pytest_opro.prompts.optimization import score_instruction_async
+        from pytest_opro.prompts.optimization import fingerprint, score_instruction_async
 
         if not path.exists():
             record.status = TaskStatus.MISSING
@@ -319,13 +322,21 @@ class OproSession:
         artifact = load_artifact(path)
         record.instruction = artifact.instruction
         scorer = task.scorer_config(self.model(task, "scorer"))
-        changed = stale_parts(artifact.fingerprint, task.fingerprint(scorer))
+        settings = self.settings(task)
+        changed = stale_parts(artifact.fingerprint, fingerprint(task, scorer, settings))
         if changed:
             why = ""
             if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):
                 why = (
                     " The split rule changed: the examples are now divided into train, validation and test "
                     "another way, so the recorded test outcomes are not on the task's test split."
+                )
+            if any(
+                part.startswith((FINGERPRINT_LABELS["samples"], FINGERPRINT_LABELS["aggregate"])) for part in changed
+            ):
+                why += (
+                    " The samples per example or their aggregate changed: the recorded test outcomes were "
+                    "combined from another number of scorer calls, so they cannot be paired with today's."
                 )
             text = (
                 f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
@@ -343,7 +354,17 @@ class OproSession:
             recorded_replies = cached_replies(
                 client.cache, task, scorer, artifact.instruction, task.splits.test, artifact.data.get("scorer")
             )
-        now = run_sync(score_instruction_async(task, artifact.instruction, "test", client=client, scorer=scorer))
+        now = run_sync(
+            score_instruction_async(
+                task,
+                artifact.instruction,
+                "test",
+                client=client,
+                scorer=scorer,
+                samples=settings.samples,
+                aggregate=settings.aggregate,
+            )
+        )
         if self.options.html:
             from pytest_opro.reporting.html import Side, example_table
 
@@ -368,11 +389,13 @@ class OproSession:
             tolerance=self.tolerance(task),
             alpha=self.options.alpha,
             floor=task.floor,
+            samples=settings.samples,
+            aggregate=settings.aggregate,
         )
         if now.answers:
             from pytest_opro.opro.collapse import collapse
 
-            found = collapse(now.answers, now.n, self.settings(task).collapse_share)
+            found = collapse(now.answers, now.n, settings.collapse_share)
             decision.collapse = found.to_dict() if found else None
         if self.hook is not None:
             self.hook.pytest_opro_gate(task=task, decision=decision)
@@ -390,6 +413,34 @@ class OproSession:
         if now.notes:  # e.g. "3 of 24 replies: not JSON"
             record.message += f"\n  now: {now.describe_notes()}"
         record.decision = {**decision.to_dict(), "notes": dict(now.notes or {})}
+        if self.options.compare_models:
+            self._compare(task, artifact, scorer, settings, record)
+
+    def _compare(self, task: Any, artifact: Any, scorer: Any, settings: Any, record: TaskRecord) -> None:
+        """Score the committed instruction with each ``--opro-compare-model`` and pair it with the
+        recorded outcomes; with ``--opro-compare-fail`` a drop the gate would fail fails the task."""
+        from pytest_opro.models.client import run_sync
+        from pytest_opro.prompts.compare import compare_model_async
+
+        for model in self.options.compare_models:
+            found = run_sync(
+                compare_model_async(
+                    task,
+                    artifact,
+                    model,
+                    client=self.client(),
+                    current=scorer,
+                    samples=settings.samples,
+                    aggregate=settings.aggregate,
+                    tolerance=self.tolerance(task),
+                    alpha=self.options.alpha,
+                )
+            )
+            record.comparisons.append(found.to_dict())
+            self.write_line(f"opro compare {found.describe()}")
+            if self.options.compare_fail and found.failed:
+                record.status = TaskStatus.FAILED
+                record.message = (record.message + "\n" if record.message else "") + found.message()
 
     def error(self, task_name: str, nodeid: str, exc: OproError, artifact: str = "") -> TaskRecord:
         record = TaskRecord(

@@ -33,7 +33,12 @@ FINGERPRINT_LABELS = {
     "judge_params": "judge parameters",
     "judge_rubric": "judge rubric",
     "judge_template": "judge template",
+    "samples": "samples per example",
+    "aggregate": "aggregate of the samples",
 }
+
+#: Fingerprint entries written only when they differ from these (older artifacts lack them).
+FINGERPRINT_DEFAULTS = {"samples": "1", "aggregate": "mean"}
 
 #: Random sign patterns the permutation test draws when exact enumeration is too large (seeded).
 RESAMPLES = 10_000
@@ -72,6 +77,17 @@ class GateDecision:
     resamples: int = 0  # random sign patterns the permutation test drew (0: exact)
     #: The committed instruction's answer collapse on test now (answer, count, n, share), if any.
     collapse: dict[str, Any] | None = None
+    samples: int = 1  # scorer calls per example behind each outcome
+    aggregate: str = "mean"  # how an example's samples became its outcome
+
+    def describe_samples(self) -> str:
+        """ "each example scored 3 times, mean of 3" (empty for one sample)."""
+        if self.samples == 1:
+            return ""
+        how = {"mean": f"mean of {self.samples}", "all": f"right only when all {self.samples} are (pass^k)"}.get(
+            self.aggregate, f"majority of {self.samples}"
+        )
+        return f"each example scored {self.samples} times, {how}"
 
     def describe_test(self) -> str:
         """The paired test that ran and what it counted, for the message."""
@@ -106,9 +122,11 @@ class GateDecision:
                 Verdict.IMPROVED: f"opro gate passed for task {task!r}: accuracy improved",
                 Verdict.PASS: f"opro gate passed for task {task!r}",
             }[self.verdict]
+        samples = f"; {self.describe_samples()}" if self.samples != 1 else ""
         lines = [
             head,
-            f"  recorded {self.recorded:.1%} -> now {self.now:.1%}  (delta {self.delta * 100:+.1f} points, n={self.n})",
+            f"  recorded {self.recorded:.1%} -> now {self.now:.1%}  (delta {self.delta * 100:+.1f} points, "
+            f"n={self.n}{samples})",
             f"  {self.describe_test()} (fails when p < {self.alpha:g} and drop > {self.tolerance * 100:g} points)",
         ]
         if self.worse_ids:
@@ -135,8 +153,11 @@ def decide(
     tolerance: float = 0.02,
     alpha: float = 0.05,
     floor: float | None = None,
+    samples: int = 1,
+    aggregate: str = "mean",
 ) -> GateDecision:
-    """Compare recorded and fresh per-example outcomes on the ids both have."""
+    """Compare recorded and fresh per-example outcomes on the ids both have (each the `aggregate`
+    of `samples` scorer calls)."""
     ids = sorted(set(recorded) & set(now))
     n = len(ids)
     rec = sum(recorded[i] for i in ids) / n if n else 0.0
@@ -173,6 +194,8 @@ def decide(
         floor,
         test.method,
         test.resamples,
+        samples=samples,
+        aggregate=aggregate,
     )
 
 
@@ -180,17 +203,21 @@ def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
     """What changed between the artifact's fingerprint and the task's, in words.
 
     An artifact written before splits could be stratified has no ``split_rule``: it was split by
-    plain hash (``"hash"``), so it is still current for a task that splits that way.
+    plain hash (``"hash"``), so it is still current for a task that splits that way. One without
+    ``samples`` / ``aggregate`` was scored once per example (1, "mean").
     """
-    recorded = dict(recorded)
+    recorded, current = dict(recorded), dict(current)
     if "split_rule" in current and "split_rule" not in recorded:
         recorded["split_rule"] = LEGACY_RULE
+    for key, default in FINGERPRINT_DEFAULTS.items():  # absent means one sample, its own score
+        recorded.setdefault(key, default)
+        current.setdefault(key, default)
     changed = []
     keys = sorted(set(recorded) | set(current), key=lambda k: (k != "split_rule", k))  # the cause first
     for key in keys:
         if recorded.get(key) != current.get(key):
             label = FINGERPRINT_LABELS.get(key, key)
-            if key in ("scorer_model", "metric", "judge_model", "split_rule"):
+            if key in ("scorer_model", "metric", "judge_model", "split_rule", "samples", "aggregate"):
                 label = f"{label} ({recorded.get(key)} -> {current.get(key)})"
             changed.append(label)
     return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from pytest_opro.errors import ProviderError
@@ -12,6 +13,7 @@ from pytest_opro.models.litellm_bridge import supports_prefill
 from pytest_opro.opro.meta_prompt import bucketize
 from pytest_opro.opro.problem import Parsed, Score
 from pytest_opro.opro.settings import OptimizerSettings
+from pytest_opro.opro.stats import aggregate_samples
 from pytest_opro.prompts.examples import Example
 from pytest_opro.prompts.extraction import extract_instruction
 from pytest_opro.prompts.metrics import Graded, grade_outputs
@@ -50,9 +52,19 @@ class InstructionProblem:
     has_validation = True
 
     def __init__(
-        self, task: PromptTask, client: LLMClient, scorer: ModelConfig, optimizer: ModelConfig, exemplars: int = 3
+        self,
+        task: PromptTask,
+        client: LLMClient,
+        scorer: ModelConfig,
+        optimizer: ModelConfig,
+        exemplars: int = 3,
+        *,
+        samples: int = 1,
+        aggregate: str = "mean",
     ) -> None:
         self.task = task
+        self.samples = samples
+        self.aggregate = aggregate
         self.exemplars = exemplars
         self.client = client
         self.scorer = scorer
@@ -96,7 +108,16 @@ class InstructionProblem:
 
     async def score(self, solutions: list[str], split: str) -> list[Score]:
         examples = self.task.splits.get(split)
-        return await score_instructions(self.task, self.client, self.scorer, solutions, examples, self.prefill)
+        return await score_instructions(
+            self.task,
+            self.client,
+            self.scorer,
+            solutions,
+            examples,
+            self.prefill,
+            samples=self.samples,
+            aggregate=self.aggregate,
+        )
 
     def example_strata(self, split: str) -> dict[str, str]:
         """Example id -> target, so race minibatches hold each answer in proportion."""
@@ -106,7 +127,16 @@ class InstructionProblem:
         """Score on the examples of `split` with these ids, in that order (a race's minibatch)."""
         by_id = {ex.id: ex for ex in self.task.splits.get(split)}
         examples = [by_id[i] for i in ids]
-        return await score_instructions(self.task, self.client, self.scorer, solutions, examples, self.prefill)
+        return await score_instructions(
+            self.task,
+            self.client,
+            self.scorer,
+            solutions,
+            examples,
+            self.prefill,
+            samples=self.samples,
+            aggregate=self.aggregate,
+        )
 
 
 async def score_instructions(
@@ -116,20 +146,34 @@ async def score_instructions(
     instructions: list[str],
     examples: tuple[Example, ...] | list[Example],
     prefill: bool | None = None,
+    *,
+    samples: int = 1,
+    aggregate: str = "mean",
 ) -> list[Score]:
-    """Score every instruction on every example in one concurrent batch."""
+    """Score every instruction on every example in one concurrent batch.
+
+    Each example is asked `samples` times (sample indices 0..k-1, each its own cache entry) and its
+    outcome is the `aggregate` of the k grades (:func:`pytest_opro.opro.stats.aggregate_samples`).
+    An example with a failed call or an ungradable answer among its samples counts as a failure.
+    """
     if prefill is None:
         prefill = _prefill(task, scorer)
-    requests = [(task.messages(instruction, ex, prefill=prefill), 0) for instruction in instructions for ex in examples]
+    k = samples
+    requests = [
+        (task.messages(instruction, ex, prefill=prefill), s)
+        for instruction in instructions
+        for ex in examples
+        for s in range(k)
+    ]
     replies = await client.complete_many(scorer, requests, role="scorer")
     n = len(examples)
     # Every answer of every instruction is graded in one batch: a model-graded metric makes all its
     # judge calls concurrently, through the same client (cache, budget, ledger).
-    answered = [k for k, reply in enumerate(replies) if not isinstance(reply, ProviderError)]
+    answered = [c for c, reply in enumerate(replies) if not isinstance(reply, ProviderError)]
     graded = await grade_outputs(
         task.metric_obj,
-        [replies[k].text for k in answered],  # type: ignore[union-attr]
-        [examples[k % n] for k in answered],
+        [replies[c].text for c in answered],  # type: ignore[union-attr]
+        [examples[(c // k) % n] for c in answered],
         client,
     )
     grades: dict[int, Graded] = dict(zip(answered, graded))
@@ -142,21 +186,31 @@ async def score_instructions(
         outputs: dict[str, str] = {}
         failures, error = 0, None
         for j, ex in enumerate(examples):
-            k = i * n + j
-            reply = replies[k]
-            if isinstance(reply, ProviderError):
-                failures, error = failures + 1, error or str(reply)
+            first = (i * n + j) * k
+            values: list[float] = []
+            read: list[str | None] = []
+            for c in range(first, first + k):
+                reply = replies[c]
+                if isinstance(reply, ProviderError):
+                    error = error or str(reply)
+                    break
+                if c == first:
+                    outputs[ex.id] = reply.text  # the first sample's reply, for reports
+                grade = grades[c]
+                if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
+                    error = error or grade.reason
+                    break
+                values.append(grade.value)
+                if grade.reason:
+                    notes[grade.reason] = notes.get(grade.reason, 0) + 1
+                if read_answers:
+                    read.append(task.answer(reply.text, ex))
+            if len(values) < k:
+                failures += 1
                 continue
-            outputs[ex.id] = reply.text
-            grade = grades[k]
-            if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
-                failures, error = failures + 1, error or grade.reason
-                continue
-            outcomes[ex.id] = grade.value
-            if grade.reason:
-                notes[grade.reason] = notes.get(grade.reason, 0) + 1
+            outcomes[ex.id] = values[0] if k == 1 else aggregate_samples(values, aggregate)
             if read_answers:
-                answers[ex.id] = task.answer(reply.text, ex)
+                answers[ex.id] = _most_common(read)
         value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
         scores.append(
             Score(
@@ -198,3 +252,9 @@ def cached_replies(
         if hit is not None and isinstance(hit.get("text"), str):
             out[ex.id] = hit["text"]
     return out
+
+
+def _most_common(answers: list[str | None]) -> str | None:
+    """The answer given most often among an example's samples (the first one on a tie)."""
+    counts = Counter(answers)
+    return max(answers, key=lambda a: counts[a]) if answers else None

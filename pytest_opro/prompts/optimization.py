@@ -69,7 +69,9 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         + settings.max_steps * settings.validate_top * n_val
         + 2 * n_test
     )
-    scorer_calls = fixed + settings.max_steps * max_train
+    # Every scoring pass asks each example `samples` times.
+    k = settings.samples
+    scorer_calls = (fixed + settings.max_steps * max_train) * k
     sample = task.messages(task.initial_instruction, splits.train[0])
     prompt_tokens = sum(len(m["content"]) for m in sample) // _CHARS_PER_TOKEN + 8
     scorer_out = int(scorer.params.get("max_tokens", 64))
@@ -95,7 +97,7 @@ def estimate(task: PromptTask, settings: OptimizerSettings, scorer: ModelConfig,
         scorer_calls,
         cost,
         judge_calls,
-        expected_scorer_calls=fixed + settings.max_steps * expected_train,
+        expected_scorer_calls=(fixed + settings.max_steps * expected_train) * k,
         validation_n=n_val,
         min_gain=min_gain(n_val, settings.select_alpha),
     )
@@ -110,15 +112,26 @@ def min_gain(n_val: int, alpha: float) -> int | None:
 def run_key(task: PromptTask, scorer: ModelConfig, optimizer: ModelConfig, settings: OptimizerSettings) -> str:
     """Identity of a run for its checkpoint: same key, same run."""
     data = {
-        "fingerprint": task.fingerprint(scorer),
+        "fingerprint": fingerprint(task, scorer, settings),
         "initial": task.initial_instruction,
         **({"initial_instructions": list(task.initial_instructions)} if task.initial_instructions else {}),
         "meta_prompt": task.meta_prompt,
         "description": task.description,
         "optimizer": optimizer.public_dict(),
-        "settings": settings.to_dict(),
+        "settings": {k: v for k, v in settings.to_dict().items() if k not in _SAMPLING or v != _SAMPLING[k]},
     }
     return sha256_hex(canonical_json(data))
+
+
+#: The sampling settings at their defaults: a run with these has the fingerprint and checkpoint key
+#: it had before the settings existed.
+_SAMPLING: dict[str, Any] = {"samples": 1, "aggregate": "mean"}
+
+
+def fingerprint(task: PromptTask, scorer: ModelConfig, settings: OptimizerSettings) -> dict[str, str]:
+    """The task's fingerprint for a run with `settings`: the scorer's samples per example and their
+    aggregate are part of what a recorded score means."""
+    return task.fingerprint(scorer, samples=settings.samples, aggregate=settings.aggregate)
 
 
 async def optimize_async(
@@ -143,7 +156,15 @@ async def optimize_async(
     settings = settings or settings_for(task)
     if client is None:
         client = LLMClient(cache=open_cache(cache, cache_mode), concurrency=concurrency, budget=budget)
-    problem = InstructionProblem(task, client, scorer_cfg, optimizer_cfg, exemplars=settings.exemplars)
+    problem = InstructionProblem(
+        task,
+        client,
+        scorer_cfg,
+        optimizer_cfg,
+        exemplars=settings.exemplars,
+        samples=settings.samples,
+        aggregate=settings.aggregate,
+    )
     guess = estimate(task, settings, scorer_cfg, optimizer_cfg)
     saver = Checkpoint(checkpoint, run_key(task, scorer_cfg, optimizer_cfg, settings)) if checkpoint else None
     loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate, checkpoint=saver)
@@ -155,7 +176,9 @@ async def optimize_async(
     search_budget, client.budget = client.budget, Budget()
     texts = list(dict.fromkeys([winner.text, base.text]))  # once when the baseline won
     try:
-        tested = await score_instructions(task, client, scorer_cfg, texts, test)
+        tested = await score_instructions(
+            task, client, scorer_cfg, texts, test, samples=settings.samples, aggregate=settings.aggregate
+        )
     finally:
         client.budget = search_budget
     winner_test, base_test = tested[0], tested[-1]
@@ -196,7 +219,7 @@ async def optimize_async(
         scorer=scorer_cfg.public_dict(),
         optimizer=optimizer_cfg.public_dict(),
         settings=settings.to_dict(),
-        fingerprint=task.fingerprint(scorer_cfg),
+        fingerprint=fingerprint(task, scorer_cfg, settings),
         selection=loop.selection.to_dict() if loop.selection is not None else None,
         answers={"winner": answers(winner, winner_test), "baseline": answers(base, base_test)},
     )
@@ -232,11 +255,21 @@ def optimize(task: PromptTask, **kwargs: Any) -> Result:
 
 
 async def score_instruction_async(
-    task: PromptTask, instruction: str, split: str = "test", *, client: LLMClient, scorer: ModelSpec = None
+    task: PromptTask,
+    instruction: str,
+    split: str = "test",
+    *,
+    client: LLMClient,
+    scorer: ModelSpec = None,
+    samples: int = 1,
+    aggregate: str = "mean",
 ) -> SplitScore:
-    """Score one instruction on one split, keeping per-example outcomes."""
+    """Score one instruction on one split, keeping per-example outcomes (`samples` calls per example,
+    combined by `aggregate`)."""
     scorer_cfg = task.scorer_config(scorer)
-    (score,) = await score_instructions(task, client, scorer_cfg, [instruction], task.splits.get(split))
+    (score,) = await score_instructions(
+        task, client, scorer_cfg, [instruction], task.splits.get(split), samples=samples, aggregate=aggregate
+    )
     return SplitScore.from_score(score, keep_outcomes=True)
 
 

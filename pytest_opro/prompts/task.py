@@ -214,10 +214,14 @@ class PromptTask:
         base = f"{self._metric.name}@{self._metric.version}"
         return f"{base}+{digest}" if digest else base
 
-    def fingerprint(self, scorer: ModelConfig | None = None) -> dict[str, str]:
+    def fingerprint(
+        self, scorer: ModelConfig | None = None, *, samples: int = 1, aggregate: str = "mean"
+    ) -> dict[str, str]:
         """Short hashes of everything that changes a score; the gate compares them one by one.
 
-        A model-graded metric adds its own entries (judge model, parameters, rubric, template)."""
+        A model-graded metric adds its own entries (judge model, parameters, rubric, template).
+        `samples` (scorer calls per example) and `aggregate` are entries only when they are not the
+        defaults 1 and "mean", so a one-sample fingerprint reads as it did before they existed."""
         scorer = scorer or self.scorer_config()
         parts = getattr(self._metric, "fingerprint_parts", None)
         extra = {str(k): str(v) for k, v in parts().items()} if callable(parts) else {}
@@ -231,4 +235,6 @@ class PromptTask:
             "scorer_model": scorer.model,
             "scorer_params": _sha(dict(scorer.params)),
             **extra,
+            **({"samples": str(samples)} if samples != 1 else {}),
+            **({"aggregate": aggregate} if aggregate != "mean" else {}),
         }

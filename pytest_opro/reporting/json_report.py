@@ -157,6 +157,7 @@ def task_entry(record: TaskRecord, rootpath: Path, *, allow_no_gain: bool = Fals
         "top_candidates": [],
         "steps": [],
         "candidates": [],
+        "comparisons": [dict(c) for c in record.comparisons],
     }
     if record.cache_hits_by_scope:  # a scoped Redis cache: hits per trust scope
         entry["usage"]["cache_hits_by_scope"] = dict(sorted(record.cache_hits_by_scope.items()))
@@ -285,6 +286,8 @@ def _gate_block(d: dict[str, Any], test_ci: Any) -> dict[str, Any]:
         "resamples": d.get("resamples", 0),
         "notes": dict(d.get("notes") or {}),
         "collapse": d.get("collapse"),
+        "samples": d.get("samples", 1),
+        "aggregate": d.get("aggregate", "mean"),
     }
 
 

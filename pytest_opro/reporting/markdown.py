@@ -243,6 +243,38 @@ def task_markdown(entry: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def comparison_table(entries: list[dict[str, Any]]) -> list[str]:
+    """The model comparison (``--opro-compare-model``): one row per task and compared model, with the
+    recorded model, both scores, the delta, the paired test's p-value, flipped examples and cost."""
+    rows = [(e, c) for e in entries for c in e.get("comparisons") or []]
+    if not rows:
+        return []
+    out = [
+        "### Model comparison",
+        "",
+        "The committed instruction re-scored on the test split with another scorer model, paired with the "
+        "recorded outcomes (the gate's test, tolerance and floor).",
+        "",
+        "| task | recorded model → model | test: recorded → now | delta | p-value | flipped | cost | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for e, c in rows:
+        models = f"{md_text(c['recorded_model'])} → {md_text(c['model'])}"
+        if c.get("error") is not None:
+            out.append(
+                f"| {md_text(e['task'])} | {models} | – | – | – | – | ${c['cost_usd']:.4f} | "
+                f"**error**: {md_text(c['error'], 200)} |"
+            )
+            continue
+        verdict = ("**significant drop** " if c.get("significant_drop") else "") + md_text(str(c["verdict"]))
+        out.append(
+            f"| {md_text(e['task'])} | {models} | {_pct(c['recorded'])} → {_pct(c['now'])} | "
+            f"{c['delta'] * 100:+.1f} pts | {c['p_value']:.3g} | {len(c['flipped'])} of {c['n']} | "
+            f"${c['cost_usd']:.4f} | {verdict} |"
+        )
+    return out + [""]
+
+
 def report_headline(report: dict[str, Any]) -> str:
     """The report's first line without the heading marks, e.g. ``pytest-opro: PASS, 3 prompt tasks gated``."""
     entries, summary, mode = report["tasks"], report["summary"], report["mode"]
@@ -268,6 +300,7 @@ def markdown_from_report(report: dict[str, Any]) -> str:
     out = [f"## {report_headline(report)}", ""]
     if entries:
         out += _summary_table(entries, mode) + [""]
+    out += comparison_table(entries)
     for entry in entries:
         out.append(task_markdown(entry))
     out.append(f"<sub>{_settings_note(report)} · scores are the metric's mean on each split, intervals are 95%.</sub>")
@@ -315,6 +348,7 @@ def comment_from_report(
         if len(shown) < len(entries):
             more = len(entries) - len(shown)
             out += [f"{more} {'more ' if shown else ''}tasks are listed in the job summary only.", ""]
+        out += comparison_table(entries)
     tail = []
     where = []
     if commit:

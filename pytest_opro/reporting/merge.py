@@ -1,8 +1,10 @@
 """Combine the JSON reports of sharded jobs (``pytest --opro-shard K/N --opro-report shard-K.json``)
-into one report of the same schema, for the markdown a pull request reads.
+into one report of the same schema, for the markdown a pull request reads. Jobs of a model matrix
+(each gating the same prompts and comparing other models, ``--opro-compare-model``) merge too: one
+entry per task with every job's comparisons.
 
 The merge refuses what would make the combined report lie: reports of different modes or gate
-settings, a task reported by two shards (the shards overlap), and, unless asked to go on, a shard of
+settings, a task reported by two shards (the shards overlap) or gated differently by two jobs, and, unless asked to go on, a shard of
 the N that is missing (a job that crashed before writing its report).
 """
 
@@ -65,15 +67,22 @@ def merge_reports(
 
     tasks: list[dict[str, Any]] = []
     owner: dict[tuple[str, str], str] = {}
+    at: dict[tuple[str, str], int] = {}
     for i in order:
         for entry in reports[i].get("tasks") or []:
             ident = (str(entry.get("nodeid")), str(entry.get("task")))
+            if ident in owner and count is None and _more_comparisons(tasks[at[ident]], entry):
+                # the same gate in jobs that compared other models (a model matrix): one entry
+                kept = tasks[at[ident]] = dict(tasks[at[ident]])
+                kept["comparisons"] = list(kept.get("comparisons") or []) + list(entry.get("comparisons") or [])
+                continue
             if ident in owner:
                 raise MergeError(
                     f"task {ident[1]!r} ({ident[0]}) is in both {owner[ident]} and {names[i]}: "
                     "the shards overlap (did every job collect the same tests?)"
                 )
             owner[ident] = names[i]
+            at[ident] = len(tasks)
             tasks.append(entry)
 
     merged = {
@@ -88,3 +97,26 @@ def merge_reports(
         "merged": {"reports": len(reports), "shard_count": count, "missing_shards": missing},
     }
     return merged
+
+
+#: What must agree for two reports' entries of one task to be the same gate (matrix jobs).
+_GATE_KEYS = ("verdict", "passed", "recorded", "now", "n", "worse_ids", "better_ids")
+
+
+def _more_comparisons(first: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether `other` reports the gate of `first` again with comparisons on other models (jobs of a
+    model matrix gate the same committed prompts and each compares its own models)."""
+    known = {c.get("model") for c in first.get("comparisons") or []}
+    new = [c.get("model") for c in other.get("comparisons") or []]
+    if not new or known & set(new):
+        return False
+    if (
+        first.get("mode") != "gate"
+        or other.get("mode") != "gate"
+        or first.get("instruction") != other.get("instruction")
+    ):
+        return False
+    a, b = first.get("gate"), other.get("gate")
+    if a is None or b is None:
+        return first.get("status") == other.get("status") and a == b
+    return all(a.get(k) == b.get(k) for k in _GATE_KEYS)

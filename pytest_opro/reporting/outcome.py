@@ -61,6 +61,8 @@ class TaskRecord:
     #: The HTML report's example table (``reporting.html.example_table``); only with ``--opro-html``.
     examples: dict[str, Any] | None = None
     cache_hits_by_scope: dict[str, int] = field(default_factory=dict)  # scoped Redis cache: hits per scope
+    #: The committed instruction on other scorer models (``--opro-compare-model``), as plain data.
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

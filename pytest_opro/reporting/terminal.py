@@ -82,6 +82,29 @@ def summary_lines(records: Iterable[TaskRecord]) -> list[str]:
                 lines.append(f"{'':<16} {note}")
             if r.cache_hits_by_scope:
                 lines.append(f"{'':<16} {describe_cache_hits(r.cache_hits, r.cache_hits_by_scope)}")
+    compared = [(r, c) for r in gated for c in r.comparisons]
+    if compared:
+        lines.extend(comparison_lines(compared))
     for r in errors:
         lines.append(f"{r.task:<16} error: {shorten(r.message, 100)}")
+    return lines
+
+
+def comparison_lines(compared: Iterable[tuple[TaskRecord, dict]]) -> list[str]:
+    """The model comparison table: recorded model -> compared model, scores, delta, p, flips, cost."""
+    lines = [
+        f"{'task':<16} {'model comparison':<56} {'score (test)':<18} {'delta':>7} {'p':>7} {'flipped':>8} {'cost':>8}  verdict"
+    ]
+    for r, c in compared:
+        models = shorten(f"{c['recorded_model']} -> {c['model']}", 56)
+        if c.get("error") is not None:
+            lines.append(f"{r.task:<16} {models:<56} not compared: {shorten(c['error'], 80)}")
+            continue
+        p = c["p_value"]
+        p_value = f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+        verdict = c["verdict"] + (" (significant drop)" if c.get("significant_drop") else "")
+        lines.append(
+            f"{r.task:<16} {models:<56} {_pct(c['recorded']) + ' -> ' + _pct(c['now']):<18} "
+            f"{c['delta'] * 100:>+7.1f} {p_value:>7} {len(c['flipped']):>8} {'$' + format(c['cost_usd'], '.4f'):>8}  {verdict}"
+        )
     return lines

@@ -541,6 +541,18 @@ def test_a_run_without_a_task_still_updates_the_comment(runner: Runner) -> None:
     assert "## pytest-opro: no prompt task ran (gate mode)" in body
 
 
+def test_model_comparisons_reach_the_comment(runner: Runner) -> None:
+    """`args: --opro-compare-model ...` compares the committed prompt on another model; the comment shows it."""
+    run = runner.run(GATE | {"args": "--opro-compare-model fake/other"})
+    assert run.returncode == 0, run.log
+    [comparison] = report_of(run)["tasks"][0]["comparisons"]
+    assert (comparison["recorded_model"], comparison["model"]) == ("fake/scorer", "fake/other")
+    assert comparison["verdict"] == "pass" and comparison["error"] is None and comparison["n"] == 30
+    [body] = [json.loads(c["stdin"])["body"] for c in runner.gh_calls() if c["stdin"]]
+    assert "### Model comparison" in body and "| yesno | fake/scorer → fake/other | 83.3% → 83.3% |" in body
+    assert "### Model comparison" in run.summary
+
+
 # -- optimize mode ---------------------------------------------------------------------------------
 
 

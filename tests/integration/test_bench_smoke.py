@@ -127,3 +127,20 @@ def test_html_page_benchmark_smoke() -> None:
     size = float(re.search(r"page: ([\d.]+) MB", run.stdout).group(1))  # type: ignore[union-attr]
     assert 0.5 < size < 2.0
     assert "requests: 1 (0 not file://)" in run.stdout
+
+
+def test_samples_benchmark_smoke() -> None:
+    """A few seeds of the repeated-samples benchmark: one row per k, rates in [0, 1]."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_samples.py"), "--seeds", "3", "--n", "20", "--k", "1", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 20 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "3", "3", "3"]  # k=1 once, then k=3 per aggregate
+    for row in rows:
+        false_fail, power = (float(c) for c in row.split("|")[6:8])
+        assert 0.0 <= false_fail <= 1.0 and 0.0 <= power <= 1.0

@@ -29,6 +29,7 @@ WORKFLOWS = REPO / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 USER = REPO / "docs" / "prompt-regression.yml"  # the example users copy (not run in this repository)
 SHARED = REPO / "docs" / "shared-cache-workflow.yml"  # the example with a shared Redis cache and trust scopes
+MATRIX = REPO / "docs" / "model-matrix.yml"  # the model matrix example users copy
 ACTION = REPO / "action.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 # The example calls pytest-opro's action by its major tag, which follows fixes (pin it if you prefer);
@@ -56,7 +57,7 @@ def run_text(job: dict[str, Any]) -> str:
     return "\n".join(str(s.get("run", "")) for s in steps(job))
 
 
-@pytest.fixture(params=[CI, USER, SHARED], ids=lambda p: p.name)
+@pytest.fixture(params=[CI, USER, SHARED, MATRIX], ids=lambda p: p.name)
 def workflow(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load(request.param)
 
@@ -196,7 +197,8 @@ def test_workflow_commands_exist() -> None:
     """Every --opro-* option and python -m module the workflows use is real."""
     known = {f"--opro-{name}" for name, _ in FLAGS} | {f"--opro-{spec.name}" for spec in SPECS}
     known.add("--opro-cache-url")  # the shared Redis cache (issue 16); the action checks for it before use
-    for path in (CI, USER, SHARED, ACTION, REPO / "action" / "opro_action.py"):
+    known.add("--opro-compare-model")  # repeatable, declared beside SPECS
+    for path in (CI, USER, SHARED, MATRIX, ACTION, REPO / "action" / "opro_action.py"):
         text = path.read_text(encoding="utf-8")
         assert set(re.findall(r"--opro-[a-z-]+", text)) <= known, path.name
         for module in re.findall(r"python -m (pytest_opro[\w.]*)", text):
@@ -288,9 +290,9 @@ def test_actionlint_finds_nothing(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     action = action_as_workflow(tmp_path / "action-steps.yml")
-    findings = actionlint([CI, USER, action, broken])
+    findings = actionlint([CI, USER, MATRIX, action, broken])
     assert findings.pop(str(broken)), "actionlint accepted a broken workflow"
-    assert findings == {str(CI): [], str(USER): [], str(action): []}
+    assert findings == {str(CI): [], str(USER): [], str(MATRIX): [], str(action): []}
 
 
 def action_as_workflow(path: Path) -> Path:
@@ -313,7 +315,7 @@ def action_as_workflow(path: Path) -> Path:
 def shell_scripts() -> list[tuple[str, str]]:
     """Every bash run: script of the workflows and the action, with ${{ }} replaced as actionlint does."""
     found = []
-    for path in (CI, USER, ACTION):
+    for path in (CI, USER, MATRIX, ACTION):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         jobs = data["jobs"].values() if "jobs" in data else [data["runs"]]
         for job in jobs:

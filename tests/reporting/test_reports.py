@@ -365,3 +365,50 @@ def test_fence_outgrows_backticks_inside() -> None:
     fence = block.splitlines()[0].removesuffix("text")
     assert fence == "`" * 5 and block.endswith("\n" + fence)
     assert block.count(fence) == 2
+
+
+# -- a model matrix: the same gate in several jobs, each comparing other models ------------------
+
+
+def _matrix_report(models: list[str], now: float = 0.9) -> dict:
+    entry = {
+        "task": "yesno",
+        "nodeid": "test_yesno.py::test_yesno",
+        "mode": "gate",
+        "status": "passed",
+        "ok": True,
+        "instruction": "Answer carefully.",
+        "gate": {
+            "verdict": "pass",
+            "passed": True,
+            "recorded": 0.9,
+            "now": now,
+            "n": 30,
+            "worse_ids": [],
+            "better_ids": [],
+        },
+        "usage": {"calls": 0, "cache_hits": 30, "cost_usd": 0.0, "seconds": 0.1},
+        "comparisons": [{"model": m, "recorded_model": "fake/scorer"} for m in models],
+    }
+    return {
+        "schema": "pytest-opro-report",
+        "schema_version": 1,
+        "mode": "gate",
+        "settings": {"tolerance": 0.02, "alpha": 0.05},
+        "tasks": [entry],
+    }
+
+
+def test_merge_joins_the_comparisons_of_a_model_matrix() -> None:
+    from pytest_opro.reporting.merge import MergeError, merge_reports
+
+    merged = merge_reports([_matrix_report([]), _matrix_report(["fake/a"]), _matrix_report(["fake/b"])])
+    [task] = merged["tasks"]
+    assert [c["model"] for c in task["comparisons"]] == ["fake/a", "fake/b"]
+    assert merged["summary"]["tasks"] == 1
+    # the same task gated differently by two jobs is not one gate; one report twice is an overlap
+    with pytest.raises(MergeError, match="is in both"):
+        merge_reports([_matrix_report(["fake/a"]), _matrix_report(["fake/b"], now=0.5)])
+    for twice in ([], ["fake/a"]):
+        with pytest.raises(MergeError, match="is in both"):
+            merge_reports([_matrix_report(twice), _matrix_report(twice)])

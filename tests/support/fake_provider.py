@@ -81,6 +81,8 @@ class FakeBrain:
         self.calls: collections.Counter[str] = collections.Counter()
         self.log: list[tuple[str, list[dict]]] = []
         self.fail: Callable[[str, list[dict]], BaseException | None] | None = None
+        #: Scorer scripts for particular models (model string -> messages -> reply), before `scorer`.
+        self.by_model: dict[str, Callable[[list[dict]], str]] = {}
         self._seen: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()
 
@@ -135,6 +137,8 @@ class FakeBrain:
                 return script(text, n)
             script = list(script)
             return script[script_index % len(script)] if script else ""
+        if model in self.by_model:
+            return self.by_model[model](messages)
         if self.scorer is not None:
             return self.scorer(messages)
         return self.default_score_reply(text)
