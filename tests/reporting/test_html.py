@@ -232,3 +232,19 @@ def test_every_candidate_is_listed_with_its_rejection() -> None:
     page = render_page(report(entry(candidates=candidates)), [None])
     assert "<summary>Every candidate (2, 1 rejected)</summary>" in page
     assert '<span class="mark mark-wrong">rejected: duplicate</span><pre class="out">Say no.</pre>' in page
+
+
+def test_model_comparisons_have_their_own_table() -> None:
+    from pytest_opro.prompts.compare import ModelComparison
+
+    drop = ModelComparison(
+        "t", "fake/a", "fake/b <i>", recorded=0.9, now=0.7, delta=-0.2, p_value=0.004, n=20, flipped=["x"] * 4
+    )
+    drop.verdict, drop.significant_drop = "regression", True
+    broken = ModelComparison("t", "fake/a", "fake/c", error="model fake/c: this model was retired")
+    page = render_page(report(entry(comparisons=[drop.to_dict(), broken.to_dict()])), [None])
+    assert "<h3>Model comparison</h3>" in page
+    assert "fake/a → fake/b &lt;i&gt;" in page  # escaped
+    assert "90.0% → 70.0%" in page and "-20.0 points" in page and "4 of 20" in page
+    assert "regression (significant drop)" in page
+    assert "not compared: model fake/c: this model was retired" in page

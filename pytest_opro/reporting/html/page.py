@@ -31,7 +31,7 @@ FOLD_OVER = 400
 #: The trajectory plot's size in SVG units.
 PLOT_W, PLOT_H, PLOT_PAD = 720, 240, 40
 #: Blocks that later report fields add to a task entry, shown as key/value tables when present.
-EXTRA_SECTIONS = {"samples": "Repeated samples", "comparison": "Model comparison", "comparisons": "Model comparisons"}
+EXTRA_SECTIONS = {"samples": "Repeated samples", "comparison": "Model comparison"}
 _SELECTION_KNOWN = ("kept_baseline", "reason", "split", "comparisons", "alpha", "correction", "min_delta")
 _CHOSEN_KEYS = ("step", "score", "gain", "better", "worse", "n", "p_value", "adjusted_p", "method")
 
@@ -250,6 +250,7 @@ def task_view(entry: dict[str, Any], table: dict[str, Any] | None, index: int) -
         "extras": extras,
         "gate_mode": entry.get("gate") is not None,
         "rejected": sum(1 for c in entry.get("candidates") or [] if c.get("rejection")),
+        "comparisons": list(entry.get("comparisons") or []),  # --opro-compare-model, its own table
     }
 
 
