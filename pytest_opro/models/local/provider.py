@@ -11,9 +11,6 @@ from pytest_opro.models.local.files import full_name
 from pytest_opro.models.local.sampling import GenerationResult
 from pytest_opro.models.local.worker import submit
 
-# --------------------------------------------------------------------------------------------
-# the litellm provider
-# --------------------------------------------------------------------------------------------
 _PARAM_NAMES = ("temperature", "max_tokens", "max_completion_tokens", "seed", "stop", "top_p", "top_k")
 _handler: Any = None
 _handler_lock = threading.Lock()

@@ -8,7 +8,6 @@ from typing import Any
 DEFAULT_MAX_TOKENS = 256
 
 
-# --------------------------------------------------------------------------------------------
 @dataclass
 class GenerationRequest:
     """One completion to run: prompt tokens and sampling settings."""
