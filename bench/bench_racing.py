@@ -9,9 +9,12 @@ around the best skill it is shown (a noisy hill climb), so what racing shows the
 
 The real loop (`pytest_opro.opro.run_loop`) runs every world twice, with screening "off" (the paper)
 and "race", and once per racing variant asked for. It also prints the scorer calls a DSPy COPRO run
-with its defaults would make on the same task size, from COPRO's documented algorithm.
+with its defaults would make on the same task size, from COPRO's documented algorithm. With
+``--settings`` it runs setting variants on the default race instead (patience, whether a step that
+validated nothing counts, ...), for each train / validation split of ``--splits``.
 
     python bench/bench_racing.py --seeds 300
+    python bench/bench_racing.py --seeds 200 --splits 30/20,15/35 --settings "patience=3;patience=5"
 """
 
 from __future__ import annotations
@@ -226,6 +229,44 @@ def summarise(name: str, outcomes: list[RunOutcome], reference: list[RunOutcome]
     )
 
 
+def _value(text: str) -> Any:
+    """A setting's value from the command line: bool, int, float or text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def settings_table(args: argparse.Namespace, base: dict[str, Any]) -> int:
+    """Setting variants on the default race, for each train/validation split asked for."""
+    started = time.monotonic()
+    splits = [tuple(int(x) for x in s.split("/")) for s in args.splits.split(",") if s] or [
+        (args.train, args.validation)
+    ]
+    variants = [v.strip() for v in args.settings.split(";") if v.strip()]
+    print(f"worlds: {args.seeds} seeds, {args.steps} steps x {args.candidates} candidates, race defaults otherwise")
+    print(
+        "| train / validation | settings | mean scorer calls | median | calls vs first row | mean shipped true acc "
+        "| vs first row (points ± SE) | false-ship rate | mean regret vs best proposed (points) | scorer calls per candidate |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    reference: list[RunOutcome] | None = None
+    for n_train, n_val in splits:
+        for variant in variants:
+            overrides = {k.strip(): _value(v.strip()) for k, v in (kv.split("=") for kv in variant.split(",")) if k}
+            settings = OptimizerSettings(**{**base, **overrides})
+            outcomes = [run_world(s, settings, n_train, n_val) for s in range(args.seeds)]
+            row = summarise(variant, outcomes, reference)
+            print(f"| {n_train} / {n_val} " + row, flush=True)
+            reference = reference or outcomes
+    print(f"elapsed {time.monotonic() - started:.1f}s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=300)
@@ -240,8 +281,22 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated race variants race:minibatch:rule[:alpha][:partial] (partial: "
         "race_show_partial, the meta-prompt also shows candidates stopped early)",
     )
+    parser.add_argument(
+        "--settings",
+        default="",
+        help="semicolon-separated setting variants run with the default race, each key=value[,key=value], "
+        "e.g. 'patience=5;patience=3,patience_counts_unvalidated=false' (replaces --variants)",
+    )
+    parser.add_argument(
+        "--splits",
+        default="",
+        help="comma-separated train/validation sizes to run --settings on, e.g. '30/20,20/30' "
+        "(default: --train/--validation)",
+    )
     args = parser.parse_args(argv)
     base = dict(max_steps=args.steps, candidates=args.candidates, seed=0)
+    if args.settings:
+        return settings_table(args, base)
     started = time.monotonic()
     print(
         f"worlds: {args.seeds} seeds, train {args.train}, validation {args.validation}, "

@@ -515,7 +515,10 @@ class _Run:
         for cand in (c for c in self.trajectory.candidates if c.step == self.step):
             self._emit_candidate(cand)
         step_best = self._pick(accepted, self.decisive, 1)
-        stop = self.stopper.update(step_best[0].score_on(self.decisive) if step_best else None)
+        if self.decisive == "validation" and not step_best and not self.settings.patience_counts_unvalidated:
+            stop = False  # nothing validated (every finalist lost to the incumbent on train): not a stale step
+        else:
+            stop = self.stopper.update(step_best[0].score_on(self.decisive) if step_best else None)
         rep = self.report(accepted)
         self.save()
         if self.on_step is not None:

@@ -40,6 +40,9 @@ class OptimizerSettings:
     show_scores: bool = True
     max_chars: int = 500
     patience: int = 3
+    #: Whether a step that validated nothing (racing: every finalist below the best earlier candidate
+    #: on train) counts against `patience` (see bench/RESULTS.md, "Patience and splits").
+    patience_counts_unvalidated: bool = True
     min_delta: float = 0.0
     validate_top: int = 2
     seed: int = 0

@@ -309,7 +309,7 @@ class OproSession:
     def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
         from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import load_artifact
-        from pytest_opro.prompts.gate import FINGERPRINT_LABELS, decide, stale_parts
+        from pytest_opro.prompts.gate import FINGERPRINT_LABELS, decide, stale_for
         from pytest_opro.prompts.optimization import fingerprint, score_instruction_async
 
         if not path.exists():
@@ -323,7 +323,7 @@ class OproSession:
         record.instruction = artifact.instruction
         scorer = task.scorer_config(self.model(task, "scorer"))
         settings = self.settings(task)
-        changed = stale_parts(artifact.fingerprint, fingerprint(task, scorer, settings))
+        changed = stale_for(task, artifact.fingerprint, lambda t: fingerprint(t, scorer, settings))
         if changed:
             why = ""
             if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):

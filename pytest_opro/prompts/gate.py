@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_opro.opro.collapse import describe
 from pytest_opro.opro.stats import paired_test
 from pytest_opro.prompts.splits import LEGACY_RULE
+
+if TYPE_CHECKING:
+    from pytest_opro.prompts.task import PromptTask
 
 _EPS = 1e-9  # float noise in score means, e.g. 0.98 - 1.0 == -0.020000000000000018
 
@@ -197,6 +200,25 @@ def decide(
         samples=samples,
         aggregate=aggregate,
     )
+
+
+def stale_for(
+    task: PromptTask, recorded: dict[str, str], fingerprint: Callable[[PromptTask], dict[str, str]]
+) -> list[str]:
+    """What changed between an artifact's fingerprint and `task`'s (:func:`stale_parts`), in words;
+    `fingerprint(task)` is a task's fingerprint for the run's settings.
+
+    A task on the default split fractions also matches an artifact recorded under an earlier default
+    (:data:`pytest_opro.prompts.splits.EARLIER_DEFAULT_FRACTIONS`): its test split, the one the gate
+    scores, is the same under every default, and only train and validation moved.
+    """
+    current = fingerprint(task)
+    changed = stale_parts(recorded, current)
+    if changed:
+        for earlier in map(fingerprint, task.earlier_default_tasks()):
+            if earlier["examples_test"] == current["examples_test"] and not stale_parts(recorded, earlier):
+                return []
+    return changed
 
 
 def stale_parts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:

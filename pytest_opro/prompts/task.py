@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from pytest_opro.errors import ConfigError, ExampleError
@@ -13,6 +13,7 @@ from pytest_opro.prompts.examples import Example, examples_fingerprint
 from pytest_opro.prompts.metrics import Metric, resolve
 from pytest_opro.prompts.splits import (
     DEFAULT_FRACTIONS,
+    EARLIER_DEFAULT_FRACTIONS,
     Splits,
     Stratify,
     resolve_stratify,
@@ -213,6 +214,18 @@ class PromptTask:
         digest = getattr(self._metric, "digest", None)
         base = f"{self._metric.name}@{self._metric.version}"
         return f"{base}+{digest}" if digest else base
+
+    @property
+    def default_fractions(self) -> bool:
+        """Whether the task splits by the default fractions (no `counts`, `fractions` left as they are)."""
+        return self.counts is None and self.fractions is not None and tuple(self.fractions) == DEFAULT_FRACTIONS
+
+    def earlier_default_tasks(self) -> list[PromptTask]:
+        """This task split by each earlier default of the fractions, when it uses the default: an
+        artifact recorded under one of them is still current (the test split is the same)."""
+        if not self.default_fractions:
+            return []
+        return [replace(self, fractions=f) for f in EARLIER_DEFAULT_FRACTIONS]
 
     def fingerprint(
         self, scorer: ModelConfig | None = None, *, samples: int = 1, aggregate: str = "mean"

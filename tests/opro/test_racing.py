@@ -314,3 +314,21 @@ def test_racing_totals_for_the_summary_and_report() -> None:
     assert totals == {"screened_out": 4, "not_validated": 2, "train_calls": 150, "calls_saved": 50}
     assert describe_racing(totals) == "4 candidates screened out, 2 not validated, 50 scorer calls saved"
     assert describe_racing({**totals, "not_validated": 0}) == "4 candidates screened out, 50 scorer calls saved"
+
+
+def test_a_step_that_validated_nothing_counts_against_patience_unless_told_not_to(fake_llm: FakeBrain) -> None:
+    """Steps 2 and 3 propose nothing that reaches step 1's level 9 on train, so they validate nothing."""
+    task = make_task(examples=make_examples(120))
+    write_scorer(fake_llm, task, {})
+    proposals = [f"<INS>Use level {k}.</INS>" for k in (3, 9, 1, 6, 5, 7, 2, 8, 4, 0, 2, 1)]
+    base = dict(max_steps=3, candidates=4, patience=1, validate_top=2, race_alpha=0.0)
+
+    fake_llm.optimizer = list(proposals)
+    counted = optimize(task, settings=OptimizerSettings(**base), cache=None)
+    assert counted.steps_run == 2 and counted.stop_reason == "early stop: no validation gain for 1 steps"
+    assert counted.reports[1].not_validated == 2
+
+    fake_llm.optimizer = list(proposals)
+    uncounted = optimize(task, settings=OptimizerSettings(**base, patience_counts_unvalidated=False), cache=None)
+    assert uncounted.steps_run == 3 and uncounted.stop_reason == "max_steps=3 reached"
+    assert uncounted.instruction == counted.instruction == "Use level 9."

@@ -81,7 +81,7 @@ def test_a_collapsed_candidate_is_flagged_everywhere(suite: pytest.Pytester, mon
     monkeypatch.setenv("OPRO_FAKE_SCRIPT", json.dumps(["<INS>Always say yes.</INS>", "<INS>Think.</INS>"]))
     result = run(suite, "--opro-optimize", "--opro-report=r.json")
     result.assert_outcomes(passed=1)
-    flag = 'answers "yes" to 20 of 20'
+    flag = 'answers "yes" to 35 of 35'  # 100 examples: 35 on validation by default
     # the progress line of the step
     result.stdout.fnmatch_lines(
         [f"opro lucky: step 1/1 best train * | collapse: a step 1 candidate {flag} on validation"]
@@ -95,7 +95,7 @@ def test_a_collapsed_candidate_is_flagged_everywhere(suite: pytest.Pytester, mon
     assert task["instruction"] == "Think."
     [flagged] = task["collapse"]["candidates"]
     assert (
-        flagged["text"] == "Always say yes." and flagged["answer"] == "yes" and flagged["count"] == flagged["n"] == 20
+        flagged["text"] == "Always say yes." and flagged["answer"] == "yes" and flagged["count"] == flagged["n"] == 35
     )
     assert task["steps"][0]["collapsed"][0]["share"] == 1.0
     assert next(c for c in task["candidates"] if c["text"] == "Always say yes.")["top_answer"]["share"] == 1.0
@@ -105,13 +105,13 @@ def test_a_collapsed_candidate_is_flagged_everywhere(suite: pytest.Pytester, mon
     assert artifact["collapse"]["winner"] == {"validation": None, "test": None}  # "Think." answers both labels
     assert artifact["answers"]["winner"]["test"] == {"no": 25, "yes": 25}
     top = {c["text"]: c for c in artifact["top_candidates"]}
-    assert top["Always say yes."]["top_answer"] == {"answer": "yes", "count": 20, "n": 20, "share": 1.0}
+    assert top["Always say yes."]["top_answer"] == {"answer": "yes", "count": 35, "n": 35, "share": 1.0}
     # the markdown report
     md = run(suite, "--opro-optimize", "--opro-report=r.md")
     md.assert_outcomes(passed=1)
     text = (suite.path / "r.md").read_text(encoding="utf-8")
     assert "- **answer collapse**: 1 validated candidate" in text and f"e.g. step 1: {flag} on validation" in text
-    assert "| yes 20/20 |" in text
+    assert "| yes 35/35 |" in text
 
 
 def test_a_collapsed_candidate_is_not_shipped_and_the_summary_says_why(
@@ -122,14 +122,14 @@ def test_a_collapsed_candidate_is_not_shipped_and_the_summary_says_why(
     result = run(suite, "--opro-optimize", "--opro-allow-no-gain", "--opro-report=r.json")
     result.assert_outcomes(passed=1)
     why = (
-        "kept the baseline: the step 1 candidate was better (10 better / 0 worse of 20 on validation, p=1e-03) "
-        'but its answers collapsed (it answers "yes" to 20 of 20 on validation, where the most common target covers 50%)'
+        "kept the baseline: the step 1 candidate was better (17 better / 0 worse of 35 on validation, p=8e-06) "
+        'but its answers collapsed (it answers "yes" to 35 of 35 on validation, where the most common target covers 50%)'
     )
     result.stdout.fnmatch_lines([f"*{why}*"])
     [task] = json.loads((suite.path / "r.json").read_text(encoding="utf-8"))["tasks"]
     assert task["instruction"] == "Answer."
     [test] = task["selection"]["tests"]  # still in the report, with its counts and the reason
-    assert test["better"] == 10 and test["adjusted_p"] < 0.05 and test["rejected"].startswith("its answers collapsed")
+    assert test["better"] == 17 and test["adjusted_p"] < 0.05 and test["rejected"].startswith("its answers collapsed")
     artifact = yaml.safe_load((suite.path / "__opro__" / "lucky.yaml").read_text(encoding="utf-8"))
     assert artifact["instruction"] == "Answer." and artifact["selection"]["reason"] == why
 
@@ -141,7 +141,7 @@ def test_a_collapsed_winner_is_flagged_and_the_gate_says_so(suite: pytest.Pytest
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            '*answer collapse: the shipped instruction answers "yes" to 20 of 20 on validation, '
+            '*answer collapse: the shipped instruction answers "yes" to 35 of 35 on validation, '
             'and answers "yes" to 50 of 50 on test',
         ]
     )

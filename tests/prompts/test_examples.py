@@ -278,7 +278,7 @@ def test_examples_are_hashable_and_comparable():
 
 
 def test_default_fractions_and_proportions():
-    assert DEFAULT_FRACTIONS == (0.3, 0.2, 0.5) and sum(DEFAULT_FRACTIONS) == pytest.approx(1)
+    assert DEFAULT_FRACTIONS == (0.15, 0.35, 0.5) and sum(DEFAULT_FRACTIONS) == pytest.approx(1)
     examples = make(2000)
     splits = split_examples(examples)
     sizes = (len(splits.train), len(splits.validation), len(splits.test))
@@ -373,7 +373,7 @@ def test_empty_split_names_fractions_count_and_fix():
     with pytest.raises(ExampleError) as info:
         split_examples(make(2))
     msg = str(info.value)
-    assert "fractions train=0.3, validation=0.2, test=0.5 over 2 examples" in msg
+    assert "fractions train=0.15, validation=0.35, test=0.5 over 2 examples" in msg
     assert "add examples or raise the" in msg and "\n" not in msg
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_opro import PromptTask
 from pytest_opro.opro.stats import sign_test_one_sided
-from pytest_opro.prompts.gate import FINGERPRINT_LABELS, GateDecision, decide, stale_parts
+from pytest_opro.prompts.examples import examples_from_records
+from pytest_opro.prompts.gate import FINGERPRINT_LABELS, GateDecision, decide, stale_for, stale_parts
+from pytest_opro.prompts.splits import DEFAULT_FRACTIONS, EARLIER_DEFAULT_FRACTIONS
 
 
 def outcomes(n: int, wrong: range | list[int] = ()) -> dict[str, float]:
@@ -200,3 +204,49 @@ def test_stale_parts_keys_present_on_one_side_only() -> None:
     del old["scorer_params"]
     assert stale_parts(old, FINGERPRINT) == [FINGERPRINT_LABELS["scorer_params"]]
     assert stale_parts(dict(FINGERPRINT, extra="x"), FINGERPRINT) == ["extra"]
+
+
+# -- artifacts recorded under an earlier default of the split fractions -------------------------
+
+
+def _labelled_task(**split: object) -> PromptTask:
+    rows = [
+        {
+            "id": f"q{i:03d}",
+            "input": f"Is {i} lucky?",
+            "target": ("yes", "no", "maybe")[i % 3],
+            "choices": ["yes", "no", "maybe"],
+        }
+        for i in range(120)
+    ]
+    return PromptTask(
+        name="lucky", examples=examples_from_records(rows), metric="choice", scorer="fake/scorer", **split
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stratify", ["auto", False])
+def test_an_artifact_under_the_earlier_default_fractions_is_still_current(stratify: object) -> None:
+    task = _labelled_task(stratify=stratify)
+    assert task.default_fractions and DEFAULT_FRACTIONS != EARLIER_DEFAULT_FRACTIONS[0]
+    earlier = replace(task, fractions=EARLIER_DEFAULT_FRACTIONS[0])
+    scorer = task.scorer_config()
+    recorded = earlier.fingerprint(scorer)  # what an artifact written before the change holds
+    # train and validation moved; test, the split the gate scores, did not
+    assert stale_parts(recorded, task.fingerprint(scorer)) == ["train examples", "validation examples"]
+    assert [e.id for e in task.splits.test] == [e.id for e in earlier.splits.test]
+    assert stale_for(task, recorded, lambda t: t.fingerprint(scorer)) == []
+    assert stale_for(task, task.fingerprint(scorer), lambda t: t.fingerprint(scorer)) == []
+
+
+def test_explicit_fractions_and_real_changes_are_still_stale() -> None:
+    scorer = _labelled_task().scorer_config()
+    recorded = _labelled_task(fractions=EARLIER_DEFAULT_FRACTIONS[0]).fingerprint(scorer)
+    # a task that set its own fractions is compared with its own split only
+    own = _labelled_task(fractions=(0.2, 0.3, 0.5))
+    assert not own.default_fractions and stale_for(own, recorded, lambda t: t.fingerprint(scorer)) == [
+        "train examples",
+        "validation examples",
+    ]
+    # a default-fraction task whose test examples changed is stale whatever the fractions
+    changed = dict(recorded, examples_test="0" * 16)
+    assert "test examples" in stale_for(_labelled_task(), changed, lambda t: t.fingerprint(scorer))
