@@ -19,7 +19,8 @@ import concurrent.futures
 import random
 import time
 import weakref
-from typing import Any, Awaitable, Mapping, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 from pytest_opro.errors import BudgetExhausted, ConfigError, FatalProviderError, ProviderError
 from pytest_opro.models.cache_format import SCOPE_FIELD, Cache
@@ -43,6 +44,20 @@ RETRY_CAP = 20.0
 DEFAULT_CONCURRENCY = 16
 
 
+@dataclass(frozen=True)
+class BatchProgress:
+    """How far one :meth:`LLMClient.complete_many` batch is: calls answered (cache hits included) of
+    all its calls, and the seconds since it started."""
+
+    role: str | None
+    done: int
+    total: int
+    elapsed: float
+
+
+ProgressCallback = Callable[[BatchProgress], None]
+
+
 class LLMClient:
     """Makes chat calls through a transport per model configuration, with caching, a concurrency
     limit, retries, a budget and a ledger of what they cost."""
@@ -58,6 +73,7 @@ class LLMClient:
         retry_cap: float = RETRY_CAP,
         rng: random.Random | None = None,
         router: RouterBridge | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -68,6 +84,8 @@ class LLMClient:
         self.ledger = ledger if ledger is not None else Ledger()
         self.retry_base = float(retry_base)
         self.retry_cap = float(retry_cap)
+        #: Told how far each batch is, when it starts and as each of its calls is answered.
+        self.on_progress = on_progress
         self._rng = rng or random.Random()
         self._semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
             weakref.WeakKeyDictionary()
@@ -248,6 +266,7 @@ class LLMClient:
         (authentication, unknown model) propagate at once and cancel the remaining calls.
         """
 
+        started = time.monotonic()
         # One cache round trip for the whole batch (a Redis MGET, an SQLite IN query): a warm gate
         # costs one lookup per batch, not one per call.
         keys = [self._cache_key(config, messages, index) for messages, index in requests]
@@ -262,15 +281,29 @@ class LLMClient:
             if any(found):
                 self.ledger.add(config.model, role, cache_hits=sum(hit is not None for hit in found))
 
+        answered = sum(hit is not None for hit in found)
+
+        def report() -> None:
+            if self.on_progress is not None:
+                self.on_progress(BatchProgress(role, answered, len(requests), time.monotonic() - started))
+
         async def one(i: int, messages: list[dict], sample_index: int) -> Completion | ProviderError | BudgetExhausted:
+            nonlocal answered
             try:
-                return await self._provider_call(config, messages, sample_index, keys[i], role)
+                answer: Completion | ProviderError | BudgetExhausted = await self._provider_call(
+                    config, messages, sample_index, keys[i], role
+                )
             except BudgetExhausted as exc:
-                return exc
+                answer = exc
             except FatalProviderError:
                 raise
             except ProviderError as exc:
-                return exc
+                answer = exc
+            answered += 1
+            report()
+            return answer
+
+        report()
 
         tasks = {
             i: asyncio.ensure_future(one(i, messages, index))

@@ -6,11 +6,13 @@ Importing litellm costs seconds, so nothing here imports it until the first call
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import os
 import threading
-from typing import Any, Mapping
+import warnings
+from typing import Any, Iterator, Mapping
 
 from pytest_opro.errors import ConfigError
 from pytest_opro.models.config import provider_of
@@ -40,8 +42,10 @@ def get_litellm() -> Any:
         return _litellm
     with _import_lock:
         if _litellm is None:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), quiet_pydantic():
                 import litellm
+
+                _import_deferred(litellm)
             litellm.suppress_debug_info = True
             litellm.set_verbose = False
             if hasattr(litellm, "telemetry"):
@@ -53,6 +57,34 @@ def get_litellm() -> Any:
             for prefix, handler in list(_providers.items()):
                 _apply_provider(litellm, prefix, handler)
     return _litellm
+
+
+#: Modules litellm imports only at its first call, whose pydantic models warn while they are built.
+_DEFERRED_MODULES = ("litellm.types.router", "litellm.llms.github_copilot.per_user_auth")
+
+
+@contextlib.contextmanager
+def quiet_pydantic() -> Iterator[None]:
+    """Silence the UserWarnings pydantic raises while it builds litellm's models (e.g. "Item 'index'
+    on TypedDict class 'ChatCompletionThinkingBlock' is using the `ReadOnly` qualifier"); any other
+    warning, and any warning after litellm is loaded, still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic(\.|$)")
+        yield
+
+
+def _import_deferred(litellm: Any) -> None:
+    """Import now what litellm would import at its first call (and build its response model), so
+    that pydantic's warnings about litellm's own types arise here, inside :func:`quiet_pydantic`."""
+    for name in _DEFERRED_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - another litellm version: nothing deferred to import here
+            pass
+    try:
+        litellm.ModelResponse()
+    except Exception:  # noqa: BLE001 - as above
+        pass
 
 
 def _apply_provider(litellm: Any, prefix: str, handler: Any) -> None:

@@ -421,7 +421,7 @@ class RouterBridge:
         return self._router
 
     def _build(self) -> Any:
-        from pytest_opro.models.litellm_bridge import ensure_local, get_litellm
+        from pytest_opro.models.litellm_bridge import ensure_local, get_litellm, quiet_pydantic
         from pytest_opro.models.rate_limit import Pacer
 
         resolved = self.config.resolved()
@@ -438,7 +438,8 @@ class RouterBridge:
                 _PACED[ident] = (self._pacer, name, per_second)
             _ensure_hook(litellm)
         try:
-            return litellm.Router(model_list=resolved.model_list, **resolved.settings)
+            with quiet_pydantic():  # litellm builds its router types' models on first use
+                return litellm.Router(model_list=resolved.model_list, **resolved.settings)
         except Exception as exc:  # noqa: BLE001 - litellm's own validation, scrubbed
             text = scrub(" ".join(str(exc).split()), resolved.secrets)
             raise ConfigError(f"router file {self.config.path}: litellm.Router refused it: {text}") from None

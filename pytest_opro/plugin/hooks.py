@@ -26,7 +26,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_opro.plugin.progress import live_writer
+    from pytest_opro.plugin.progress import live_writer, scoring_line
     from pytest_opro.plugin.session import OproSession
 
     session = OproSession(
@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         rootpath=config.rootpath,
         hook=config.hook,
         write_line=live_writer(config),
+        scoring_progress=scoring_line(config),
         narrowed=_narrowed(config),
         worker=hasattr(config, "workerinput"),
     )

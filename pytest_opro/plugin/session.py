@@ -39,6 +39,8 @@ class OproSession:
     rootpath: Path
     hook: Any = None
     write_line: Callable[[str], None] = print
+    #: Told how far each batch of model calls is (the live scoring line); None: nothing shown.
+    scoring_progress: Callable[[Any], None] | None = None
     records: list[TaskRecord] = field(default_factory=list)
     artifact_dirs: set[str] = field(default_factory=set)
     narrowed: bool = False  # the command line named files or test ids, not whole directories
@@ -132,7 +134,13 @@ class OproSession:
             max_tokens=self.options.max_tokens,
             max_cost_usd=self.options.max_cost,
         )
-        return LLMClient(cache=self.cache(), concurrency=self.options.concurrency, budget=budget, router=self.router())
+        return LLMClient(
+            cache=self.cache(),
+            concurrency=self.options.concurrency,
+            budget=budget,
+            router=self.router(),
+            on_progress=self.scoring_progress,
+        )
 
     # -- settings with precedence CLI > task > ini > default ----------------------------------
     def model(self, task: Any, role: str) -> Any:

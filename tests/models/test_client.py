@@ -76,6 +76,25 @@ def test_litellm_is_imported_only_at_first_call():
     assert "Give Feedback" not in out and "Provider List" not in out
 
 
+def test_the_first_call_adds_no_warning_of_litellms_own_types():
+    """litellm builds its pydantic models at import and at its first call; pydantic warns about
+    their ReadOnly TypedDict items. Those warnings stay quiet, a warning of the caller's does not."""
+    out = _run_py("""
+        import warnings
+        warnings.simplefilter("always")
+        from pytest_opro.models.client import LLMClient, run_sync
+        from pytest_opro.models.config import ModelConfig
+        from tests.support.fake_provider import FakeBrain, install
+        install(FakeBrain())
+        with warnings.catch_warnings(record=True) as log:
+            warnings.simplefilter("always")
+            run_sync(LLMClient().complete(ModelConfig("fake/scorer"), [{"role": "user", "content": "x"}]))
+            warnings.warn("the caller's own warning", UserWarning)
+        print("warnings", [str(w.message) for w in log])
+    """)
+    assert 'warnings ["the caller\'s own warning"]' in out, out
+
+
 # -- fake provider ------------------------------------------------------------------------------
 def test_fake_provider_scores_by_keywords(fake_llm):
     examples = [{"input": f"question {i}", "target": f"t{i}"} for i in range(20)]
@@ -387,3 +406,17 @@ def test_the_embedded_model_answers_empty_and_samples_from_the_sample_index() ->
     assert run_sync(client.complete(config, msgs("x"), sample_index=5)).text == ""  # an answer, not retried
     run_sync(client.complete(ModelConfig("local/x", {"temperature": 0.7, "seed": 1}), msgs("y"), sample_index=6))
     assert [c.params.get("seed") for c in fake.sent] == [5, 1]
+
+
+def test_a_batch_reports_its_progress_cache_hits_first(tmp_path: Path) -> None:
+    from pytest_opro.models.client import BatchProgress
+
+    seen: list[BatchProgress] = []
+    cache = ResponseCache(tmp_path / "cache")
+    config = ModelConfig("fake/m")
+    warm = ClientWith(ScriptedTransport([Sent("a")]), cache=cache)
+    run_sync(warm.complete(config, msgs("q0")))
+    client = ClientWith(ScriptedTransport([Sent("b"), Sent("c")]), cache=cache, on_progress=seen.append)
+    run_sync(client.complete_many(config, [(msgs(f"q{i}"), 0) for i in range(3)], role="scorer"))
+    assert [(p.role, p.done, p.total) for p in seen] == [("scorer", 1, 3), ("scorer", 2, 3), ("scorer", 3, 3)]
+    assert all(p.elapsed >= 0 for p in seen)
