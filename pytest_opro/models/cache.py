@@ -206,11 +206,11 @@ class ResponseCache:
                 return None
         return found
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         """The stored value, or None on a miss (or when the cache is off or unusable)."""
         return self.get_many([key])[0]
 
-    def get_many(self, keys: list[str]) -> list[dict | None]:
+    def get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
         """The stored values of `keys`, in order (None for each miss), in one query."""
         found = self._select(list(dict.fromkeys(keys))) if keys else {}
         out, hits = decode_values((found or {}).get(key) for key in keys)
@@ -218,7 +218,7 @@ class ResponseCache:
         self.misses += len(keys) - hits
         return out
 
-    def put(self, key: str, value: dict) -> None:
+    def put(self, key: str, value: dict[str, Any]) -> None:
         """Store ``value`` under ``key`` unless the key holds a live entry already (the first writer
         wins); a no-op unless mode is "rw"."""
         if self.mode != "rw":
@@ -337,3 +337,25 @@ def open_cache(
     if cache is None:
         return None
     return ResponseCache(cache, mode=mode, ttl=ttl)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "COMPRESS_OVER",
+    "DB_NAME",
+    "KEY_VERSION",
+    "MODES",
+    "REDIS_SCHEMES",
+    "SECRET_PARAMS",
+    "Cache",
+    "CacheMode",
+    "ResponseCache",
+    "cache_key",
+    "check_ttl",
+    "clean_value",
+    "decode_value",
+    "decode_values",
+    "encode_value",
+    "is_cache_url",
+    "open_cache",
+]

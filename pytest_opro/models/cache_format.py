@@ -33,7 +33,7 @@ def _canonical(obj: Any) -> str:
     return canonical_json(obj, default=repr)
 
 
-def cache_key(model: str, messages: list[dict], params: Mapping[str, Any], sample_index: int) -> str:
+def cache_key(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any], sample_index: int) -> str:
     """sha256 hex of the canonical JSON of everything that changes the answer (every backend's key)."""
     clean = {k: v for k, v in dict(params or {}).items() if k not in SECRET_PARAMS}
     payload = {
@@ -61,7 +61,7 @@ def encode_value(value: Mapping[str, Any], compress_over: int = COMPRESS_OVER) -
     return _PLAIN + data
 
 
-def decode_value(blob: bytes | str | None) -> dict | None:
+def decode_value(blob: bytes | str | None) -> dict[str, Any] | None:
     """The dict :func:`encode_value` stored (plain JSON text is read too); None when unreadable."""
     if blob is None:
         return None
@@ -91,13 +91,13 @@ class Cache(Protocol):
     mode: CacheMode
     location: str
 
-    def key(self, model: str, messages: list[dict], params: Mapping[str, Any], sample_index: int) -> str: ...
+    def key(self, model: str, messages: list[dict[str, Any]], params: Mapping[str, Any], sample_index: int) -> str: ...
 
-    def get(self, key: str) -> dict | None: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
 
-    def get_many(self, keys: list[str]) -> list[dict | None]: ...
+    def get_many(self, keys: list[str]) -> list[dict[str, Any] | None]: ...
 
-    def put(self, key: str, value: dict) -> None: ...
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
 

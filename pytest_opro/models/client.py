@@ -129,7 +129,7 @@ class LLMClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(self.retry_cap, retry_after)
-        ceiling = min(self.retry_cap, self.retry_base * (2**attempt))
+        ceiling = min(self.retry_cap, self.retry_base * (2.0**attempt))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     def _cache_key(self, config: ModelConfig, messages: list[dict[str, Any]], sample_index: int) -> str | None:
@@ -287,7 +287,9 @@ class LLMClient:
             if self.on_progress is not None:
                 self.on_progress(BatchProgress(role, answered, len(requests), time.monotonic() - started))
 
-        async def one(i: int, messages: list[dict], sample_index: int) -> Completion | ProviderError | BudgetExhausted:
+        async def one(
+            i: int, messages: list[dict[str, Any]], sample_index: int
+        ) -> Completion | ProviderError | BudgetExhausted:
             nonlocal answered
             try:
                 answer: Completion | ProviderError | BudgetExhausted = await self._provider_call(

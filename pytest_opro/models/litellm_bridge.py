@@ -94,7 +94,7 @@ def _apply_provider(litellm: Any, prefix: str, handler: Any) -> None:
     try:
         from litellm.utils import custom_llm_setup
 
-        custom_llm_setup()
+        custom_llm_setup()  # type: ignore[no-untyped-call]
     except Exception:  # older/newer litellm: completion() runs the same setup itself
         pass
 

@@ -269,7 +269,7 @@ class OpenAIHTTPClient:
         self,
         *,
         model: str,
-        messages: list[dict],
+        messages: list[dict[str, Any]],
         params: Mapping[str, Any],
         api_base: str | None,
         api_key: str | None,

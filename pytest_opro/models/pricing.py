@@ -49,7 +49,8 @@ def _load_price_table() -> dict[str, Any]:
     global _price_table
     litellm = loaded_litellm()
     if litellm is not None and isinstance(getattr(litellm, "model_cost", None), dict):
-        return litellm.model_cost
+        table: dict[str, Any] = litellm.model_cost
+        return table
     if _price_table is None:
         _price_table = {}
         try:

@@ -340,11 +340,11 @@ class RedisCache:
         return self._client is not None and not self._lost
 
     # -- the interface -------------------------------------------------------------------------
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         """The stored value, or None on a miss (or when the cache is off or lost)."""
         return self.get_many([key])[0]
 
-    def get_many(self, keys: list[str]) -> list[dict | None]:
+    def get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
         """The stored values of `keys`, in order, in one round trip (``MGET``).
 
         With trusted scopes, one ``MGET`` asks for every key in every scope read, and each key's
@@ -362,10 +362,10 @@ class RedisCache:
                 self._failed(exc)
                 blobs = [None] * (len(keys) * len(reads))
         found, _ = decode_values(blobs)
-        out: list[dict | None] = []
+        out: list[dict[str, Any] | None] = []
         per_scope: dict[str, int] = {}
         for i in range(len(keys)):
-            value: dict | None = None
+            value: dict[str, Any] | None = None
             for r, (scope, _) in enumerate(reads):
                 value = found[r * len(keys) + i]
                 if value is not None:
@@ -383,7 +383,7 @@ class RedisCache:
                 self.hits_by_scope[scope] = self.hits_by_scope.get(scope, 0) + count
         return out
 
-    def put(self, key: str, value: dict) -> None:
+    def put(self, key: str, value: dict[str, Any]) -> None:
         """Store `value` under `key` in this run's own scope unless the key exists (first writer
         wins); only in mode "rw". A write Redis refuses (``NOPERM``) warns once and stores nothing."""
         if self.mode != "rw" or not self.available:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from pytest_opro.errors import ConfigError
+from pytest_opro.errors import ConfigError, ProviderError
 
 ENV_PREFIX = "os.environ/"
 #: Router settings pytest-opro sets itself.
@@ -348,10 +348,12 @@ def _ensure_hook(litellm: Any) -> None:
         if _hook is None:
             from litellm.integrations.custom_logger import CustomLogger
 
-            class _PacingHook(CustomLogger):  # type: ignore[misc, valid-type]
+            class _PacingHook(CustomLogger):
                 """Waits for the picked deployment's next slot before the Router sends the call."""
 
-                async def async_pre_call_check(self, deployment: dict, parent_otel_span: Any = None) -> dict | None:
+                async def async_pre_call_check(
+                    self, deployment: dict[str, Any], parent_otel_span: Any = None
+                ) -> dict[str, Any] | None:
                     ident = (deployment.get("model_info") or {}).get("id")
                     entry = _PACED.get(ident) if ident is not None else None
                     if entry is not None:
@@ -392,7 +394,7 @@ class RouterBridge:
     def scrub(self, text: str) -> str:
         return scrub(text, self._resolved.secrets) if self._resolved is not None else scrub(text)
 
-    def provider_error(self, litellm: Any, config: Any, exc: BaseException) -> Any:
+    def provider_error(self, litellm: Any, config: Any, exc: BaseException) -> ProviderError:
         """The one-line error for a call that failed for good, scrubbed; a rejected key points at this file."""
         from pytest_opro.models.retry import provider_error
 
@@ -444,7 +446,9 @@ class RouterBridge:
             text = scrub(" ".join(str(exc).split()), resolved.secrets)
             raise ConfigError(f"router file {self.config.path}: litellm.Router refused it: {text}") from None
 
-    async def acompletion(self, model: str, messages: list[dict], params: Mapping[str, Any], timeout: float) -> Any:
+    async def acompletion(
+        self, model: str, messages: list[dict[str, Any]], params: Mapping[str, Any], timeout: float
+    ) -> Any:
         router = self.router()
         kwargs = dict(params)
         kwargs.update(model=model, messages=messages, timeout=timeout, num_retries=0)

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "task", "instruction", "position", "scores", "test_outcomes", "fingerprint")
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types
     """Safe dumper that writes multi-line strings as blocks, for readable diffs."""
 
 
@@ -34,11 +34,11 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-class _FlowList(list):
+class _FlowList(list[Any]):
     """A short list written on one line, e.g. ``ci95: [0.61, 0.83]``."""
 
 
-def _flow_representer(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
+def _flow_representer(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
 
 
@@ -140,7 +140,8 @@ def artifact_from_result(result: dict[str, Any], plugin_version: str, top: list[
         "plugin_version": plugin_version,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    return _round(data)
+    rounded: dict[str, Any] = _round(data)
+    return rounded
 
 
 def top_answer(candidate: dict[str, Any]) -> dict[str, Any] | None:
@@ -166,7 +167,8 @@ def _selection_block(selection: dict[str, Any]) -> dict[str, Any]:
 
 def dump(data: dict[str, Any]) -> str:
     """YAML text of an artifact mapping (stable key order, unicode kept, no line wrapping)."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
+    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
+    return text
 
 
 def write_artifact(path: str | Path, data: dict[str, Any]) -> Path:
@@ -185,7 +187,8 @@ class Artifact:
 
     @property
     def instruction(self) -> str:
-        return self.data["instruction"]
+        text: str = self.data["instruction"]
+        return text
 
     @property
     def test_outcomes(self) -> dict[str, float]:

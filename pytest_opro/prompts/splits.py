@@ -93,7 +93,7 @@ class Splits:
         """The split called ``name``: ``"train"``, ``"validation"`` or ``"test"``."""
         if name not in SPLIT_NAMES:
             raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLIT_NAMES)}")
-        return getattr(self, name)
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
 def split_position(example_id: str, seed: int = 0) -> float:

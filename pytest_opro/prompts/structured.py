@@ -200,7 +200,7 @@ class JsonFields:
 def _validator(schema: Mapping[str, Any]) -> Any:
     """A jsonschema validator for `schema` (its declared draft, else the newest), checked once."""
     try:
-        import jsonschema  # type: ignore[import-untyped]
+        import jsonschema
     except ImportError:  # pragma: no cover - a dependency of pytest-opro
         raise MetricError("json_fields(schema=...) needs the jsonschema package: pip install jsonschema") from None
     cls = jsonschema.validators.validator_for(schema)
