@@ -107,17 +107,7 @@ class InstructionProblem:
         return Parsed(extract_instruction(text))
 
     async def score(self, solutions: list[str], split: str) -> list[Score]:
-        examples = self.task.splits.get(split)
-        return await score_instructions(
-            self.task,
-            self.client,
-            self.scorer,
-            solutions,
-            examples,
-            self.prefill,
-            samples=self.samples,
-            aggregate=self.aggregate,
-        )
+        return await self._score(solutions, self.task.splits.get(split))
 
     def example_strata(self, split: str) -> dict[str, str]:
         """Example id -> target, so race minibatches hold each answer in proportion."""
@@ -126,7 +116,10 @@ class InstructionProblem:
     async def score_examples(self, solutions: list[str], split: str, ids: Sequence[str]) -> list[Score]:
         """Score on the examples of `split` with these ids, in that order (a race's minibatch)."""
         by_id = {ex.id: ex for ex in self.task.splits.get(split)}
-        examples = [by_id[i] for i in ids]
+        return await self._score(solutions, [by_id[i] for i in ids])
+
+    async def _score(self, solutions: list[str], examples: tuple[Example, ...] | list[Example]) -> list[Score]:
+        """Each solution's score on `examples`, with this problem's scorer, samples and aggregation."""
         return await score_instructions(
             self.task,
             self.client,
