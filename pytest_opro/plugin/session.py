@@ -315,10 +315,9 @@ class OproSession:
         return record
 
     def _gate(self, task: Any, path: Path, nodeid: str, record: TaskRecord) -> None:
-        from pytest_opro.models.client import run_sync
         from pytest_opro.prompts.artifact import load_artifact
-        from pytest_opro.prompts.gate import FINGERPRINT_LABELS, decide, stale_for
-        from pytest_opro.prompts.optimization import fingerprint, score_instruction_async
+        from pytest_opro.prompts.gate import decide, stale_for
+        from pytest_opro.prompts.optimization import fingerprint
 
         if not path.exists():
             record.status = TaskStatus.MISSING
@@ -332,29 +331,70 @@ class OproSession:
         scorer = task.scorer_config(self.model(task, "scorer"))
         settings = self.settings(task)
         changed = stale_for(task, artifact.fingerprint, lambda t: fingerprint(t, scorer, settings))
-        if changed:
-            why = ""
-            if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):
-                why = (
-                    " The split rule changed: the examples are now divided into train, validation and test "
-                    "another way, so the recorded test outcomes are not on the task's test split."
-                )
-            if any(
-                part.startswith((FINGERPRINT_LABELS["samples"], FINGERPRINT_LABELS["aggregate"])) for part in changed
-            ):
-                why += (
-                    " The samples per example or their aggregate changed: the recorded test outcomes were "
-                    "combined from another number of scorer calls, so they cannot be paired with today's."
-                )
-            text = (
-                f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
-                f"{', '.join(changed)}.{why} Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
-            )
-            if not self.options.allow_stale:
-                record.status, record.message = TaskStatus.STALE, text + " (or pass --opro-allow-stale to gate anyway)."
-                return
-            warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=2)
+        if changed and not self._gate_stale(task, path, nodeid, changed, record):
+            return
         client = self.client()
+        now = self._score_committed(task, artifact, scorer, settings, client, record)
+        if now.failures:
+            record.status = TaskStatus.ERROR
+            record.message = (
+                f"opro {task.name}: {now.failures} of {now.failures + now.n} answers could not be scored "
+                f"(a scorer or judge call failed after retries, or a judge gave no readable grade; first: {now.error}); "
+                "the gate cannot decide. Check the provider and run again."
+            )
+            return
+        decision = decide(
+            artifact.test_outcomes,
+            now.outcomes or {},
+            tolerance=self.tolerance(task),
+            alpha=self.options.alpha,
+            floor=task.floor,
+            samples=settings.samples,
+            aggregate=settings.aggregate,
+        )
+        if now.answers:
+            from pytest_opro.opro.collapse import collapse
+
+            found = collapse(now.answers, now.n, settings.collapse_share)
+            decision.collapse = found.to_dict() if found else None
+        if self.hook is not None:
+            self.hook.pytest_opro_gate(task=task, decision=decision)
+        self._record_decision(task, path, nodeid, record, decision, now, client)
+        if self.options.compare_models:
+            self._compare(task, artifact, scorer, settings, record)
+
+    def _gate_stale(self, task: Any, path: Path, nodeid: str, changed: list[str], record: TaskRecord) -> bool:
+        """Say what changed since the artifact was written; whether to gate anyway (``--opro-allow-stale``)."""
+        from pytest_opro.prompts.gate import FINGERPRINT_LABELS
+
+        why = ""
+        if any(part.startswith(FINGERPRINT_LABELS["split_rule"]) for part in changed):
+            why = (
+                " The split rule changed: the examples are now divided into train, validation and test "
+                "another way, so the recorded test outcomes are not on the task's test split."
+            )
+        if any(part.startswith((FINGERPRINT_LABELS["samples"], FINGERPRINT_LABELS["aggregate"])) for part in changed):
+            why += (
+                " The samples per example or their aggregate changed: the recorded test outcomes were "
+                "combined from another number of scorer calls, so they cannot be paired with today's."
+            )
+        text = (
+            f"opro {task.name}: artifact {path.name} is stale: changed since it was written: "
+            f"{', '.join(changed)}.{why} Re-run {OPTIMIZE_COMMAND} {nodeid} and commit the artifact"
+        )
+        if not self.options.allow_stale:
+            record.status, record.message = TaskStatus.STALE, text + " (or pass --opro-allow-stale to gate anyway)."
+            return False
+        warnings.warn(text + "; gating anyway (--opro-allow-stale).", stacklevel=3)
+        return True
+
+    def _score_committed(
+        self, task: Any, artifact: Any, scorer: Any, settings: Any, client: Any, record: TaskRecord
+    ) -> Any:
+        """The committed instruction scored on test now (with ``--opro-html``, its replies beside the recorded ones)."""
+        from pytest_opro.models.client import run_sync
+        from pytest_opro.prompts.optimization import score_instruction_async
+
         recorded_replies: dict[str, str] | None = None
         if self.options.html:  # read before scoring, so a cold cache shows nothing rather than today's replies
             from pytest_opro.prompts.instruction_problem import cached_replies
@@ -383,30 +423,12 @@ class OproSession:
                 Side("now", now.outcomes, now.outputs),
                 cap=self.options.html_rows,
             )
-        if now.failures:
-            record.status = TaskStatus.ERROR
-            record.message = (
-                f"opro {task.name}: {now.failures} of {now.failures + now.n} answers could not be scored "
-                f"(a scorer or judge call failed after retries, or a judge gave no readable grade; first: {now.error}); "
-                "the gate cannot decide. Check the provider and run again."
-            )
-            return
-        decision = decide(
-            artifact.test_outcomes,
-            now.outcomes or {},
-            tolerance=self.tolerance(task),
-            alpha=self.options.alpha,
-            floor=task.floor,
-            samples=settings.samples,
-            aggregate=settings.aggregate,
-        )
-        if now.answers:
-            from pytest_opro.opro.collapse import collapse
+        return now
 
-            found = collapse(now.answers, now.n, settings.collapse_share)
-            decision.collapse = found.to_dict() if found else None
-        if self.hook is not None:
-            self.hook.pytest_opro_gate(task=task, decision=decision)
+    def _record_decision(
+        self, task: Any, path: Path, nodeid: str, record: TaskRecord, decision: Any, now: Any, client: Any
+    ) -> None:
+        """The gate's verdict, scores and usage on the task's record."""
         for key, value in usage_totals(client.ledger.to_dict(), RECORD_USAGE).items():
             setattr(record, key, value)
         record.cache_hits_by_scope = dict(client.ledger.hits_by_scope)
@@ -421,8 +443,6 @@ class OproSession:
         if now.notes:  # e.g. "3 of 24 replies: not JSON"
             record.message += f"\n  now: {now.describe_notes()}"
         record.decision = {**decision.to_dict(), "notes": dict(now.notes or {})}
-        if self.options.compare_models:
-            self._compare(task, artifact, scorer, settings, record)
 
     def _compare(self, task: Any, artifact: Any, scorer: Any, settings: Any, record: TaskRecord) -> None:
         """Score the committed instruction with each ``--opro-compare-model`` and pair it with the
