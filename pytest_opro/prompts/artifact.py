@@ -46,9 +46,18 @@ _Dumper.add_representer(str, _str_representer)
 _Dumper.add_representer(_FlowList, _flow_representer)
 
 
+#: Decimal places an artifact keeps for every score; fresh scores are compared at this precision.
+SCORE_DECIMALS = 4
+
+
+def as_recorded(score: float) -> float:
+    """A score at the precision an artifact records it, so a fresh score and a recorded one compare equal."""
+    return round(score, SCORE_DECIMALS)
+
+
 def _round(value: Any) -> Any:
     if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 4)
+        return None if math.isnan(value) else as_recorded(value)
     if isinstance(value, dict):
         return {k: _round(v) for k, v in value.items()}
     if isinstance(value, _FlowList):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_opro.opro.collapse import describe
 from pytest_opro.opro.stats import paired_test
+from pytest_opro.prompts.artifact import as_recorded
 from pytest_opro.prompts.splits import LEGACY_RULE
 
 if TYPE_CHECKING:
@@ -160,7 +161,9 @@ def decide(
     aggregate: str = "mean",
 ) -> GateDecision:
     """Compare recorded and fresh per-example outcomes on the ids both have (each the `aggregate`
-    of `samples` scorer calls)."""
+    of `samples` scorer calls). Fresh outcomes are taken at the precision the artifact records, so a
+    graded score that the artifact rounded is not counted as a change."""
+    now = {i: as_recorded(score) for i, score in now.items()}
     ids = sorted(set(recorded) & set(now))
     n = len(ids)
     rec = sum(recorded[i] for i in ids) / n if n else 0.0

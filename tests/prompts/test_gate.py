@@ -143,6 +143,17 @@ def test_graded_outcomes() -> None:
     assert decision.delta == pytest.approx(-0.125)
 
 
+def test_graded_scores_rounded_by_the_artifact_are_not_a_change() -> None:
+    """The artifact keeps 4 decimals: a fresh 2/3 equals its recorded 0.6667, so nothing flipped."""
+    fresh = {f"e{i}": (2 / 3 if i % 2 else 1 / 3) for i in range(24)}
+    recorded = {k: round(v, 4) for k, v in fresh.items()}
+    d = decide(recorded, fresh)
+    assert (d.worse_ids, d.better_ids, d.p_value, d.delta) == ([], [], 1.0, 0.0)
+    # a real change at the fourth decimal still counts
+    fresh["e1"] = 0.6665
+    assert decide(recorded, fresh).worse_ids == ["e1"]
+
+
 def test_failure_message_names_scores_delta_p_n_and_ids() -> None:
     decision = decide(outcomes(40), outcomes(40, wrong=range(12)), tolerance=0.02, alpha=0.05)
     text = decision.message("sports")

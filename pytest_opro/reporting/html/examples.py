@@ -11,14 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from pytest_opro.prompts.artifact import as_recorded
 from pytest_opro.prompts.examples import Example
 
 #: Rows a task's table shows at most; the rest are counted by kind, never dropped silently.
 DEFAULT_ROW_CAP = 2_000
 #: How the rows are told apart (the page's filters): outcome went down, went up, reply changed, same.
 KINDS = ("worse", "better", "changed", "same")
-#: Scores this close are equal: artifacts keep per-example scores rounded to 4 places.
-_TIE = 5e-5
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,10 @@ def shown_input(example: Example) -> str:
 def kind(a: float | None, b: float | None, out_a: str | None, out_b: str | None) -> str:
     """How the second side's result differs from the first's (one of :data:`KINDS`)."""
     if a is not None and b is not None:
-        if b < a - _TIE:
+        # compared at the artifact's precision, as the gate compares them
+        if as_recorded(b) < as_recorded(a):
             return "worse"
-        if b > a + _TIE:
+        if as_recorded(b) > as_recorded(a):
             return "better"
     if out_a is not None and out_b is not None and out_a != out_b:
         return "changed"
@@ -52,9 +52,9 @@ def kind(a: float | None, b: float | None, out_a: str | None, out_b: str | None)
 def _outcome_word(score: float | None) -> str:
     if score is None:
         return "not scored"
-    if score >= 1 - _TIE:
+    if as_recorded(score) >= 1:
         return "right"
-    if score <= _TIE:
+    if as_recorded(score) <= 0:
         return "wrong"
     return f"{score:.2f}"
 
