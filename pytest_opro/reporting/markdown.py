@@ -125,10 +125,12 @@ def _verdict_line(entry: dict[str, Any]) -> str:
     gate = entry["gate"]
     word = verdict_word(entry)
     if gate is not None:
+        graded = gate.get("test", "sign") == "permutation"
+        down, up, test = ("lower", "higher", "permutation") if graded else ("right→wrong", "wrong→right", "sign")
         return (
             f"**Gate: {word}** ({gate['verdict']}). Test score {_pct(gate['recorded'])} → {_pct(gate['now'])}, "
-            f"{gate['delta'] * 100:+.1f} points on n={gate['n']}; {len(gate['worse_ids'])} right→wrong, "
-            f"{len(gate['better_ids'])} wrong→right; paired sign test p={gate['p_value']:.3g}. "
+            f"{gate['delta'] * 100:+.1f} points on n={gate['n']}; {len(gate['worse_ids'])} {down}, "
+            f"{len(gate['better_ids'])} {up}; paired {test} test p={gate['p_value']:.3g}. "
             f"Fails when p < {gate['alpha']:g} and the drop exceeds {gate['tolerance'] * 100:g} points"
             + (f", or under the floor {gate['floor']:.0%}." if gate.get("floor") is not None else ".")
         )

@@ -412,3 +412,14 @@ def test_merge_joins_the_comparisons_of_a_model_matrix() -> None:
     for twice in ([], ["fake/a"]):
         with pytest.raises(MergeError, match="is in both"):
             merge_reports([_matrix_report(twice), _matrix_report(twice)])
+
+
+def test_a_graded_gate_is_described_by_the_test_that_ran() -> None:
+    from pytest_opro.prompts.gate import decide
+    from pytest_opro.reporting.markdown import _verdict_line
+
+    graded = decide({"a": 1.0, "b": 0.5, "c": 1.0}, {"a": 0.5, "b": 0.25, "c": 1.0}).to_dict()
+    line = _verdict_line({"gate": graded, "ok": True})
+    assert "2 lower, 0 higher; paired permutation test p=" in line and "sign test" not in line
+    binary = decide({"a": 1.0, "b": 1.0}, {"a": 0.0, "b": 1.0}).to_dict()
+    assert "1 right→wrong, 0 wrong→right; paired sign test p=" in _verdict_line({"gate": binary, "ok": True})
