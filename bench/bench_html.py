@@ -25,17 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_common import machine  # noqa: E402
 from pytest_opro.prompts.examples import examples_from_records  # noqa: E402
 from pytest_opro.reporting.html import Side, example_table, write_html  # noqa: E402
+from tests.support.browser import ARGS  # noqa: E402  (headless, and nothing that talks to the network)
 
 N_EXAMPLES = 1_000
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WORDS = "the a model answer question because therefore label review film plot actor scene good dull long".split()
 
 

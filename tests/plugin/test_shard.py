@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pytest_opro.plugin.shard import parse_shard
 from pytest_opro.reporting.cli import main as report_main
+from tests.support.loop_brain import run_pytest as run
 from tests.support.loop_brain import write_project
 from tests.support.loopback import LoopbackServer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("text, expected", [("1/1", (1, 1)), ("2/4", (2, 4)), (" 3 / 3 ", (3, 3))])
@@ -85,35 +80,6 @@ def test_sharding_combines_with_xdist_and_an_empty_shard_passes(pytester, inline
     assert empty_x.ret == 0
     bad = pytester.runpytest_inprocess("--opro-shard=3/2")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR and "--opro-shard='3/2' must be K/N" in bad.stderr.str()
-
-
-def run(project: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "OPRO_LOOP_URL": url,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(project),
-            "--rootdir",
-            str(project),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            *args,
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_sharded_gate_and_merged_report_equal_the_unsharded_gate(tmp_path, capsys):
