@@ -187,32 +187,20 @@ def _needed(c: Comparison, alpha: float, split: str) -> str:
     return f"; about {size} {split} examples would confirm a gain this size at {alpha:g}"
 
 
-def select(
+def _compare(
     baseline: Any,
-    candidates: Sequence[Any],
+    compared: Sequence[Any],
     *,
     outcomes: Callable[[Any], dict[str, float] | None],
     score: Callable[[Any], float | None],
-    alpha: float,
-    min_delta: float = 0.0,
-    split: str = "validation",
     seed: int = 0,
     order: Callable[[Any], float | None] | None = None,
     rejected: Callable[[Any], str | None] | None = None,
     rule: Rule = RULE,
-) -> tuple[Any, Selection]:
-    """The winner among `baseline` and `candidates` (higher scores are better), and how it was chosen.
-
-    `outcomes(c)` gives a candidate's per-example scores on `split` and `score(c)` its mean there.
-    `order(c)` is the score that fixes the test sequence before `split` is seen (the train score,
-    higher first; candidates without one go last, then by step and call); without it, the sequence is
-    the order of `candidates`. `rejected(c)` says why a candidate may not ship whatever its test says
-    (it still takes its place in the sequence). Candidates without outcomes are not compared. Ties in
-    validation score go to the earlier candidate. Returns `(winner, selection)`; the winner is
-    `baseline` when nothing qualified.
-    """
+) -> tuple[list[Comparison], list[int]]:
+    """Each of `compared` tested against `baseline` on the examples both have outcomes for, with
+    p-values adjusted by `rule`; and the test sequence (indices into `compared`, train order)."""
     base_out = outcomes(baseline) or {}
-    compared = [c for c in candidates if outcomes(c) is not None and score(c) is not None]
     m = len(compared)
     keys = [order(c) if order is not None else None for c in compared]
 
@@ -257,6 +245,38 @@ def select(
         )
         for i, (c, (gain, better, worse, n, method, p), adj) in enumerate(zip(compared, raw, adjusted))
     ]
+    return tests, sequence
+
+
+def select(
+    baseline: Any,
+    candidates: Sequence[Any],
+    *,
+    outcomes: Callable[[Any], dict[str, float] | None],
+    score: Callable[[Any], float | None],
+    alpha: float,
+    min_delta: float = 0.0,
+    split: str = "validation",
+    seed: int = 0,
+    order: Callable[[Any], float | None] | None = None,
+    rejected: Callable[[Any], str | None] | None = None,
+    rule: Rule = RULE,
+) -> tuple[Any, Selection]:
+    """The winner among `baseline` and `candidates` (higher scores are better), and how it was chosen.
+
+    `outcomes(c)` gives a candidate's per-example scores on `split` and `score(c)` its mean there.
+    `order(c)` is the score that fixes the test sequence before `split` is seen (the train score,
+    higher first; candidates without one go last, then by step and call); without it, the sequence is
+    the order of `candidates`. `rejected(c)` says why a candidate may not ship whatever its test says
+    (it still takes its place in the sequence). Candidates without outcomes are not compared. Ties in
+    validation score go to the earlier candidate. Returns `(winner, selection)`; the winner is
+    `baseline` when nothing qualified.
+    """
+    compared = [c for c in candidates if outcomes(c) is not None and score(c) is not None]
+    m = len(compared)
+    tests, sequence = _compare(
+        baseline, compared, outcomes=outcomes, score=score, seed=seed, order=order, rejected=rejected, rule=rule
+    )
     common: dict[str, Any] = dict(
         split=split, comparisons=m, alpha=alpha, min_delta=min_delta, correction=_CORRECTIONS[rule], tests=tests
     )
@@ -270,21 +290,12 @@ def select(
     confirmed = [i for i in by_score if significant(tests[i]) and tests[i].gain > min_delta + 1e-12]
     eligible = [i for i in confirmed if tests[i].rejected is None]
     if eligible:
-        i = eligible[0]
-        t = tests[i]
-        if alpha >= 1:
-            how = "no significance required (select_alpha 1)"
-        elif rule == "holm":
-            how = f"Holm-adjusted {_pvalue(t.adjusted_p)} < {alpha:g} over {_plural(m, 'comparison')}"
-        elif rule == "sequence":
-            how = f"< {alpha:g}, tested {t.rank} of {m} in train order (fixed sequence)"
-        else:
-            how = f"adjusted {_pvalue(t.adjusted_p)} < {alpha:g} ({_place(t.rank, m)})"
+        t = tests[eligible[0]]
         reason = (
             f"shipped the step {t.step} candidate: {_counts(t, split)} ({t.gain * 100:+.1f} points), "
-            f"p={_pvalue(t.p_value)} {how}"
+            f"p={_pvalue(t.p_value)} {_how_confirmed(t, rule, alpha, m)}"
         )
-        return compared[i], Selection(False, reason, chosen=t, best=best, **common)
+        return compared[eligible[0]], Selection(False, reason, chosen=t, best=best, **common)
 
     if confirmed:  # confirmed, but none may ship: say why the best of them may not
         t = tests[confirmed[0]]
@@ -304,24 +315,42 @@ def select(
             f"but {best.gain * 100:+.1f} points is not more than min_delta {min_delta * 100:g} points"
         )
         return baseline, Selection(True, reason, best=best, **common)
-    if m == 1 or (rule == "sequence" and best.rank == 1):
-        needs = f"needs p<{alpha:g}"
-    elif rule == "holm":
-        needs = f"Holm-adjusted {_pvalue(best.adjusted_p)} after {m} comparisons; needs <{alpha:g}"
-    elif rule == "weighted":
-        needs = f"adjusted {_pvalue(best.adjusted_p)}, {_place(best.rank, m)}; needs <{alpha:g}"
-    else:
-        stop = next(tests[i] for i in sequence if tests[i].p_value >= alpha)
-        needs = (
-            f"tested {best.rank} of {m} in train order, after the step {stop.step} candidate "
-            f"ended the fixed sequence with p={_pvalue(stop.p_value)}"
-            if stop is not best
-            else f"tested {best.rank} of {m} in train order; needs p<{alpha:g}"
-        )
     size = examples_to_confirm(best.better, best.worse, best.n, alpha) if best.gain > 0 else None
     needed = size if size is not None and size > best.n else None
     reason = (
-        f"kept the baseline: best candidate {_counts(best, split)}, p={_pvalue(best.p_value)} ({needs})"
+        f"kept the baseline: best candidate {_counts(best, split)}, p={_pvalue(best.p_value)} "
+        f"({_why_unconfirmed(best, tests, sequence, rule, alpha)})"
         f"{_needed(best, alpha, split) if best.gain > 0 else ''}"
     )
     return baseline, Selection(True, reason, best=best, examples_needed=needed, **common)
+
+
+def _how_confirmed(t: Comparison, rule: Rule, alpha: float, m: int) -> str:
+    """How the shipped candidate's test passed, in the rule's terms."""
+    if alpha >= 1:
+        return "no significance required (select_alpha 1)"
+    if rule == "holm":
+        return f"Holm-adjusted {_pvalue(t.adjusted_p)} < {alpha:g} over {_plural(m, 'comparison')}"
+    if rule == "sequence":
+        return f"< {alpha:g}, tested {t.rank} of {m} in train order (fixed sequence)"
+    return f"adjusted {_pvalue(t.adjusted_p)} < {alpha:g} ({_place(t.rank, m)})"
+
+
+def _why_unconfirmed(
+    best: Comparison, tests: Sequence[Comparison], sequence: Sequence[int], rule: Rule, alpha: float
+) -> str:
+    """Why the best candidate on validation was not confirmed, in the rule's terms."""
+    m = len(tests)
+    if m == 1 or (rule == "sequence" and best.rank == 1):
+        return f"needs p<{alpha:g}"
+    if rule == "holm":
+        return f"Holm-adjusted {_pvalue(best.adjusted_p)} after {m} comparisons; needs <{alpha:g}"
+    if rule == "weighted":
+        return f"adjusted {_pvalue(best.adjusted_p)}, {_place(best.rank, m)}; needs <{alpha:g}"
+    stop = next(tests[i] for i in sequence if tests[i].p_value >= alpha)
+    if stop is not best:
+        return (
+            f"tested {best.rank} of {m} in train order, after the step {stop.step} candidate "
+            f"ended the fixed sequence with p={_pvalue(stop.p_value)}"
+        )
+    return f"tested {best.rank} of {m} in train order; needs p<{alpha:g}"

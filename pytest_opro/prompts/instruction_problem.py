@@ -10,6 +10,7 @@ from pytest_opro.errors import ProviderError
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import ModelConfig
 from pytest_opro.models.litellm_bridge import supports_prefill
+from pytest_opro.models.usage import Completion
 from pytest_opro.opro.meta_prompt import bucketize
 from pytest_opro.opro.problem import Parsed, Score
 from pytest_opro.opro.settings import OptimizerSettings
@@ -170,54 +171,64 @@ async def score_instructions(
         client,
     )
     grades: dict[int, Graded] = dict(zip(answered, graded))
+    return [
+        _score_of(task, examples, replies[i * n * k : (i + 1) * n * k], grades, i * n * k, k, aggregate)
+        for i in range(len(instructions))
+    ]
+
+
+def _score_of(
+    task: PromptTask,
+    examples: Sequence[Example],
+    replies: Sequence[Completion | ProviderError],
+    grades: dict[int, Graded],
+    offset: int,
+    k: int,
+    aggregate: str,
+) -> Score:
+    """One instruction's score from its replies (k per example, in example order) and their grades
+    (keyed by the reply's place in the whole batch, which starts at `offset`)."""
     read_answers = task.targets_repeat  # answer-collapse diagnostics only mean something for labels
-    scores: list[Score] = []
-    for i in range(len(instructions)):
-        outcomes: dict[str, float] = {}
-        notes: dict[str, int] = {}
-        answers: dict[str, str | None] = {}
-        outputs: dict[str, str] = {}
-        failures, error = 0, None
-        for j, ex in enumerate(examples):
-            first = (i * n + j) * k
-            values: list[float] = []
-            read: list[str | None] = []
-            for c in range(first, first + k):
-                reply = replies[c]
-                if isinstance(reply, ProviderError):
-                    error = error or str(reply)
-                    break
-                if c == first:
-                    outputs[ex.id] = reply.text  # the first sample's reply, for reports
-                grade = grades[c]
-                if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
-                    error = error or grade.reason
-                    break
-                values.append(grade.value)
-                if grade.reason:
-                    notes[grade.reason] = notes.get(grade.reason, 0) + 1
-                if read_answers:
-                    read.append(task.answer(reply.text, ex))
-            if len(values) < k:
-                failures += 1
-                continue
-            outcomes[ex.id] = values[0] if k == 1 else aggregate_samples(values, aggregate)
+    outcomes: dict[str, float] = {}
+    notes: dict[str, int] = {}
+    answers: dict[str, str | None] = {}
+    outputs: dict[str, str] = {}
+    failures, error = 0, None
+    for j, ex in enumerate(examples):
+        values: list[float] = []
+        read: list[str | None] = []
+        for c in range(j * k, (j + 1) * k):
+            reply = replies[c]
+            if isinstance(reply, ProviderError):
+                error = error or str(reply)
+                break
+            if c == j * k:
+                outputs[ex.id] = reply.text  # the first sample's reply, for reports
+            grade = grades[offset + c]
+            if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
+                error = error or grade.reason
+                break
+            values.append(grade.value)
+            if grade.reason:
+                notes[grade.reason] = notes.get(grade.reason, 0) + 1
             if read_answers:
-                answers[ex.id] = _most_common(read)
-        value = sum(outcomes.values()) / len(outcomes) if outcomes else 0.0
-        scores.append(
-            Score(
-                value=value,
-                n=len(outcomes),
-                outcomes=outcomes,
-                failures=failures,
-                error=error,
-                notes=notes or None,
-                answers=answers if read_answers else None,
-                outputs=outputs,
-            )
-        )
-    return scores
+                read.append(task.answer(reply.text, ex))
+        if len(values) < k:
+            failures += 1
+            continue
+        outcomes[ex.id] = values[0] if k == 1 else aggregate_samples(values, aggregate)
+        if read_answers:
+            answers[ex.id] = _most_common(read)
+    return Score(
+        value=sum(outcomes.values()) / len(outcomes) if outcomes else 0.0,
+        n=len(outcomes),
+        outcomes=outcomes,
+        failures=failures,
+        error=error,
+        notes=notes or None,
+        answers=answers if read_answers else None,
+        outputs=outputs,
+    )
 
 
 def cached_replies(

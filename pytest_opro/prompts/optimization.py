@@ -170,41 +170,15 @@ async def optimize_async(
     loop = await run_loop(problem, client, settings, on_step=on_step, on_candidate=on_candidate, checkpoint=saver)
 
     winner, base = loop.best, loop.baseline[0]
-    test = task.splits.test
-    # Budgets bound the search. The final test pass (2 x test size calls, part of the estimate)
-    # always runs so that the result a budget stopped is still complete and comparable.
-    search_budget, client.budget = client.budget, Budget()
-    texts = list(dict.fromkeys([winner.text, base.text]))  # once when the baseline won
-    try:
-        tested = await score_instructions(
-            task, client, scorer_cfg, texts, test, samples=settings.samples, aggregate=settings.aggregate
-        )
-    finally:
-        client.budget = search_budget
+    tested = await _score_on_test(task, client, scorer_cfg, [winner.text, base.text], settings)
     winner_test, base_test = tested[0], tested[-1]
-    failed = sum(s.failures for s in tested)
-    total = failed + sum(s.n for s in tested)
-    check_failure_rate(failed, total, "scorer calls on test", settings.max_failure_rate)
-
-    def answers(cand: Candidate, test_score: Score) -> dict[str, dict[str, int]]:
-        out = {}
-        if cand.validation_answers is not None:
-            out["validation"] = dict(cand.validation_answers)
-        if test_score.answers is not None:
-            out["test"] = distribution(test_score.answers.values())
-        return out
-
-    def split_scores(cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
-        train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")
-        return {"train": train, "validation": val, "test": SplitScore.from_score(test_score, keep_outcomes=True)}
-
     result = Result(
         task=task.name,
         instruction=winner.text,
         position=str(task.position),
-        scores=split_scores(winner, winner_test),
+        scores=_split_scores(task, winner, winner_test),
         baseline_instruction=base.text,
-        baseline_scores=split_scores(base, base_test),
+        baseline_scores=_split_scores(task, base, base_test),
         trajectory=loop.trajectory.candidates,
         rejections=loop.rejections,
         steps_run=loop.steps_run,
@@ -221,11 +195,52 @@ async def optimize_async(
         settings=settings.to_dict(),
         fingerprint=fingerprint(task, scorer_cfg, settings),
         selection=loop.selection.to_dict() if loop.selection is not None else None,
-        answers={"winner": answers(winner, winner_test), "baseline": answers(base, base_test)},
+        answers={"winner": _answers(winner, winner_test), "baseline": _answers(base, base_test)},
     )
     if saver is not None:
         saver.clear()
     return result
+
+
+async def _score_on_test(
+    task: PromptTask, client: LLMClient, scorer: ModelConfig, texts: list[str], settings: OptimizerSettings
+) -> list[Score]:
+    """The winner's and the baseline's test scores (one score when they are the same instruction).
+
+    Budgets bound the search. The final test pass (2 x test size calls, part of the estimate) always
+    runs, so that a result a budget stopped is still complete and comparable."""
+    search_budget, client.budget = client.budget, Budget()
+    try:
+        tested = await score_instructions(
+            task,
+            client,
+            scorer,
+            list(dict.fromkeys(texts)),
+            task.splits.test,
+            samples=settings.samples,
+            aggregate=settings.aggregate,
+        )
+    finally:
+        client.budget = search_budget
+    failed = sum(s.failures for s in tested)
+    check_failure_rate(failed, failed + sum(s.n for s in tested), "scorer calls on test", settings.max_failure_rate)
+    return tested
+
+
+def _split_scores(task: PromptTask, cand: Candidate, test_score: Score) -> dict[str, SplitScore]:
+    """A candidate's train and validation scores as the run stored them, and its test score."""
+    train, val = _stored_score(task, cand, "train"), _stored_score(task, cand, "validation")
+    return {"train": train, "validation": val, "test": SplitScore.from_score(test_score, keep_outcomes=True)}
+
+
+def _answers(cand: Candidate, test_score: Score) -> dict[str, dict[str, int]]:
+    """How often a candidate gave each answer on validation and on test (the collapse diagnostics)."""
+    out = {}
+    if cand.validation_answers is not None:
+        out["validation"] = dict(cand.validation_answers)
+    if test_score.answers is not None:
+        out["test"] = distribution(test_score.answers.values())
+    return out
 
 
 def _judge_record(task: PromptTask) -> dict[str, Any] | None:

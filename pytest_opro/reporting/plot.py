@@ -27,6 +27,7 @@ TRAIN_COLOR = "#1f5fa8"
 VALIDATION_COLOR = "#d9650b"
 BASELINE_COLOR = "#6b6b6b"
 STOP_COLOR = "#c0392b"
+WINNER_COLOR = "#f2c200"
 SUBTITLE_CHARS = 105
 
 
@@ -119,73 +120,23 @@ def _title(entry: dict[str, Any]) -> tuple[str, str]:
 def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
     """Draw one task entry of the JSON report to a PNG of :data:`SIZE` pixels at `path`."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     candidates = [c for c in entry["candidates"] if c.get("rejection") is None and c.get("train") is not None]
     run = entry.get("run") or {}
     last_step = max([int(run.get("steps_run") or 0)] + [int(c["step"]) for c in candidates])
-    steps = list(range(0, last_step + 1))
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     xs = _spread(candidates)
-
-    ax.scatter(
-        xs, [c["train"] for c in candidates], s=34, facecolors="none", edgecolors=TRAIN_COLOR, linewidths=1.3, zorder=3
-    )
-    val = [(x, c["validation"]) for x, c in zip(xs, candidates) if c.get("validation") is not None]
-    if val:
-        val_x, val_y = zip(*val)
-        ax.scatter(val_x, val_y, s=30, marker="s", color=VALIDATION_COLOR, zorder=4)
-
-    train_best = _best_so_far([(int(c["step"]), c["train"]) for c in candidates], steps)
-    val_best = _best_so_far(
-        [(int(c["step"]), c["validation"]) for c in candidates if c.get("validation") is not None], steps
-    )
-    ax.plot(*_levels(steps, train_best), color=TRAIN_COLOR, linewidth=2, zorder=2)
-    ax.plot(*_levels(steps, val_best), color=VALIDATION_COLOR, linewidth=2, zorder=2)
-
-    handles = [
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="none",
-            markerfacecolor="none",
-            markeredgecolor=TRAIN_COLOR,
-            markersize=7,
-            label="train, each candidate",
-        ),
-        Line2D(
-            [],
-            [],
-            marker="s",
-            linestyle="none",
-            color=VALIDATION_COLOR,
-            markersize=6,
-            label="validation, best of each step",
-        ),
-        Line2D([], [], color=TRAIN_COLOR, linewidth=2, label="best train so far"),
-        Line2D([], [], color=VALIDATION_COLOR, linewidth=2, label="best validation so far"),
-    ]
-
+    handles, values = _draw_candidates(ax, candidates, xs, list(range(0, last_step + 1)))
     baseline = (entry["scores"].get("baseline") or {}).get("validation") or {}
     if baseline.get("value") is not None:
         ax.axhline(baseline["value"], color=BASELINE_COLOR, linestyle="--", linewidth=1.5, zorder=1)
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=BASELINE_COLOR,
-                linestyle="--",
-                linewidth=1.5,
-                label=f"baseline instruction, validation ({baseline['value']:.0%})",
-            )
-        )
-
+        label = f"baseline instruction, validation ({baseline['value']:.0%})"
+        handles.append(_key(label, color=BASELINE_COLOR, linestyle="--", linewidth=1.5))
+    values.append(baseline.get("value") or 0.0)
     winner = (entry["scores"].get("winner") or {}).get("validation") or {}
     if winner.get("value") is not None and run.get("best_step") is not None:
         at = [x for x, c in zip(xs, candidates) if c["step"] == run["best_step"] and c["text"] == entry["instruction"]]
@@ -194,41 +145,22 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
             [winner["value"]],
             s=240,
             marker="*",
-            color="#f2c200",
+            color=WINNER_COLOR,
             edgecolors="black",
             linewidths=0.8,
             zorder=5,
         )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="*",
-                linestyle="none",
-                markerfacecolor="#f2c200",
-                markeredgecolor="black",
-                markersize=13,
-                label=f"winner (step {run['best_step']})",
-            )
-        )
-
+        label = f"winner (step {run['best_step']})"
+        style = {"markerfacecolor": WINNER_COLOR, "markeredgecolor": "black", "markersize": 13}
+        handles.append(_key(label, marker="*", linestyle="none", **style))
     if run.get("steps_run"):
         early = bool(run.get("early_stopped"))
         color = STOP_COLOR if early else BASELINE_COLOR
         ax.axvline(run["steps_run"], color=color, linestyle=":", linewidth=2, zorder=1)
         label = f"early stop (step {run['steps_run']})" if early else f"last step ({run['steps_run']})"
-        handles.append(Line2D([], [], color=color, linestyle=":", linewidth=2, label=label))
+        handles.append(_key(label, color=color, linestyle=":", linewidth=2))
 
-    values = [c["train"] for c in candidates] + [v for _, v in val] + [baseline.get("value") or 0.0]
-    if all(0.0 <= v <= 1.0 for v in values):
-        ax.set_ylim(-0.03, 1.05)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlim(-0.5, last_step + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("optimisation step (0 = baseline instruction)", fontsize=11)
-    ax.set_ylabel("score (mean of the metric)", fontsize=11)
-    ax.grid(True, alpha=0.3)
-    ax.tick_params(labelsize=10)
+    _style_axes(ax, values, last_step)
     title, subtitle = _title(entry)
     fig.suptitle(title, fontsize=13, fontweight="bold")
     ax.set_title(subtitle, fontsize=9.5, color="#444444")
@@ -243,6 +175,62 @@ def plot_task(entry: dict[str, Any], path: str | Path) -> Path:
     )
     fig.savefig(path, format="png", dpi=DPI)
     return path
+
+
+def _key(label: str, **style: Any) -> Any:
+    """A legend entry drawn in `style` (a matplotlib ``Line2D`` with no data)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], label=label, **style)
+
+
+def _draw_candidates(
+    ax: Any, candidates: list[dict[str, Any]], xs: list[float], steps: list[int]
+) -> tuple[list[Any], list[float]]:
+    """Every candidate's train score, the validated ones' validation score, and the best of each so
+    far; returns their legend entries and the values drawn."""
+    ax.scatter(
+        xs, [c["train"] for c in candidates], s=34, facecolors="none", edgecolors=TRAIN_COLOR, linewidths=1.3, zorder=3
+    )
+    val = [(x, c["validation"]) for x, c in zip(xs, candidates) if c.get("validation") is not None]
+    if val:
+        val_x, val_y = zip(*val)
+        ax.scatter(val_x, val_y, s=30, marker="s", color=VALIDATION_COLOR, zorder=4)
+    train_best = _best_so_far([(int(c["step"]), c["train"]) for c in candidates], steps)
+    val_best = _best_so_far(
+        [(int(c["step"]), c["validation"]) for c in candidates if c.get("validation") is not None], steps
+    )
+    ax.plot(*_levels(steps, train_best), color=TRAIN_COLOR, linewidth=2, zorder=2)
+    ax.plot(*_levels(steps, val_best), color=VALIDATION_COLOR, linewidth=2, zorder=2)
+    handles = [
+        _key(
+            "train, each candidate",
+            marker="o",
+            linestyle="none",
+            markerfacecolor="none",
+            markeredgecolor=TRAIN_COLOR,
+            markersize=7,
+        ),
+        _key("validation, best of each step", marker="s", linestyle="none", color=VALIDATION_COLOR, markersize=6),
+        _key("best train so far", color=TRAIN_COLOR, linewidth=2),
+        _key("best validation so far", color=VALIDATION_COLOR, linewidth=2),
+    ]
+    return handles, [c["train"] for c in candidates] + [v for _, v in val]
+
+
+def _style_axes(ax: Any, values: list[float], last_step: int) -> None:
+    """Percent scale when every value drawn is a share, integer steps, labels and grid."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    if all(0.0 <= v <= 1.0 for v in values):
+        ax.set_ylim(-0.03, 1.05)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(-0.5, last_step + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimisation step (0 = baseline instruction)", fontsize=11)
+    ax.set_ylabel("score (mean of the metric)", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.tick_params(labelsize=10)
 
 
 def plot_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
