@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_common import ROOT, ServerProcess, machine, table  # noqa: E402
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+from bench.bench_common import ServerProcess, machine, table  # noqa: E402
 
 
 def redis_server(directory: Path) -> Any:
@@ -63,30 +59,12 @@ def same_examples(root: Path, names: list[str]) -> None:
 
 
 def run_pytest(project: Path, *args: str, url: str, timeout: float = 600) -> tuple[int, str, float]:
+    """pytest on `project` in a subprocess (the tests' helper), its models at `url`: exit code,
+    output and seconds."""
+    from tests.support.loop_brain import run_pytest as run
+
     start = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(project),
-            "--rootdir",
-            str(project),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            "-W",
-            "ignore::DeprecationWarning",
-            *args,
-        ],
-        cwd=project,
-        env={**ENV, "OPRO_LOOP_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = run(project, url, "-W", "ignore::DeprecationWarning", *args, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import collections
-import os
 import sqlite3
-import subprocess
-import sys
 
 import yaml
 
 from pytest_opro.prompts.artifact import load_artifact
-from tests.support.loop_brain import cache_entries, comparable, write_project
+from tests.support.loop_brain import cache_entries, comparable, run_pytest, write_project
 from tests.support.loopback import LoopbackServer
 
 TASKS = ("alpha", "bravo", "charlie", "delta")
@@ -27,28 +24,8 @@ def test_four_workers_share_one_cache_without_loss(tmp_path, pytester, monkeypat
         # one worker has at most 8 calls in flight (--opro-concurrency=8): requests wait until more
         # than one worker has calls in flight, however far apart the workers start
         server.hold_until_in_flight(9)
-        env = {**os.environ, "OPRO_LOOP_URL": server.url}
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                str(project),
-                "--rootdir",
-                str(project),
-                "-p",
-                "no:cacheprovider",
-                "-n",
-                "4",
-                "--opro-optimize",
-                "--opro-allow-no-gain",
-                "--opro-concurrency=8",
-            ],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        proc = run_pytest(
+            project, server.url, "-n", "4", "--opro-optimize", "--opro-allow-no-gain", "--opro-concurrency=8"
         )
         paid = server.requests
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,12 +8,8 @@ import asyncio
 import json
 import logging
 import multiprocessing
-import os
-import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,10 +19,9 @@ from pytest_opro.models.cache import ResponseCache, cache_key
 from pytest_opro.models.client import LLMClient
 from pytest_opro.models.config import ModelConfig
 from pytest_opro.models.router import RouterBridge, RouterConfig
-from tests.support.loop_brain import make_records, write_jsonl
+from tests.support.loop_brain import make_records, run_pytest, write_jsonl
 from tests.support.loopback import FaultPlan, LoopbackServer
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "sk-SECRETrouter-key-4e5f6a7b"
 DEPLOYMENTS = ("secret-deployment-east", "secret-deployment-west")
 
@@ -373,40 +368,20 @@ def test_a_whole_run_through_the_router_leaks_no_deployment(tmp_path, inline_rea
     out_dir = project / "out"
     outputs = []
     with LoopbackServer(answer=LoopBrain(records)) as server:
-        env = {
-            **os.environ,
-            "OPRO_LOOP_URL": server.url,
-            "OPRO_ROUTER_KEY": SECRET_KEY,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
         for label, extra in (("optimize", ["--opro-optimize"]), ("gate", [])):
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    str(project),
-                    "--rootdir",
-                    str(project),
-                    "-p",
-                    "no:cacheprovider",
-                    "-p",
-                    "no:randomly",
-                    "-rA",
-                    "-vv",
-                    "--opro-router=router.yaml",
-                    *extra,
-                    f"--opro-report={out_dir / (label + '.json')}",
-                    "--log-level=DEBUG",
-                    "--log-file-level=DEBUG",
-                    f"--log-file={out_dir / (label + '.log')}",
-                    f"--junitxml={out_dir / (label + '.xml')}",
-                ],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
+            result = run_pytest(
+                project,
+                server.url,
+                "-rA",
+                "-vv",
+                "--opro-router=router.yaml",
+                *extra,
+                f"--opro-report={out_dir / (label + '.json')}",
+                "--log-level=DEBUG",
+                "--log-file-level=DEBUG",
+                f"--log-file={out_dir / (label + '.log')}",
+                f"--junitxml={out_dir / (label + '.xml')}",
+                extra_env={"OPRO_ROUTER_KEY": SECRET_KEY},
             )
             outputs.append(result.stdout + result.stderr)
             assert result.returncode == 1, outputs[-1]  # alpha passes, broken fails

@@ -10,25 +10,13 @@ import pytest
 import yaml
 
 from pytest_opro.opro.collapse import collapse, distribution
+from tests.support.lucky_task import CONFTEST_HEAD
 
 REPO = Path(__file__).resolve().parents[2]
 
-CONFTEST = """
-import json
-import os
-import sys
-
-sys.path.insert(0, {repo!r})
-
-import pytest
-from pytest_opro import PromptTask
-from pytest_opro.prompts.examples import examples_from_records
-from tests.support.fake_provider import FakeBrain, install
-
-ROWS = [{{"id": f"q{{i:03d}}", "input": f"Is {{i}} a lucky number?", "target": "yes" if i % 2 else "no",
-         "choices": ["yes", "no"]}} for i in range(100)]
-TARGETS = {{r["input"]: r["target"] for r in ROWS}}
-
+CONFTEST = (
+    CONFTEST_HEAD
+    + """
 
 def scorer(messages):
     text = "\\n".join(m["content"] for m in messages)
@@ -49,6 +37,7 @@ def lucky_task():
                       optimizer="fake/optimizer", initial_instruction="Answer.",
                       settings={{"max_steps": 1, "candidates": 2, "patience": 0, "screening": "off"}})
 """
+)
 
 
 @pytest.fixture

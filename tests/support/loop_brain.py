@@ -152,7 +152,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(
-    project: Path, url: str, *args: str, extra_env: Mapping[str, str] | None = None
+    project: Path, url: str, *args: str, extra_env: Mapping[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """``pytest`` on a :func:`write_project` project in a subprocess, on this checkout (not whatever
     pytest-opro is installed), its models at the loopback server `url`."""
@@ -181,7 +181,7 @@ def run_pytest(
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
 
 
