@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import pytest_opro
-from pytest_opro.models import litellm_bridge as llm
 from pytest_opro.prompts import artifact as artifact_mod
 from tests.support.fake_provider import fake_handler
+
+#: Inner pytest runs happen in this process: pytest-opro, litellm and their lazy imports load first.
+pytestmark = pytest.mark.usefixtures("inline_ready")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,34 +86,6 @@ def example_lines(n: int = 30, prefix: str = "q") -> str:
             )
         )
     return "\n".join(rows) + "\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _heavy_modules_imported_once() -> None:
-    """Import litellm and the lazily imported plugin modules in the outer process.
-
-    In-process inner runs restore ``sys.modules`` when they end; modules first imported inside
-    one would be imported again by the next (slow for litellm, and a second ``PromptTask`` class).
-    """
-    import importlib
-
-    for name in (
-        "prompts.task",
-        "prompts.optimization",
-        "prompts.artifact",
-        "prompts.gate",
-        "plugin.fixture",
-        "reporting.terminal",
-        "reporting.json_report",
-        "models.cache",
-    ):
-        importlib.import_module(f"pytest_opro.{name}")
-    pytest_opro.PromptTask, pytest_opro.load_examples, pytest_opro.load_instruction  # noqa: B018
-    llm.get_litellm()
-    try:  # its pytest plugin imports it at the end of every inner run otherwise (~2 s each)
-        import hypothesis  # noqa: F401
-    except ImportError:
-        pass
 
 
 @pytest.fixture

@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 import pytest_opro
-from pytest_opro.models import litellm_bridge as llm
 from pytest_opro.reporting.json_report import REPORT_SCHEMA_VERSION
 from pytest_opro.reporting.markdown import markdown_from_report, md_fence, md_text
+
+#: Inner pytest runs happen in this process: pytest-opro, litellm and their lazy imports load first.
+pytestmark = pytest.mark.usefixtures("inline_ready")
 
 REPO = Path(__file__).resolve().parents[2]
 KEYWORDS = "step by step|carefully|double-check|think|be precise"
@@ -83,33 +85,6 @@ TEST_FILE = """
 def test_yesno(opro, yesno_task):
     opro.check(yesno_task)
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _heavy_modules_imported_once() -> None:
-    """Import litellm and the lazy plugin modules outside the inner runs (which restore sys.modules)."""
-    import importlib
-
-    for name in (
-        "prompts.task",
-        "prompts.optimization",
-        "prompts.artifact",
-        "prompts.gate",
-        "plugin.fixture",
-        "reporting.terminal",
-        "reporting.json_report",
-        "models.cache",
-        "reporting.plot",
-    ):
-        importlib.import_module(f"pytest_opro.{name}")
-    pytest_opro.PromptTask  # noqa: B018
-    import matplotlib.figure  # noqa: F401
-
-    try:  # its pytest plugin imports it at the end of every inner run otherwise (~4 s each)
-        import hypothesis  # noqa: F401
-    except ImportError:
-        pass
-    llm.get_litellm()
 
 
 @pytest.fixture

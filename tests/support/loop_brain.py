@@ -8,6 +8,7 @@ whatever order concurrent calls, retries and faults arrive in, a run's result is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -265,6 +266,11 @@ def preload_litellm() -> None:
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
     llm.get_litellm()
+    # imported lazily by the plot, and by hypothesis's pytest plugin at the end of every inner run
+    # (seconds each time otherwise)
+    for name in ("matplotlib.figure", "hypothesis"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 @pytest.fixture(scope="session")
