@@ -10,16 +10,18 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.reporting.test_reports import (  # noqa: F401  (an autouse fixture the inner runs need)
+from tests.reporting.test_reports import (
     CONFTEST,
     KEYWORDS,
     REPO,
     SCRIPT,
     TEST_FILE,
     WINNER,
-    _heavy_modules_imported_once,
 )
 from tests.support.browser import BrowserPage
+
+#: Inner pytest runs happen in this process: pytest-opro, litellm and their lazy imports load first.
+pytestmark = pytest.mark.usefixtures("inline_ready")
 
 TEST_N = 30  # examples in the suite's test split
 

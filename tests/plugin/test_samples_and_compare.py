@@ -11,11 +11,10 @@ import re
 import pytest
 import yaml
 
-from tests.plugin.test_plugin import (  # noqa: F401 - the autouse fixture imports heavy modules once
+from tests.plugin.test_plugin import (
     CONFTEST,
     REPO,
     TEST_SPORTS,
-    _heavy_modules_imported_once,
     artifact_of,
     example_lines,
     gate,
@@ -23,6 +22,9 @@ from tests.plugin.test_plugin import (  # noqa: F401 - the autouse fixture impor
     optimize,
 )
 from tests.support.fake_provider import fake_handler
+
+#: Inner pytest runs happen in this process: pytest-opro, litellm and their lazy imports load first.
+pytestmark = pytest.mark.usefixtures("inline_ready")
 
 MODELS = """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,18 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         art.write_artifact(path, minimal(instruction="something new"))
     assert path.read_text(encoding="utf-8") == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.yaml"]  # no temp file left
+
+
+def test_written_files_get_the_permissions_of_a_plain_write(tmp_path: Path) -> None:
+    """Reports and artifacts are as readable as any file the user writes (not a temp file's 0600)."""
+    old = os.umask(0o022)
+    try:
+        path = art.write_artifact(tmp_path / "a.yaml", minimal())
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x", encoding="utf-8")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
 
 
 def test_write_creates_the_directory(tmp_path: Path) -> None:
