@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -65,6 +67,21 @@ def test_threads_can_be_set(monkeypatch):
     assert local.default_threads() == 3
     monkeypatch.delenv("OPRO_LOCAL_THREADS")
     assert 1 <= local.default_threads() <= local.physical_cores()
+
+
+def test_threads_leave_out_the_cores_other_processes_keep_busy_now(monkeypatch):
+    """Two processes spinning on the CPU take two cores from the model's threads: measured from the
+    CPUs' counters over a short window, not from the load average's one-minute memory."""
+    monkeypatch.delenv("OPRO_LOCAL_THREADS", raising=False)
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        assert local.busy_cpus() > 1.2
+        assert local.default_threads() <= max(1, local.physical_cores() - 1)
+    finally:
+        for process in spin:
+            process.kill()
+            process.wait()
 
 
 # -- the real model through litellm -----------------------------------------------------------

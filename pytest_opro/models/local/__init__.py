@@ -46,6 +46,7 @@ handler).
 from pytest_opro.models.local.files import (
     DEFAULT_MODEL,
     INSTALL_HINT,
+    busy_cpus,
     check,
     default_threads,
     model_path,
@@ -62,6 +63,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "LocalModel",
+    "busy_cpus",
     "check",
     "default_threads",
     "get_model",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,20 +108,52 @@ def physical_cores() -> int:
 
 
 def default_threads() -> int:
-    """CPU threads for llama.cpp: ``OPRO_LOCAL_THREADS``, else the physical cores not already busy.
+    """CPU threads for llama.cpp: ``OPRO_LOCAL_THREADS``, else the physical cores not busy right now.
 
     llama.cpp's threads wait for each other at every layer, so a thread that shares its core with
-    another busy process slows all of them down: on a loaded machine fewer threads are faster.
+    another busy process slows all of them down: on a loaded machine fewer threads are faster. How
+    busy the machine is comes from a short sample of the CPUs' own counters
+    (:func:`busy_cpus`), not from the load average, whose one-minute memory of this run's own
+    earlier work (an install, the imports, the previous batch) would halve the threads of a machine
+    that is idle by the time the model loads.
     """
     override = os.environ.get("OPRO_LOCAL_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
         return int(override)
-    cores = physical_cores()
+    return max(1, physical_cores() - round(busy_cpus()))
+
+
+def busy_cpus(window: float = 0.25) -> float:
+    """How many CPUs' worth of time all processes used during the next `window` seconds (this one
+    sleeps through it), from ``/proc/stat``; the one-minute load average where that is missing."""
+    before = _cpu_times()
+    if before is None:
+        try:
+            return float(os.getloadavg()[0])
+        except (AttributeError, OSError):
+            return 0.0
+    time.sleep(window)
+    after = _cpu_times()
+    if after is None:
+        return 0.0
+    busy = after[0] - before[0]
+    total = after[1] - before[1]
+    cpus = os.cpu_count() or 1
+    return cpus * busy / total if total > 0 else 0.0
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from the first line of ``/proc/stat``."""
     try:
-        busy = int(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        busy = 0
-    return max(1, cores - busy)
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is in user)
+    return total - idle, total
 
 
 # requests and results
