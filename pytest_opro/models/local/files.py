@@ -124,8 +124,8 @@ def default_threads() -> int:
 
 
 def busy_cpus(window: float = 0.25) -> float:
-    """How many CPUs' worth of time all processes used during the next `window` seconds (this one
-    sleeps through it), from ``/proc/stat``; the one-minute load average where that is missing."""
+    """How many of the CPUs this process may use were busy during the next `window` seconds (this
+    process sleeps through it), from ``/proc/stat``; the one-minute load average where that is missing."""
     before = _cpu_times()
     if before is None:
         try:
@@ -136,24 +136,36 @@ def busy_cpus(window: float = 0.25) -> float:
     after = _cpu_times()
     if after is None:
         return 0.0
-    busy = after[0] - before[0]
-    total = after[1] - before[1]
-    cpus = os.cpu_count() or 1
-    return cpus * busy / total if total > 0 else 0.0
+    busy = 0.0
+    for cpu, (busy_after, total_after) in after.items():
+        busy_before, total_before = before.get(cpu, (busy_after, total_after))
+        if total_after > total_before:
+            busy += (busy_after - busy_before) / (total_after - total_before)
+    return busy
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs since boot, from the first line of ``/proc/stat``."""
+def _cpu_times() -> dict[int, tuple[int, int]] | None:
+    """(busy, total) jiffies since boot of each CPU this process may use, from ``/proc/stat``."""
+    try:
+        allowed: set[int] | None = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = None
+    times: dict[int, tuple[int, int]] = {}
     try:
         with open("/proc/stat", encoding="ascii") as handle:
-            fields = [int(x) for x in handle.readline().split()[1:]]
+            for line in handle:
+                name, *values = line.split()
+                if not name.startswith("cpu") or name == "cpu" or len(values) < 5:
+                    continue
+                cpu = int(name[3:])
+                if allowed is None or cpu in allowed:
+                    fields = [int(x) for x in values[:8]]
+                    idle = fields[3] + fields[4]  # idle and iowait
+                    # user nice system idle iowait irq softirq steal (guest time is counted in user)
+                    times[cpu] = (sum(fields) - idle, sum(fields))
     except (OSError, ValueError):
         return None
-    if len(fields) < 5:
-        return None
-    idle = fields[3] + fields[4]  # idle and iowait
-    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is in user)
-    return total - idle, total
+    return times or None
 
 
 # requests and results
