@@ -257,20 +257,21 @@ def test_a_budget_hit_mid_race_resumes_to_an_identical_result(fake_llm: FakeBrai
     write_scorer(fake_llm, task, {})
     fake_llm.optimizer = PROPOSALS
     settings = OptimizerSettings(max_steps=3, candidates=4, patience=0)
-    whole = optimize(task, settings=settings, cache=tmp_path / "whole")
+    # One call at a time: the scripted optimizer hands out its replies in the order calls reach it,
+    # and concurrent calls of one step reach it in an order the machine's load decides.
+    one = dict(settings=settings, concurrency=1)
+    whole = optimize(task, cache=tmp_path / "whole", **one)
     whole_calls = sum(1 for model, _ in fake_llm.log if model == "fake/scorer")
     # Stop inside step 2's race: after the baseline, step 1 and a few of step 2's minibatch calls.
     stop_at = whole.reports[0].calls + 4 + 7  # step 2's four proposals, then 7 of its first minibatch
     checkpoint = tmp_path / "run.json"
     fake_llm.log.clear()
-    stopped = optimize(
-        task, settings=settings, cache=tmp_path / "cache", checkpoint=checkpoint, budget=Budget(max_calls=stop_at)
-    )
+    stopped = optimize(task, cache=tmp_path / "cache", checkpoint=checkpoint, budget=Budget(max_calls=stop_at), **one)
     assert stopped.stop_reason.startswith("budget") and stopped.steps_run == 1
     paid_before = sum(1 for model, _ in fake_llm.log if model == "fake/scorer")
     fake_llm.log.clear()
     # Run again without the budget: what the stopped run paid comes from the response cache.
-    resumed = optimize(task, settings=settings, cache=tmp_path / "cache", checkpoint=checkpoint)
+    resumed = optimize(task, cache=tmp_path / "cache", checkpoint=checkpoint, **one)
     assert resumed.instruction == whole.instruction
     assert [c.to_dict() for c in resumed.trajectory] == [c.to_dict() for c in whole.trajectory]
     assert [(r.screened_out, r.train_calls, r.calls_saved) for r in resumed.reports] == [
