@@ -179,14 +179,6 @@ def _ordinal(k: int) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
-def _needed(c: Comparison, alpha: float, split: str) -> str:
-    """``; about 34 validation examples would confirm a gain this size`` (empty when none would)."""
-    size = examples_to_confirm(c.better, c.worse, c.n, alpha)
-    if size is None or size <= c.n:
-        return ""
-    return f"; about {size} {split} examples would confirm a gain this size at {alpha:g}"
-
-
 def _compare(
     baseline: Any,
     compared: Sequence[Any],
@@ -317,10 +309,10 @@ def select(
         return baseline, Selection(True, reason, best=best, **common)
     size = examples_to_confirm(best.better, best.worse, best.n, alpha) if best.gain > 0 else None
     needed = size if size is not None and size > best.n else None
+    more = f"; about {needed} {split} examples would confirm a gain this size at {alpha:g}" if needed else ""
     reason = (
         f"kept the baseline: best candidate {_counts(best, split)}, p={_pvalue(best.p_value)} "
-        f"({_why_unconfirmed(best, tests, sequence, rule, alpha)})"
-        f"{_needed(best, alpha, split) if best.gain > 0 else ''}"
+        f"({_why_unconfirmed(best, tests, sequence, rule, alpha)}){more}"
     )
     return baseline, Selection(True, reason, best=best, examples_needed=needed, **common)
 
