@@ -170,9 +170,12 @@ async def score_instructions(
         [examples[(c // k) % n] for c in answered],
         client,
     )
-    grades: dict[int, Graded] = dict(zip(answered, graded))
+    grades: list[Graded | None] = [None] * len(replies)  # None: the call failed, nothing to grade
+    for c, grade in zip(answered, graded):
+        grades[c] = grade
+    per = n * k  # replies of one instruction
     return [
-        _score_of(task, examples, replies[i * n * k : (i + 1) * n * k], grades, i * n * k, k, aggregate)
+        _score_of(task, examples, replies[i * per : (i + 1) * per], grades[i * per : (i + 1) * per], k, aggregate)
         for i in range(len(instructions))
     ]
 
@@ -181,13 +184,12 @@ def _score_of(
     task: PromptTask,
     examples: Sequence[Example],
     replies: Sequence[Completion | ProviderError],
-    grades: dict[int, Graded],
-    offset: int,
+    grades: Sequence[Graded | None],
     k: int,
     aggregate: str,
 ) -> Score:
     """One instruction's score from its replies (k per example, in example order) and their grades
-    (keyed by the reply's place in the whole batch, which starts at `offset`)."""
+    (None where the call failed)."""
     read_answers = task.targets_repeat  # answer-collapse diagnostics only mean something for labels
     outcomes: dict[str, float] = {}
     notes: dict[str, int] = {}
@@ -204,7 +206,8 @@ def _score_of(
                 break
             if c == j * k:
                 outputs[ex.id] = reply.text  # the first sample's reply, for reports
-            grade = grades[offset + c]
+            grade = grades[c]
+            assert grade is not None  # every reply that is not an error was graded
             if grade.value is None:  # the metric could not grade it (e.g. no readable judge verdict)
                 error = error or grade.reason
                 break
