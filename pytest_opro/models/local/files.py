@@ -82,12 +82,17 @@ def check(model: str) -> Path:
     return model_path(model)
 
 
+def _allowed_cpus() -> set[int] | None:
+    """The CPUs this process may run on (None where the platform cannot say)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def physical_cores() -> int:
     """Physical CPU cores this process may use (logical CPUs when the topology is unknown)."""
-    try:
-        allowed: set[int] | None = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = None
+    allowed = _allowed_cpus()
     logical = len(allowed) if allowed else (os.cpu_count() or 1)
     cores: set[tuple[str, str]] = set()
     try:
@@ -146,10 +151,7 @@ def busy_cpus(window: float = 0.25) -> float:
 
 def _cpu_times() -> dict[int, tuple[int, int]] | None:
     """(busy, total) jiffies since boot of each CPU this process may use, from ``/proc/stat``."""
-    try:
-        allowed: set[int] | None = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = None
+    allowed = _allowed_cpus()
     times: dict[int, tuple[int, int]] = {}
     try:
         with open("/proc/stat", encoding="ascii") as handle:
