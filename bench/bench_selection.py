@@ -281,11 +281,17 @@ def rule_names(setup: Setup) -> list[str]:
     ]
 
 
+def world_rng(seed: int, world: World, setup: Setup) -> np.random.Generator:
+    """The random draws of one seed of `world` at `setup`'s validation size and rho (every table
+    of this benchmark sees the same worlds)."""
+    salt = sum(ord(ch) * (i + 1) for i, ch in enumerate(world.name))
+    return np.random.default_rng([seed, setup.n_val, int(setup.rho * 1000), salt])
+
+
 def run_world(world: World, setup: Setup, seeds: int) -> dict[str, Tally]:
     tallies = {name: Tally() for name in rule_names(setup)}
-    salt = sum(ord(ch) * (i + 1) for i, ch in enumerate(world.name))
     for seed in range(seeds):
-        one_run(np.random.default_rng([seed, setup.n_val, int(setup.rho * 1000), salt]), world, setup, tallies)
+        one_run(world_rng(seed, world, setup), world, setup, tallies)
     return tallies
 
 
@@ -461,10 +467,9 @@ def identification_table(seeds: int, sizes: list[int], rho: float) -> list[str]:
     for n_val in sizes:
         setup = Setup(n_val=n_val, rho=rho)
         for world in (w for w in WORLDS if w.name.startswith("one +")):
-            salt = sum(ord(ch) * (i + 1) for i, ch in enumerate(world.name))
             validated = first = passes = both = 0
             for seed in range(seeds):
-                accs, train, val = draw(np.random.default_rng([seed, n_val, int(rho * 1000), salt]), world, setup)
+                accs, train, val = draw(world_rng(seed, world, setup), world, setup)
                 top = 1 + int(np.argmax(accs))
                 chosen = screened(train, setup)
                 passed = paired_test(val[0].tolist(), val[top].tolist()).p_value < 0.05
