@@ -30,6 +30,12 @@ LATENCY = 0.05
 CONCURRENCY = 4
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 TIMINGS: dict[str, dict] = {}
+# pytest with Ctrl-C as in a terminal: a shell that runs this suite in the background ignores
+# SIGINT, its children inherit that, and Python then never turns SIGINT into KeyboardInterrupt.
+PYTEST_WITH_CTRL_C = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.main(sys.argv[1:]))"
+)
 
 
 def optimize_args(project: Path) -> list[str]:
@@ -86,7 +92,7 @@ def interrupted(tmp_path_factory, inline_ready):
                 LoopbackServer(answer=brain, latency=LATENCY, hold=hold_after_step_one(sig, checkpoint, arrived))
             )
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", *optimize_args(project)],
+                [sys.executable, "-c", PYTEST_WITH_CTRL_C, *optimize_args(project)],
                 cwd=project,
                 env={**os.environ, "OPRO_LOOP_URL": server.url},
                 stdout=subprocess.PIPE,
